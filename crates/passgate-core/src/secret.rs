@@ -198,6 +198,15 @@ impl ServerSecret {
         matched
     }
 
+    /// Keyed hashes of `data` under the current and (during a rotation) the
+    /// previous secret, for a store to compare against what it holds.
+    pub fn keyed_hash_candidates(&self, purpose: Purpose, data: &[u8]) -> Vec<[u8; 32]> {
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .map(|keys| Self::mac(keys.key(purpose), data))
+            .collect()
+    }
+
     /// A value derived from the secret for `purpose` (stable across restarts).
     pub fn derive(&self, purpose: Purpose, context: &[u8]) -> [u8; 32] {
         self.keyed_hash(purpose, context)

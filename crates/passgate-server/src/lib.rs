@@ -1,1 +1,35 @@
+//! The passgate server: HTTP API (axum), email outbox worker, configuration
+//! and the operator CLI behind the `passgate` binary.
+//!
+//! Layout: [`config`] turns files and environment into checked settings;
+//! [`server`] assembles and runs a server; [`app`] is the router; [`http`]
+//! holds handlers, extractors and the error type; [`mail`] the outbox,
+//! templates and SMTP; [`keys`] the JWT signing key ring; [`cli`] the
+//! operator commands; [`devmode`] what `passgate dev` adds.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod devmode;
+pub mod http;
+pub mod keys;
+pub mod mail;
+pub mod openapi;
+pub mod server;
+pub mod telemetry;
+
+use passgate_core::{Clock, Timestamp};
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+}

@@ -1,0 +1,419 @@
+//! The command line: `serve`, `dev`, `migrate`, and the operator commands
+//! (`project`, `key`, `signing-key`, `config`). Operator commands talk to the
+//! same database as the server, so they can run beside it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use passgate_core::apikey::{ApiKey, KeyMode};
+use passgate_core::email::EmailAddress;
+use passgate_core::ids::IdKind;
+use passgate_core::limits::{EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_MAX_SECONDS, LINK_TTL_MIN_SECONDS};
+use passgate_core::policy::canonical_domain;
+use passgate_core::redirect::AllowedRedirect;
+use passgate_core::{Clock, Timestamp, duration};
+use passgate_store::{ApiKeyInfo, NewApiKey, NewProject, Project, ProjectSettings, Store, StoreError};
+use serde_json::json;
+
+use crate::config::{self, ConfigError, RawSettings, Settings};
+use crate::server::{self, StartError};
+use crate::{SystemClock, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "passgate", version, about = "Passwordless email login, verified server to server.")]
+pub struct Cli {
+    /// TOML configuration file (environment variables PASSGATE_* win over it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL (wins over PASSGATE_DATABASE_URL and the file).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then serve the API and send emails.
+    Serve,
+    /// Zero-configuration dev server: SQLite under ./.passgate/, a dev project, /_dev/mailbox.
+    Dev,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create, change and show projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Create, list and revoke a project's secret keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage the JWT signing key.
+    #[command(subcommand, name = "signing-key")]
+    SigningKey(SigningKeyCommand),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project and its first secret key (shown once).
+    Create(ProjectCreate),
+    /// Change a project's settings (repeatable options replace the list).
+    Update(ProjectUpdate),
+    /// Show a project's settings.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectCreate {
+    #[arg(long)]
+    pub name: String,
+    /// Allowed redirect URL (repeatable); `http://localhost:*` admits any port.
+    #[arg(long = "redirect-url", value_name = "URL", required = true)]
+    pub redirect_urls: Vec<String>,
+    /// Only addresses at this domain may sign in (repeatable).
+    #[arg(long = "allowed-domain", value_name = "DOMAIN")]
+    pub allowed_domains: Vec<String>,
+    /// This address may sign in (repeatable; adds to allowed domains).
+    #[arg(long = "allowed-email", value_name = "EMAIL")]
+    pub allowed_emails: Vec<String>,
+    /// How long a link lives: 1m to 60m (e.g. 90s, 15m, 1h).
+    #[arg(long, default_value = "15m")]
+    pub link_ttl: String,
+    /// The name emails show (default: the project name).
+    #[arg(long)]
+    pub app_name: Option<String>,
+    /// Emails this project may send per minute.
+    #[arg(long, default_value_t = EMAILS_PER_MINUTE_DEFAULT)]
+    pub emails_per_minute: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectUpdate {
+    pub id: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long = "redirect-url", value_name = "URL")]
+    pub redirect_urls: Vec<String>,
+    #[arg(long = "allowed-domain", value_name = "DOMAIN")]
+    pub allowed_domains: Vec<String>,
+    /// Remove every allowed domain.
+    #[arg(long, conflicts_with = "allowed_domains")]
+    pub clear_allowed_domains: bool,
+    #[arg(long = "allowed-email", value_name = "EMAIL")]
+    pub allowed_emails: Vec<String>,
+    /// Remove every allowed email.
+    #[arg(long, conflicts_with = "allowed_emails")]
+    pub clear_allowed_emails: bool,
+    #[arg(long)]
+    pub link_ttl: Option<String>,
+    #[arg(long)]
+    pub app_name: Option<String>,
+    #[arg(long)]
+    pub emails_per_minute: Option<i64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a new secret key for a project (shown once).
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a project's keys (never the secret itself).
+    List {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; it stops working on the next request.
+    Revoke { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeyCommand {
+    /// Make a new JWT signing key current; the previous one stays published until its tokens expire.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print an annotated configuration file with the defaults.
+    Example,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no project {0}")]
+    NoProject(String),
+    #[error("no key {0}")]
+    NoKey(String),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn load_settings(cli: &Cli, force_dev: bool, serving: bool) -> Result<Settings, ConfigError> {
+    let base = match &cli.config {
+        Some(path) => RawSettings::from_file(path)?,
+        None => RawSettings::default(),
+    };
+    let mut raw = base.overlay_env(|name| std::env::var(name).ok())?;
+    if let Some(url) = &cli.database_url {
+        raw.database_url = Some(url.clone());
+    }
+    raw.check(force_dev, serving)
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Serve | Command::Dev => {
+            let settings = load_settings(&cli, matches!(cli.command, Command::Dev), true)?;
+            telemetry::init(settings.log_format, &settings.log);
+            server::serve_from_settings(settings).await?;
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        _ => {
+            let settings = load_settings(&cli, false, false)?;
+            let store = server::open_sqlite(&settings.database_url).await?;
+            let result = admin(&cli.command, &store, &settings).await;
+            passgate_store_sqlite::SqliteStore::close(&store).await;
+            result
+        }
+    }
+}
+
+async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> Result<(), CliError> {
+    let now = SystemClock.now();
+    match command {
+        Command::Migrate => {
+            println!("migrations applied to {}", settings.database_url);
+        }
+        Command::Project(ProjectCommand::Create(args)) => {
+            let project_settings = checked_settings(ProjectSettings {
+                name: args.name.clone(),
+                app_name: args.app_name.clone(),
+                redirect_urls: args.redirect_urls.clone(),
+                allowed_domains: args.allowed_domains.clone(),
+                allowed_emails: args.allowed_emails.clone(),
+                link_ttl_seconds: ttl_seconds(&args.link_ttl)?,
+                emails_per_minute: args.emails_per_minute,
+            })?;
+            let id = IdKind::Project.generate();
+            let (key, record) = new_key(&id, KeyMode::Live, now);
+            let project = NewProject { id: id.clone(), settings: project_settings, is_dev: false, created_at: now };
+            store.create_project(project, record, false).await?;
+            if args.json {
+                println!("{}", json!({ "projectId": id, "secretKey": key.expose() }));
+            } else {
+                println!("Created project {id} ({}).", args.name);
+                println!("Secret key (shown once; store it now): {}", key.expose());
+            }
+        }
+        Command::Project(ProjectCommand::Update(args)) => {
+            let current = store.get_project(&args.id).await?.ok_or_else(|| CliError::NoProject(args.id.clone()))?;
+            let mut s = current.settings;
+            if let Some(name) = &args.name {
+                s.name = name.clone();
+            }
+            if let Some(app_name) = &args.app_name {
+                s.app_name = Some(app_name.clone()).filter(|n| !n.is_empty());
+            }
+            if !args.redirect_urls.is_empty() {
+                s.redirect_urls = args.redirect_urls.clone();
+            }
+            if !args.allowed_domains.is_empty() || args.clear_allowed_domains {
+                s.allowed_domains = args.allowed_domains.clone();
+            }
+            if !args.allowed_emails.is_empty() || args.clear_allowed_emails {
+                s.allowed_emails = args.allowed_emails.clone();
+            }
+            if let Some(ttl) = &args.link_ttl {
+                s.link_ttl_seconds = ttl_seconds(ttl)?;
+            }
+            if let Some(n) = args.emails_per_minute {
+                s.emails_per_minute = n;
+            }
+            let updated = store.update_project(&args.id, checked_settings(s)?).await.map_err(|e| match e {
+                StoreError::NotFound => CliError::NoProject(args.id.clone()),
+                other => other.into(),
+            })?;
+            print_project(&updated, args.json);
+        }
+        Command::Project(ProjectCommand::Show { id, json }) => {
+            let project = store.get_project(id).await?.ok_or_else(|| CliError::NoProject(id.clone()))?;
+            print_project(&project, *json);
+        }
+        Command::Key(KeyCommand::Create { project, json }) => {
+            let p = store.get_project(project).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
+            let mode = if p.is_dev { KeyMode::Test } else { KeyMode::Live };
+            let (key, record) = new_key(project, mode, now);
+            let key_id = record.id.clone();
+            store.create_api_key(record).await?;
+            if *json {
+                println!("{}", json!({ "keyId": key_id, "secretKey": key.expose() }));
+            } else {
+                println!("Created key {key_id} for {project}.");
+                println!("Secret key (shown once; store it now): {}", key.expose());
+            }
+        }
+        Command::Key(KeyCommand::List { project, json }) => {
+            store.get_project(project).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
+            let keys = store.list_api_keys(project).await?;
+            print_keys(&keys, *json);
+        }
+        Command::Key(KeyCommand::Revoke { key_id }) => {
+            store.revoke_api_key(key_id, now).await.map_err(|e| match e {
+                StoreError::NotFound => CliError::NoKey(key_id.clone()),
+                other => other.into(),
+            })?;
+            println!("Revoked {key_id}; it is refused from the next request on.");
+        }
+        Command::SigningKey(SigningKeyCommand::Rotate) => {
+            let secret = server::server_secret(settings)?;
+            let record = crate::keys::new_record(&secret, now);
+            let kid = record.kid.clone();
+            store.rotate_signing_key(record, now).await?;
+            println!(
+                "Signing key {kid} is now current. Running servers switch within seconds; the previous key stays in the JWKS for {} minutes.",
+                crate::keys::PUBLISH_RETIRED_FOR_SECONDS / 60
+            );
+        }
+        Command::Serve | Command::Dev | Command::Config(_) => {}
+    }
+    Ok(())
+}
+
+fn new_key(project_id: &str, mode: KeyMode, now: Timestamp) -> (ApiKey, NewApiKey) {
+    let key = ApiKey::generate(mode);
+    let record = NewApiKey {
+        id: IdKind::ApiKey.generate(),
+        project_id: project_id.to_string(),
+        key_hash: key.hash(),
+        hint: key.hint(),
+        created_at: now,
+    };
+    (key, record)
+}
+
+fn ttl_seconds(text: &str) -> Result<i64, CliError> {
+    let seconds = duration::parse_seconds(text).map_err(|e| CliError::Invalid(format!("--link-ttl: {e}")))?;
+    if !(LINK_TTL_MIN_SECONDS..=LINK_TTL_MAX_SECONDS).contains(&seconds) {
+        return Err(CliError::Invalid(format!("--link-ttl must be between 1m and 60m, not {text}")));
+    }
+    Ok(seconds)
+}
+
+fn plain_text(field: &str, value: &str) -> Result<(), CliError> {
+    if value.trim().is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
+        return Err(CliError::Invalid(format!("{field} must be 1-128 characters without control characters")));
+    }
+    Ok(())
+}
+
+/// Validates and canonicalises project settings given by an operator.
+pub fn checked_settings(mut s: ProjectSettings) -> Result<ProjectSettings, CliError> {
+    plain_text("--name", &s.name)?;
+    if let Some(app_name) = &s.app_name {
+        plain_text("--app-name", app_name)?;
+    }
+    if s.redirect_urls.is_empty() {
+        return Err(CliError::Invalid("at least one --redirect-url is required".into()));
+    }
+    for url in &s.redirect_urls {
+        AllowedRedirect::parse(url).map_err(|e| CliError::Invalid(format!("--redirect-url: {e}")))?;
+    }
+    s.allowed_domains = s
+        .allowed_domains
+        .iter()
+        .map(|d| canonical_domain(d).ok_or_else(|| CliError::Invalid(format!("--allowed-domain {d:?} is not a domain"))))
+        .collect::<Result<_, _>>()?;
+    s.allowed_emails = s
+        .allowed_emails
+        .iter()
+        .map(|e| {
+            EmailAddress::parse(e)
+                .map(EmailAddress::into_string)
+                .map_err(|err| CliError::Invalid(format!("--allowed-email {e:?}: {err}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if !(LINK_TTL_MIN_SECONDS..=LINK_TTL_MAX_SECONDS).contains(&s.link_ttl_seconds) {
+        return Err(CliError::Invalid("--link-ttl must be between 1m and 60m".into()));
+    }
+    if !(1..=1_000_000).contains(&s.emails_per_minute) {
+        return Err(CliError::Invalid("--emails-per-minute must be between 1 and 1000000".into()));
+    }
+    Ok(s)
+}
+
+fn print_project(p: &Project, as_json: bool) {
+    let s = &p.settings;
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "projectId": p.id,
+                "name": s.name,
+                "appName": p.app_name(),
+                "redirectUrls": s.redirect_urls,
+                "allowedDomains": s.allowed_domains,
+                "allowedEmails": s.allowed_emails,
+                "linkTtlSeconds": s.link_ttl_seconds,
+                "emailsPerMinute": s.emails_per_minute,
+                "createdAt": p.created_at.to_rfc3339(),
+            })
+        );
+    } else {
+        println!("Project {} — {}", p.id, s.name);
+        println!("  app name:          {}", p.app_name());
+        println!("  redirect URLs:     {}", s.redirect_urls.join(", "));
+        println!("  allowed domains:   {}", if s.allowed_domains.is_empty() { "(any)".into() } else { s.allowed_domains.join(", ") });
+        println!("  allowed emails:    {}", if s.allowed_emails.is_empty() { "(none)".into() } else { s.allowed_emails.join(", ") });
+        println!("  link TTL:          {} s", s.link_ttl_seconds);
+        println!("  emails per minute: {}", s.emails_per_minute);
+        println!("  created:           {}", p.created_at.to_rfc3339());
+    }
+}
+
+fn print_keys(keys: &[ApiKeyInfo], as_json: bool) {
+    if as_json {
+        let list: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                json!({
+                    "keyId": k.id,
+                    "hint": k.hint,
+                    "createdAt": k.created_at.to_rfc3339(),
+                    "revokedAt": k.revoked_at.map(Timestamp::to_rfc3339),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for k in keys {
+            let state = k.revoked_at.map_or_else(|| "active".to_string(), |r| format!("revoked {}", r.to_rfc3339()));
+            println!("{}  {}  created {}  {}", k.id, k.hint, k.created_at.to_rfc3339(), state);
+        }
+    }
+}

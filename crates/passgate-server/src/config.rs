@@ -1,0 +1,349 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `PASSGATE_*`
+//! environment variables, the environment winning. Secrets may also come from
+//! files (`PASSGATE_SECRET_KEY_FILE=/run/secrets/passgate`), which keeps them
+//! out of the process environment and shell history.
+//!
+//! The raw layers are merged into [`RawSettings`] (everything optional), then
+//! checked once into [`Settings`], so a bad value stops the process at start
+//! with a message naming the setting, never halfway through a request.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// What an operator can set. Names are the contract (see docs/configuration.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub email_from: Option<String>,
+    pub secret_key: Option<String>,
+    pub secret_key_previous: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub dev: Option<bool>,
+    pub templates_dir: Option<String>,
+    pub outbox_lease: Option<String>,
+    pub log_format: Option<String>,
+    pub log: Option<String>,
+}
+
+/// The settings whose values may come from a file named by `<NAME>_FILE`.
+const FILE_SETTINGS: [&str; 4] = ["SECRET_KEY", "SECRET_KEY_PREVIOUS", "SMTP_URL", "DATABASE_URL"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: String, message: String },
+    #[error("{name}: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { name, message: message.into() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Checked settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub smtp_url: Option<SecretString>,
+    pub email_from: lettre::message::Mailbox,
+    pub secret_key: Option<SecretString>,
+    pub secret_key_previous: Option<SecretString>,
+    pub metrics_listen: SocketAddr,
+    pub dev: bool,
+    pub templates_dir: Option<PathBuf>,
+    pub outbox_lease: Duration,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(invalid(name, format!("{other:?} is not a boolean (use 1 or 0)"))),
+    }
+}
+
+impl RawSettings {
+    /// Reads the TOML file, if any.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::ReadFile { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::ParseFile { path: path.display().to_string(), message: e.message().to_string() })
+    }
+
+    /// Overlays `PASSGATE_*` variables from `env` (a lookup, so tests can
+    /// pass their own), including the `_FILE` variants.
+    pub fn overlay_env(mut self, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| env(&format!("PASSGATE_{name}"));
+        for name in FILE_SETTINGS {
+            if let Some(path) = var(&format!("{name}_FILE")) {
+                let value = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile { path, source })?;
+                self.set(name, value.trim_end_matches(['\n', '\r']).to_string())?;
+            }
+        }
+        for name in [
+            "DATABASE_URL",
+            "LISTEN",
+            "PUBLIC_URL",
+            "SMTP_URL",
+            "EMAIL_FROM",
+            "SECRET_KEY",
+            "SECRET_KEY_PREVIOUS",
+            "METRICS_LISTEN",
+            "DEV",
+            "TEMPLATES_DIR",
+            "OUTBOX_LEASE",
+            "LOG_FORMAT",
+            "LOG",
+        ] {
+            if let Some(value) = var(name) {
+                self.set(name, value)?;
+            }
+        }
+        Ok(self)
+    }
+
+    fn set(&mut self, name: &str, value: String) -> Result<(), ConfigError> {
+        let slot = match name {
+            "DATABASE_URL" => &mut self.database_url,
+            "LISTEN" => &mut self.listen,
+            "PUBLIC_URL" => &mut self.public_url,
+            "SMTP_URL" => &mut self.smtp_url,
+            "EMAIL_FROM" => &mut self.email_from,
+            "SECRET_KEY" => &mut self.secret_key,
+            "SECRET_KEY_PREVIOUS" => &mut self.secret_key_previous,
+            "METRICS_LISTEN" => &mut self.metrics_listen,
+            "TEMPLATES_DIR" => &mut self.templates_dir,
+            "OUTBOX_LEASE" => &mut self.outbox_lease,
+            "LOG_FORMAT" => &mut self.log_format,
+            "LOG" => &mut self.log,
+            "DEV" => {
+                self.dev = Some(parse_bool("PASSGATE_DEV", &value)?);
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        *slot = Some(value);
+        Ok(())
+    }
+
+    /// Checks every value. `force_dev` is `passgate dev`; `serving` is false
+    /// for the operator commands, which need neither SMTP nor (mostly) the secret.
+    pub fn check(self, force_dev: bool, serving: bool) -> Result<Settings, ConfigError> {
+        let dev = force_dev || self.dev.unwrap_or(false);
+        let database_url = match self.database_url {
+            Some(url) => url,
+            None if dev => "sqlite://.passgate/passgate.db".to_string(),
+            None => "sqlite://passgate.db".to_string(),
+        };
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", format!("{listen_text:?} is not an address like 127.0.0.1:8080")))?;
+        if dev && !listen.ip().is_loopback() {
+            return Err(invalid("listen", format!("dev mode only listens on loopback, not {listen}")));
+        }
+        let public_url = match self.public_url {
+            Some(u) => {
+                let parsed = url::Url::parse(&u).map_err(|e| invalid("public_url", format!("{u:?}: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(invalid("public_url", "must be an http(s) URL"));
+                }
+                u.trim_end_matches('/').to_string()
+            }
+            None => format!("http://{listen}"),
+        };
+        let smtp_url = match self.smtp_url.filter(|s| !s.is_empty()) {
+            Some(s) => {
+                let ok = ["smtp://", "smtps://"].iter().any(|p| s.starts_with(p)) && url::Url::parse(&s).is_ok();
+                if !ok {
+                    // Never echo the value: it may hold a password.
+                    return Err(invalid("smtp_url", "must look like smtp://host:port or smtps://user:pass@host:465"));
+                }
+                Some(SecretString::from(s))
+            }
+            None if dev || !serving => None,
+            None => {
+                return Err(invalid(
+                    "smtp_url",
+                    "no SMTP relay configured: set PASSGATE_SMTP_URL (e.g. smtp://127.0.0.1:2525), or use `passgate dev`",
+                ));
+            }
+        };
+        let from_text = self.email_from.unwrap_or_else(|| "passgate <no-reply@localhost>".to_string());
+        let email_from = from_text
+            .parse()
+            .map_err(|_| invalid("email_from", format!("{from_text:?} is not a mailbox like `App <no-reply@example.com>`")))?;
+        let secret_key = self.secret_key.filter(|s| !s.is_empty()).map(SecretString::from);
+        if secret_key.is_none() && !dev && serving {
+            return Err(invalid(
+                "secret_key",
+                "missing: set PASSGATE_SECRET_KEY (32+ random bytes, base64; e.g. `openssl rand -base64 32`)",
+            ));
+        }
+        for (name, value) in [("secret_key", &secret_key), ("secret_key_previous", &self.secret_key_previous.clone().map(SecretString::from))] {
+            if let Some(v) = value {
+                passgate_core::secret::ServerSecret::from_base64(v.expose_secret(), None)
+                    .map_err(|e| invalid(if name == "secret_key" { "secret_key" } else { "secret_key_previous" }, e.to_string()))?;
+            }
+        }
+        let metrics_text = self.metrics_listen.unwrap_or_else(|| "127.0.0.1:9090".to_string());
+        let metrics_listen =
+            metrics_text.parse().map_err(|_| invalid("metrics_listen", format!("{metrics_text:?} is not an address")))?;
+        let outbox_lease = match self.outbox_lease {
+            Some(text) => {
+                let secs = passgate_core::duration::parse_seconds(&text).map_err(|e| invalid("outbox_lease", e.to_string()))?;
+                if !(1..=3600).contains(&secs) {
+                    return Err(invalid("outbox_lease", "must be between 1s and 1h"));
+                }
+                Duration::from_secs(secs.unsigned_abs())
+            }
+            None => Duration::from_secs(60),
+        };
+        let log_format = match self.log_format.as_deref() {
+            None if dev => LogFormat::Pretty,
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => return Err(invalid("log_format", format!("{other:?}: use json or pretty"))),
+        };
+        Ok(Settings {
+            database_url,
+            listen,
+            public_url,
+            smtp_url,
+            email_from,
+            secret_key,
+            secret_key_previous: self.secret_key_previous.filter(|s| !s.is_empty()).map(SecretString::from),
+            metrics_listen,
+            dev,
+            templates_dir: self.templates_dir.map(PathBuf::from),
+            outbox_lease,
+            log_format,
+            log: self.log.unwrap_or_else(|| "info".to_string()),
+        })
+    }
+}
+
+/// Loads the layers from the real file system and environment.
+pub fn load(config_file: Option<&Path>, force_dev: bool, serving: bool) -> Result<Settings, ConfigError> {
+    let base = match config_file {
+        Some(path) => RawSettings::from_file(path)?,
+        None => RawSettings::default(),
+    };
+    base.overlay_env(|name| std::env::var(name).ok())?.check(force_dev, serving)
+}
+
+/// The annotated defaults, printed by `passgate config example`.
+pub const EXAMPLE: &str = include_str!("../passgate.example.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SECRET: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let file: RawSettings = toml::from_str(
+            "listen = \"127.0.0.1:7000\"\nsmtp_url = \"smtp://127.0.0.1:25\"\nsecret_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = file
+            .overlay_env(env(&[("PASSGATE_LISTEN", "127.0.0.1:7001")]))
+            .and_then(|r| r.check(false, true))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.listen.port(), 7001);
+        assert_eq!(s.public_url, "http://127.0.0.1:7001");
+        assert_eq!(s.database_url, "sqlite://passgate.db");
+    }
+
+    #[test]
+    fn refuses_to_start_without_smtp_or_secret_outside_dev() {
+        let err = RawSettings::default().overlay_env(env(&[("PASSGATE_SECRET_KEY", SECRET)])).and_then(|r| r.check(false, true));
+        assert!(matches!(err, Err(ConfigError::Invalid { name: "smtp_url", .. })));
+        let err = RawSettings::default()
+            .overlay_env(env(&[("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525")]))
+            .and_then(|r| r.check(false, true));
+        assert!(matches!(err, Err(ConfigError::Invalid { name: "secret_key", .. })));
+        let ok = RawSettings::default().check(true, true).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ok.dev && ok.smtp_url.is_none());
+        assert_eq!(ok.database_url, "sqlite://.passgate/passgate.db");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_and_are_redacted() {
+        let dir = std::env::temp_dir().join(format!("passgate-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("secret");
+        std::fs::write(&path, format!("{SECRET}\n")).unwrap_or_else(|e| panic!("{e}"));
+        let s = RawSettings::default()
+            .overlay_env(env(&[
+                ("PASSGATE_SECRET_KEY_FILE", path.to_str().unwrap_or_default()),
+                ("PASSGATE_SMTP_URL", "smtps://user:hunter2@mail.example.com:465"),
+            ]))
+            .and_then(|r| r.check(false, true))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.secret_key.as_ref().map(|k| k.expose_secret().to_string()).as_deref(), Some(SECRET));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains(SECRET), "{debug}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            ("PASSGATE_LISTEN", "nowhere", "listen"),
+            ("PASSGATE_SMTP_URL", "mail.example.com", "smtp_url"),
+            ("PASSGATE_SECRET_KEY", "c2hvcnQ=", "secret_key"),
+            ("PASSGATE_DEV", "maybe", "PASSGATE_DEV"),
+            ("PASSGATE_EMAIL_FROM", "not a mailbox", "email_from"),
+            ("PASSGATE_OUTBOX_LEASE", "0s", "outbox_lease"),
+        ];
+        for (var, value, name) in cases {
+            let base = [("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525"), ("PASSGATE_SECRET_KEY", SECRET), (var, value)];
+            let err = RawSettings::default().overlay_env(env(&base)).and_then(|r| r.check(false, true));
+            match err {
+                Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name, "{var}={value}"),
+                other => panic!("{var}={value}: expected an error naming {name}, got {other:?}"),
+            }
+        }
+        let dev_public = RawSettings::default().overlay_env(env(&[("PASSGATE_LISTEN", "0.0.0.0:8080")])).and_then(|r| r.check(true, true));
+        assert!(matches!(dev_public, Err(ConfigError::Invalid { name: "listen", .. })));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        assert!(toml::from_str::<RawSettings>("listn = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let raw: RawSettings = toml::from_str(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        assert!(raw.overlay_env(|_| None).is_ok());
+    }
+}

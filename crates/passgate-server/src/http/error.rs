@@ -1,0 +1,123 @@
+//! The one error type of the HTTP edge and its problem+json rendering.
+//!
+//! Rules: every error has a stable [`ErrorCode`]; `detail` is written for
+//! the developer calling us and never carries a token, code, key or a
+//! database message; internal errors are logged with their cause and answered
+//! with a bare 500 that carries only the request id.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use passgate_api_types::{ErrorCode, Problem};
+use passgate_core::Timestamp;
+use passgate_store::{StoreError, VerifyFailure};
+
+use super::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{1}")]
+    Client(ErrorCode, String),
+    #[error("rate limited")]
+    RateLimited { retry_after_seconds: i64, detail: String },
+    #[error("verification failed: {}", .0.reason())]
+    Verify(VerifyFailure),
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("not ready: {0}")]
+    NotReady(String),
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Client(code, detail.into())
+    }
+
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, detail)
+    }
+
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "no such resource in this project")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+fn verify_problem(failure: VerifyFailure) -> (ErrorCode, &'static str, Option<Timestamp>, Option<Timestamp>) {
+    match failure {
+        VerifyFailure::Invalid => (ErrorCode::TokenInvalid, "the token is unknown", None, None),
+        VerifyFailure::Expired { expired_at } => {
+            (ErrorCode::TokenExpired, "the link has expired; request a new one", None, Some(expired_at))
+        }
+        VerifyFailure::Used { used_at } => {
+            (ErrorCode::TokenUsed, "the link was already used; request a new one", Some(used_at), None)
+        }
+        VerifyFailure::Burned => {
+            (ErrorCode::TokenBurned, "too many failed attempts; the login can no longer be used", None, None)
+        }
+        VerifyFailure::VerifierMismatch => (
+            ErrorCode::CodeVerifierMismatch,
+            "the codeVerifier is missing or does not match the login's codeChallenge",
+            None,
+            None,
+        ),
+        VerifyFailure::CodeInvalid => (ErrorCode::CodeInvalid, "the code is not valid for this login", None, None),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = request_id::current();
+        let mut used_at = None;
+        let mut expired_at = None;
+        let mut retry_after = None;
+        let (code, detail) = match self {
+            Self::Client(code, detail) => (code, detail),
+            Self::RateLimited { retry_after_seconds, detail } => {
+                retry_after = Some(retry_after_seconds);
+                (ErrorCode::RateLimited, detail)
+            }
+            Self::Verify(failure) => {
+                let (code, detail, used, expired) = verify_problem(failure);
+                used_at = used;
+                expired_at = expired;
+                (code, detail.to_string())
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&*e), "internal error");
+                (ErrorCode::InternalError, format!("something went wrong on our side; quote {request_id} when reporting it"))
+            }
+            Self::NotReady(why) => {
+                tracing::warn!(reason = %why, "not ready");
+                (ErrorCode::NotReady, "the server cannot serve requests yet".to_string())
+            }
+        };
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = Problem {
+            kind: format!("urn:passgate:error:{}", code.as_str()),
+            title: code.title().to_string(),
+            status: status.as_u16(),
+            detail,
+            code: code.as_str().to_string(),
+            request_id,
+            used_at: used_at.map(Timestamp::to_rfc3339),
+            expired_at: expired_at.map(Timestamp::to_rfc3339),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
+    }
+}

@@ -1,0 +1,203 @@
+//! The outbox worker: claims due emails with a lease, sends them, records
+//! the outcome, and retries failures with exponential backoff until it gives
+//! up (recorded as an `email.failed` event).
+//!
+//! Durability comes from the store: an email is a row written in the same
+//! transaction as its login, and only the lease holder may settle it. If a
+//! process dies mid-send, its lease lapses and another worker (or the same
+//! server after a restart) takes the row over. Delivery is therefore at least
+//! once: a crash after the relay accepted a message but before the outcome
+//! was recorded sends it again. That is the right side to err on for a
+//! login email; the window is one SMTP transaction wide.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use passgate_core::ids::IdKind;
+use passgate_core::secret::ServerSecret;
+use passgate_core::Clock;
+use passgate_store::{ClaimedEmail, DeliveryResult, Lease, Store, StoreError};
+use tokio::sync::{Notify, watch};
+
+use super::templates::Templates;
+use super::transport::{Mailer, SMTP_POOL_SIZE};
+use super::EmailPayload;
+
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// How long a claim holds before another worker may take the email over.
+    pub lease: Duration,
+    /// Emails claimed at once.
+    pub batch: u32,
+    /// Attempts before giving up.
+    pub max_attempts: i64,
+    /// First retry delay; doubles per attempt up to `backoff_cap`.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Longest sleep between looks at the table (other instances' emails,
+    /// lapsed leases); a start on this instance wakes the worker at once.
+    pub idle_poll: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            batch: 32,
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(5),
+            backoff_cap: Duration::from_secs(300),
+            idle_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// Delay before the next try, after `attempts` failed ones (≥ 1).
+    pub fn backoff(&self, attempts: i64) -> Duration {
+        let exponent = u32::try_from((attempts - 1).clamp(0, 30)).unwrap_or(30);
+        self.backoff_base.saturating_mul(2u32.saturating_pow(exponent)).min(self.backoff_cap)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The worker. Cheap to clone; clones share the wake-up signal.
+#[derive(Clone)]
+pub struct Outbox<S: Store> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    secret: Arc<ServerSecret>,
+    templates: Arc<Templates>,
+    mailer: Mailer,
+    config: OutboxConfig,
+    owner: String,
+    wake: Arc<Notify>,
+}
+
+impl<S: Store> std::fmt::Debug for Outbox<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Outbox<S> {
+    pub fn new(
+        store: S,
+        clock: Arc<dyn Clock>,
+        secret: Arc<ServerSecret>,
+        templates: Arc<Templates>,
+        mailer: Mailer,
+        config: OutboxConfig,
+    ) -> Self {
+        // A fresh owner id per process: a restarted server must not mistake
+        // its predecessor's leases for its own.
+        let owner = format!("worker_{}", IdKind::Request.generate().trim_start_matches("req_"));
+        Self { store, clock, secret, templates, mailer, config, owner, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Asks the worker to look at the table now (after a start).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Claims what is due now and settles it. Returns how many emails were handled.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let lease = Lease { owner: self.owner.clone(), now, until: now.plus_millis(millis(self.config.lease)) };
+        let claimed = self.store.claim_emails(lease, self.config.batch).await?;
+        let count = claimed.len();
+        futures::stream::iter(claimed)
+            .for_each_concurrent(SMTP_POOL_SIZE as usize, |email| self.deliver(email))
+            .await;
+        Ok(count)
+    }
+
+    async fn deliver(&self, email: ClaimedEmail) {
+        let attempt = email.attempts + 1;
+        let sent = match EmailPayload::open(&self.secret, &email.payload_sealed) {
+            Ok(payload) => match self.templates.render(&payload) {
+                Ok(rendered) => self.mailer.send(&rendered, self.clock.now()).await.map_err(|e| (e.to_string(), e.permanent)),
+                Err(e) => {
+                    tracing::error!(email_id = %email.id, error = %e, "email template failed");
+                    Err(("internal_error".to_string(), false))
+                }
+            },
+            Err(e) => {
+                tracing::error!(email_id = %email.id, error = %e, "queued email cannot be opened (was the secret key changed without PASSGATE_SECRET_KEY_PREVIOUS?)");
+                Err(("internal_error".to_string(), false))
+            }
+        };
+        let at = self.clock.now();
+        let result = match sent {
+            Ok(()) => {
+                tracing::info!(email_id = %email.id, login_id = ?email.login_id, attempt, "email sent");
+                DeliveryResult::Sent { at }
+            }
+            Err((error, permanent)) if permanent || attempt >= self.config.max_attempts => {
+                tracing::warn!(email_id = %email.id, login_id = ?email.login_id, attempt, %error, "email failed; giving up");
+                DeliveryResult::GaveUp { at, error }
+            }
+            Err((error, _)) => {
+                let retry_at = at.plus_millis(millis(self.config.backoff(attempt)));
+                tracing::warn!(email_id = %email.id, login_id = ?email.login_id, attempt, %error, retry_at = %retry_at.to_rfc3339(), "email failed; will retry");
+                DeliveryResult::Retry { at, error, retry_at }
+            }
+        };
+        match self.store.record_delivery(&email.id, &self.owner, result).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(email_id = %email.id, "lease lost before the outcome was recorded"),
+            Err(e) => tracing::error!(email_id = %email.id, error = %e, "cannot record email outcome"),
+        }
+    }
+
+    /// How long to sleep before looking again.
+    async fn idle_wait(&self) -> Duration {
+        let now = self.clock.now();
+        match self.store.next_email_due().await {
+            Ok(Some(due)) => {
+                let ms = (due.millis() - now.millis()).clamp(0, millis(self.config.idle_poll));
+                Duration::from_millis(ms.unsigned_abs())
+            }
+            Ok(None) => self.config.idle_poll,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox cannot read the queue");
+                self.config.idle_poll
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true; an in-progress batch is finished first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(owner = %self.owner, "outbox worker started");
+        while !*shutdown.borrow() {
+            match self.run_once().await {
+                Ok(n) if n as u32 >= self.config.batch => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox cannot claim emails"),
+            }
+            let wait = self.idle_wait().await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!("outbox worker stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let c = OutboxConfig::default();
+        let secs: Vec<u64> = (1..=8).map(|a| c.backoff(a).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300]);
+    }
+}

@@ -1,0 +1,191 @@
+//! Putting a server together: from checked settings to a running process,
+//! and the same assembly with injected parts for tests.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use passgate_core::secret::ServerSecret;
+use passgate_core::Clock;
+use passgate_store::{Store, StoreError};
+use passgate_store_sqlite::SqliteStore;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::{App, AppState, router, serve};
+use crate::config::Settings;
+use crate::devmode;
+use crate::keys::{KeyError, KeyRing, ensure_signing_key};
+use crate::mail::outbox::{Outbox, OutboxConfig};
+use crate::mail::templates::{TemplateError, Templates};
+use crate::mail::transport::{DevMailbox, Mailer, SmtpUrlError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database {url}: {source}")]
+    Database { url: String, source: StoreError },
+    #[error("{0}")]
+    UnsupportedDatabase(String),
+    #[error("cannot prepare the JWT signing key: {0}")]
+    Keys(#[from] KeyError),
+    #[error("email templates: {0}")]
+    Templates(#[from] TemplateError),
+    #[error("smtp_url: {0}")]
+    Smtp(#[from] SmtpUrlError),
+    #[error("secret_key: {0}")]
+    Secret(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("dev mode: {0}")]
+    Dev(String),
+    #[error("server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The parts of a server that are not the store.
+pub struct Parts {
+    pub clock: Arc<dyn Clock>,
+    pub secret: Arc<ServerSecret>,
+    pub public_url: String,
+    pub templates: Arc<Templates>,
+    pub mailer: Mailer,
+    pub outbox: OutboxConfig,
+}
+
+/// Builds the shared state (and makes sure a signing key exists).
+pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartError> {
+    ensure_signing_key(&store, &parts.secret, parts.clock.now()).await?;
+    let outbox = Outbox::new(
+        store.clone(),
+        parts.clock.clone(),
+        parts.secret.clone(),
+        parts.templates,
+        parts.mailer.clone(),
+        parts.outbox,
+    );
+    Ok(Arc::new(AppState {
+        store,
+        clock: parts.clock,
+        secret: parts.secret,
+        keys: KeyRing::default(),
+        public_url: parts.public_url,
+        outbox,
+        dev_mailbox: parts.mailer.dev_mailbox().cloned(),
+    }))
+}
+
+/// Runs the HTTP server and the outbox worker until `shutdown` completes;
+/// then stops accepting, drains in-flight requests, and lets the worker
+/// finish the emails it is sending.
+pub async fn run<S: Store>(
+    app: App<S>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(app.outbox.clone().run(stop_rx));
+    let served = serve(listener, router(app), shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    served.map_err(StartError::Serve)
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested; draining");
+}
+
+/// Opens the store named by the URL and migrates it. Only SQLite is built
+/// in today; PostgreSQL arrives as its own store crate.
+pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
+    if !url.starts_with("sqlite:") {
+        let scheme = url.split(':').next().unwrap_or_default();
+        return Err(StartError::UnsupportedDatabase(format!(
+            "database_url: {scheme:?} databases are not supported by this build; use sqlite://path/to/file.db"
+        )));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let file = path.split('?').next().unwrap_or_default();
+        if let Some(parent) = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StartError::Database {
+                url: url.to_string(),
+                source: StoreError::Database(Box::new(e)),
+            })?;
+        }
+    }
+    let db_err = |source| StartError::Database { url: url.to_string(), source };
+    let store = SqliteStore::connect(url).await.map_err(db_err)?;
+    store.migrate().await.map_err(db_err)?;
+    Ok(store)
+}
+
+/// The server secret from the settings, or in dev mode from `./.passgate/secret`.
+pub fn server_secret(settings: &Settings) -> Result<ServerSecret, StartError> {
+    let previous = settings.secret_key_previous.as_ref().map(|s| s.expose_secret().to_string());
+    match &settings.secret_key {
+        Some(key) => ServerSecret::from_base64(key.expose_secret(), previous.as_deref()),
+        None if settings.dev => {
+            let text = devmode::load_or_create_secret(Path::new(devmode::DEV_DIR)).map_err(|e| StartError::Dev(e.to_string()))?;
+            ServerSecret::from_base64(&text, previous.as_deref())
+        }
+        None => return Err(StartError::Secret("missing".to_string())),
+    }
+    .map_err(|e| StartError::Secret(e.to_string()))
+}
+
+/// `passgate serve` / `passgate dev`.
+pub async fn serve_from_settings(settings: Settings) -> Result<(), StartError> {
+    let store = open_sqlite(&settings.database_url).await?;
+    let secret = Arc::new(server_secret(&settings)?);
+    let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
+    let dev_mailbox = settings.dev.then(DevMailbox::default);
+    let mailer = Mailer::new(settings.smtp_url.as_ref(), settings.email_from.clone(), dev_mailbox)?;
+    let templates = Arc::new(Templates::load(settings.templates_dir.as_deref())?);
+    let outbox = OutboxConfig { lease: settings.outbox_lease, ..OutboxConfig::default() };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
+    let public_url = if settings.listen.port() == 0 && settings.public_url == format!("http://{}", settings.listen) {
+        format!("http://{local}")
+    } else {
+        settings.public_url.clone()
+    };
+    let parts = Parts { clock: clock.clone(), secret: secret.clone(), public_url: public_url.clone(), templates, mailer, outbox };
+    let app = assemble(store.clone(), parts).await?;
+    if settings.dev {
+        let key = devmode::dev_api_key(&secret);
+        devmode::ensure_dev_project(&store, &key, clock.now()).await.map_err(|e| StartError::Dev(e.to_string()))?;
+        // Printed, not logged: the one place the dev key is meant to appear.
+        println!(
+            "\npassgate dev is running\n  API:         {public_url}/api/v2\n  Mailbox:     {public_url}/_dev/mailbox\n  Project:     {}\n  Secret key:  {}\n  Redirects:   http://localhost:* and http://127.0.0.1:* (any port)\n  Data:        {}\n",
+            devmode::DEV_PROJECT_ID,
+            key.expose(),
+            settings.database_url,
+        );
+    }
+    tracing::info!(listen_addr = %local, public_url = %public_url, dev = settings.dev, "passgate listening");
+    let result = run(app, listener, shutdown_signal()).await;
+    store.close().await;
+    tracing::info!("passgate stopped");
+    result
+}
