@@ -11,9 +11,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use passgate_core::Timestamp;
 use passgate_core::jwt::{JwtSigner, kid_for};
 use passgate_core::secret::{Purpose, ServerSecret};
-use passgate_core::Timestamp;
 use passgate_store::{SigningKeyRecord, Store, StoreError};
 
 pub const PUBLISH_RETIRED_FOR_SECONDS: i64 = 60 * 60;
@@ -23,9 +23,13 @@ const REFRESH_EVERY: Duration = Duration::from_secs(10);
 pub enum KeyError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("no current signing key in the database (run `passgate migrate` or start the server once)")]
+    #[error(
+        "no current signing key in the database (run `passgate migrate` or start the server once)"
+    )]
     NoCurrentKey,
-    #[error("signing key {0} cannot be opened with the configured secret key (was PASSGATE_SECRET_KEY changed without PASSGATE_SECRET_KEY_PREVIOUS?)")]
+    #[error(
+        "signing key {0} cannot be opened with the configured secret key (was PASSGATE_SECRET_KEY changed without PASSGATE_SECRET_KEY_PREVIOUS?)"
+    )]
     CannotOpen(String),
 }
 
@@ -43,10 +47,20 @@ pub fn new_record(secret: &ServerSecret, now: Timestamp) -> SigningKeyRecord {
 
 /// Makes sure a current signing key exists (first start, or several
 /// instances racing at their first start: one insert wins).
-pub async fn ensure_signing_key<S: Store>(store: &S, secret: &ServerSecret, now: Timestamp) -> Result<(), KeyError> {
-    let has_current = store.signing_keys().await?.iter().any(|k| k.retired_at.is_none());
+pub async fn ensure_signing_key<S: Store>(
+    store: &S,
+    secret: &ServerSecret,
+    now: Timestamp,
+) -> Result<(), KeyError> {
+    let has_current = store
+        .signing_keys()
+        .await?
+        .iter()
+        .any(|k| k.retired_at.is_none());
     if !has_current {
-        store.insert_first_signing_key(new_record(secret, now)).await?;
+        store
+            .insert_first_signing_key(new_record(secret, now))
+            .await?;
     }
     Ok(())
 }
@@ -70,31 +84,53 @@ impl std::fmt::Debug for KeyRing {
 
 impl Default for KeyRing {
     fn default() -> Self {
-        Self { loaded: RwLock::new(None) }
+        Self {
+            loaded: RwLock::new(None),
+        }
     }
 }
 
 impl KeyRing {
-    async fn load<S: Store>(store: &S, secret: &ServerSecret, now: Timestamp) -> Result<Loaded, KeyError> {
+    async fn load<S: Store>(
+        store: &S,
+        secret: &ServerSecret,
+        now: Timestamp,
+    ) -> Result<Loaded, KeyError> {
         let records = store.signing_keys().await?;
-        let current = records.iter().find(|k| k.retired_at.is_none()).ok_or(KeyError::NoCurrentKey)?;
+        let current = records
+            .iter()
+            .find(|k| k.retired_at.is_none())
+            .ok_or(KeyError::NoCurrentKey)?;
         let seed = secret
             .open(Purpose::SigningKey, &current.private_key_sealed)
             .map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
-        let signer = JwtSigner::from_secret_bytes(&seed).map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
+        let signer = JwtSigner::from_secret_bytes(&seed)
+            .map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
         let published = records
             .iter()
-            .filter(|k| k.retired_at.is_none_or(|r| r.plus_seconds(PUBLISH_RETIRED_FOR_SECONDS) > now))
+            .filter(|k| {
+                k.retired_at
+                    .is_none_or(|r| r.plus_seconds(PUBLISH_RETIRED_FOR_SECONDS) > now)
+            })
             .filter_map(|k| {
                 let public: [u8; 32] = k.public_key.as_slice().try_into().ok()?;
                 // A row whose kid does not match its key is corrupt: skip it.
                 (kid_for(&public) == k.kid).then(|| (k.kid.clone(), public))
             })
             .collect();
-        Ok(Loaded { signer: Arc::new(signer), published, at: Instant::now() })
+        Ok(Loaded {
+            signer: Arc::new(signer),
+            published,
+            at: Instant::now(),
+        })
     }
 
-    async fn current<S: Store>(&self, store: &S, secret: &ServerSecret, now: Timestamp) -> Result<Arc<Loaded>, KeyError> {
+    async fn current<S: Store>(
+        &self,
+        store: &S,
+        secret: &ServerSecret,
+        now: Timestamp,
+    ) -> Result<Arc<Loaded>, KeyError> {
         let cached = self.loaded.read().ok().and_then(|l| l.clone());
         if let Some(loaded) = cached.filter(|l| l.at.elapsed() < REFRESH_EVERY) {
             return Ok(loaded);
@@ -106,7 +142,12 @@ impl KeyRing {
         Ok(fresh)
     }
 
-    pub async fn signer<S: Store>(&self, store: &S, secret: &ServerSecret, now: Timestamp) -> Result<Arc<JwtSigner>, KeyError> {
+    pub async fn signer<S: Store>(
+        &self,
+        store: &S,
+        secret: &ServerSecret,
+        now: Timestamp,
+    ) -> Result<Arc<JwtSigner>, KeyError> {
         Ok(self.current(store, secret, now).await?.signer.clone())
     }
 

@@ -1,0 +1,12 @@
+//! Integration tests of the passgate server: one binary, modules by topic.
+//! In-process tests run the real router and outbox worker on a real socket;
+//! `process` runs the real `passgate` binary. All mail goes over real SMTP to
+//! a sink on loopback; all data goes to real SQLite files.
+
+mod support;
+
+mod auth_flow;
+mod http_hygiene;
+mod outbox;
+mod process;
+mod security;

@@ -1,0 +1,376 @@
+//! The test harness: a real passgate server (the library's router and outbox
+//! worker, on a real TCP socket at 127.0.0.1:0) over a real SQLite file, a
+//! real SMTP sink on loopback, a manual clock, and a log capture that fails
+//! the test if any secret the test saw (token, code, key) was ever logged.
+
+pub mod smtp;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use passgate_core::apikey::{ApiKey, KeyMode};
+use passgate_core::ids::IdKind;
+use passgate_core::secret::ServerSecret;
+use passgate_core::{ManualClock, Timestamp};
+use passgate_server::mail::outbox::OutboxConfig;
+use passgate_server::mail::templates::Templates;
+use passgate_server::mail::transport::{DevMailbox, Mailer};
+use passgate_server::server::{Parts, assemble, run};
+use passgate_store::{NewApiKey, NewProject, ProjectSettings, Store};
+use passgate_store_sqlite::SqliteStore;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub use smtp::{Behaviour, SmtpSink};
+
+/// 2026-11-21T00:00:00Z.
+pub const T0: Timestamp = Timestamp(1_795_219_200_000);
+pub const SECRET_B64: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXRlc3Q=";
+pub const CALLBACK: &str = "https://app.example.com/auth/callback";
+
+// ---- log capture -----------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs_buffer() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        // Everything at debug, as JSON, the way production logs look.
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .try_init();
+        captured
+    })
+}
+
+/// Every log line written so far in this test process.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&logs_buffer().0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+fn secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| Mutex::new(vec![SECRET_B64.to_string()]))
+}
+
+/// Records a secret the logs must never contain.
+pub fn remember_secret(s: &str) {
+    secrets()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(s.to_string());
+}
+
+/// SECURITY S4: no secret seen by this test process appears in its logs.
+pub fn assert_logs_clean() {
+    let logs = logs();
+    assert!(
+        logs.len() > 100,
+        "the log capture saw nothing; is logging wired?"
+    );
+    for secret in secrets().lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret appeared in the logs"
+        );
+    }
+}
+
+// ---- the server -------------------------------------------------------------
+
+pub fn temp_db_url() -> String {
+    let path = std::env::temp_dir().join(format!("passgate-it-{}.db", IdKind::Request.generate()));
+    format!("sqlite://{}", path.display())
+}
+
+pub fn default_settings() -> ProjectSettings {
+    ProjectSettings {
+        name: "Acme".to_string(),
+        app_name: Some("Acme App".to_string()),
+        redirect_urls: vec![CALLBACK.to_string(), "http://localhost:*".to_string()],
+        allowed_domains: vec![],
+        allowed_emails: vec![],
+        link_ttl_seconds: 900,
+        emails_per_minute: 600,
+    }
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub settings: Option<ProjectSettings>,
+    pub templates_dir: Option<std::path::PathBuf>,
+    pub dev_mailbox: bool,
+    pub outbox: Option<OutboxConfig>,
+    /// Send through this relay instead of the sink.
+    pub smtp_url: Option<String>,
+    /// Give the first project this id (per-project template overrides need it up front).
+    pub project_id: Option<String>,
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub key: String,
+    pub project_id: String,
+    pub clock: ManualClock,
+    pub sink: SmtpSink,
+    pub store: SqliteStore,
+    pub db_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        logs_buffer();
+        let sink = SmtpSink::start().await;
+        let db_url = temp_db_url();
+        let store = SqliteStore::connect(&db_url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let clock = ManualClock::new(T0);
+        let secret =
+            Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}")));
+        let smtp_url =
+            secrecy::SecretString::from(options.smtp_url.clone().unwrap_or_else(|| sink.url()));
+        let from = "Acme <no-reply@acme.example>"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let mailer = Mailer::new(
+            Some(&smtp_url),
+            from,
+            options.dev_mailbox.then(DevMailbox::default),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let base = format!(
+            "http://{}",
+            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+        );
+        let parts = Parts {
+            clock: Arc::new(clock.clone()),
+            secret,
+            public_url: base.clone(),
+            templates: Arc::new(
+                Templates::load(options.templates_dir.as_deref()).unwrap_or_else(|e| panic!("{e}")),
+            ),
+            mailer,
+            outbox: options.outbox.unwrap_or_else(|| OutboxConfig {
+                idle_poll: std::time::Duration::from_millis(50),
+                ..OutboxConfig::default()
+            }),
+        };
+        let app = assemble(store.clone(), parts)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn({
+            async move {
+                run(app, listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+        });
+        let mut server = Self {
+            base,
+            http: reqwest::Client::new(),
+            key: String::new(),
+            project_id: String::new(),
+            clock,
+            sink,
+            store,
+            db_url,
+            stop: Some(stop),
+            served: Some(served),
+        };
+        let settings = options.settings.unwrap_or_else(default_settings);
+        let id = options
+            .project_id
+            .unwrap_or_else(|| IdKind::Project.generate());
+        let (project_id, key) = server.create_project_with_id(id, settings).await;
+        server.project_id = project_id;
+        server.key = key;
+        server
+    }
+
+    /// Creates another project directly in the store; returns (id, key).
+    pub async fn create_project(&self, settings: ProjectSettings) -> (String, String) {
+        self.create_project_with_id(IdKind::Project.generate(), settings)
+            .await
+    }
+
+    async fn create_project_with_id(
+        &self,
+        id: String,
+        settings: ProjectSettings,
+    ) -> (String, String) {
+        let key = ApiKey::generate(KeyMode::Live);
+        remember_secret(key.expose());
+        let record = NewApiKey {
+            id: IdKind::ApiKey.generate(),
+            project_id: id.clone(),
+            key_hash: key.hash(),
+            hint: key.hint(),
+            created_at: T0,
+        };
+        let project = NewProject {
+            id: id.clone(),
+            settings,
+            is_dev: false,
+            created_at: T0,
+        };
+        self.store
+            .create_project(project, record, false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (id, key.expose().to_string())
+    }
+
+    pub fn store_url(&self) -> String {
+        self.db_url.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A POST with this server's project key.
+    pub fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.post_as(&self.key, path, body)
+    }
+
+    pub fn post_as(&self, key: &str, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(key).json(body)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(&self.key)
+    }
+
+    /// Starts a login for `email` with extra body fields; returns the response.
+    pub async fn start_login(&self, email: &str, extra: Value) -> Reply {
+        let mut body = json!({ "email": email, "validationUrl": CALLBACK });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        Reply::of(self.post("/api/v2/auth/start", &body).send().await).await
+    }
+
+    /// Starts a login and returns (loginId, token from the email).
+    pub async fn login_token(&self, email: &str) -> (String, String) {
+        let reply = self.start_login(email, json!({})).await;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        let mail = self
+            .sink
+            .wait_for_count(email, self.sink.mails_to(email).len() + 1)
+            .await
+            .pop()
+            .unwrap_or_else(|| panic!("no mail"));
+        let token = mail
+            .token()
+            .unwrap_or_else(|| panic!("no token in {}", mail.text));
+        remember_secret(&token);
+        (reply.str("loginId"), token)
+    }
+
+    pub async fn verify(&self, body: Value) -> Reply {
+        Reply::of(self.post("/api/v2/auth/verify", &body).send().await).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.abort();
+        }
+        if !std::thread::panicking() {
+            assert_logs_clean();
+        }
+    }
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn of(response: reqwest::Result<reqwest::Response>) -> Self {
+        let response = response.unwrap_or_else(|e| panic!("request failed: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field} in {}", self.text))
+            .to_string()
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem document with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code()), (status, code), "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert!(
+            self.body["requestId"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("req_"))
+        );
+        assert_eq!(self.body["type"], format!("urn:passgate:error:{code}"));
+    }
+}
