@@ -215,10 +215,7 @@ impl ErrorCode {
     /// The HTTP status that always goes with this code.
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest
-            | Self::InvalidEmail
-            | Self::ValidationUrlNotAllowed
-            | Self::InvalidTokenFormat => 400,
+            Self::InvalidRequest | Self::InvalidEmail | Self::ValidationUrlNotAllowed | Self::InvalidTokenFormat => 400,
             Self::Unauthorized
             | Self::KeyRevoked
             | Self::TokenInvalid

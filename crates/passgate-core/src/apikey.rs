@@ -44,9 +44,7 @@ impl ApiKey {
 
     /// Accepts a presented key if it has the right shape.
     pub fn parse(s: &str) -> Option<Self> {
-        let body = s
-            .strip_prefix("sk_live_")
-            .or_else(|| s.strip_prefix("sk_test_"))?;
+        let body = s.strip_prefix("sk_live_").or_else(|| s.strip_prefix("sk_test_"))?;
         (body.len() == BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric()))
             .then(|| Self(SecretString::from(s.to_string())))
     }
@@ -77,11 +75,7 @@ mod tests {
         assert!(k.expose().starts_with("sk_live_"));
         assert_eq!(k.expose().len(), 48);
         assert_eq!(ApiKey::parse(k.expose()).map(|p| p.hash()), Some(k.hash()));
-        assert!(
-            ApiKey::generate(KeyMode::Test)
-                .expose()
-                .starts_with("sk_test_")
-        );
+        assert!(ApiKey::generate(KeyMode::Test).expose().starts_with("sk_test_"));
         assert!(ApiKey::parse("sk_live_short").is_none());
         assert!(ApiKey::parse("pk_live_0123456789012345678901234567890123456789").is_none());
         assert_eq!(k.hint().chars().count(), 13);

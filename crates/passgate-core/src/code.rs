@@ -21,10 +21,7 @@ pub struct CodeFormatError;
 
 impl LoginCode {
     pub fn generate() -> Self {
-        Self(SecretString::from(random::string_from(
-            b"0123456789",
-            CODE_LEN,
-        )))
+        Self(SecretString::from(random::string_from(b"0123456789", CODE_LEN)))
     }
 
     /// Accepts what a user typed: spaces and hyphens are dropped
@@ -61,14 +58,8 @@ mod tests {
 
     #[test]
     fn parse_tolerates_spaces_and_hyphens_only() {
-        assert_eq!(
-            LoginCode::parse("123 456").map(|c| c.expose().to_string()),
-            Ok("123456".into())
-        );
-        assert_eq!(
-            LoginCode::parse("123-456").map(|c| c.expose().to_string()),
-            Ok("123456".into())
-        );
+        assert_eq!(LoginCode::parse("123 456").map(|c| c.expose().to_string()), Ok("123456".into()));
+        assert_eq!(LoginCode::parse("123-456").map(|c| c.expose().to_string()), Ok("123456".into()));
         assert!(LoginCode::parse("12345").is_err());
         assert!(LoginCode::parse("1234567").is_err());
         assert!(LoginCode::parse("12345a").is_err());

@@ -45,16 +45,10 @@ impl IdKind {
     /// Whether `s` is shaped like an id of this kind. Ids from outside are
     /// checked before they reach a query, so a malformed one is a clean 404.
     pub fn matches(self, s: &str) -> bool {
-        let Some(body) = s
-            .strip_prefix(self.prefix())
-            .and_then(|r| r.strip_prefix('_'))
-        else {
+        let Some(body) = s.strip_prefix(self.prefix()).and_then(|r| r.strip_prefix('_')) else {
             return false;
         };
-        (1..=64).contains(&body.len())
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        (1..=64).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     }
 }
 

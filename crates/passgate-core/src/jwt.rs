@@ -34,9 +34,7 @@ pub struct JwtSigner {
 
 impl std::fmt::Debug for JwtSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtSigner")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("JwtSigner").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -46,9 +44,7 @@ pub enum JwtError {
     BadKey,
     #[error("the token is malformed")]
     Malformed,
-    #[error(
-        "the token's header is not acceptable (alg must be EdDSA with a known kid and no key headers)"
-    )]
+    #[error("the token's header is not acceptable (alg must be EdDSA with a known kid and no key headers)")]
     BadHeader,
     #[error("the token's signature does not verify")]
     BadSignature,
@@ -68,10 +64,7 @@ impl JwtSigner {
 
     fn from_seed(seed: &[u8; 32]) -> Self {
         let key = ed25519_dalek::SigningKey::from_bytes(seed);
-        Self {
-            kid: kid_for(&key.verifying_key().to_bytes()),
-            key,
-        }
+        Self { kid: kid_for(&key.verifying_key().to_bytes()), key }
     }
 
     /// Rebuilds a key from its 32-byte seed as stored (after unsealing).
@@ -99,16 +92,9 @@ impl JwtSigner {
         // Serialising plain structs and json! values cannot fail.
         let header = serde_json::to_vec(&header).unwrap_or_default();
         let claims = serde_json::to_vec(claims).unwrap_or_default();
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(claims)
-        );
+        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
         let signature = self.key.sign(signing_input.as_bytes());
-        format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        )
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
     }
 }
 
@@ -127,14 +113,9 @@ pub fn jwk(kid: &str, public_key: &[u8]) -> serde_json::Value {
 /// Verifies a compact JWS against `keys` (kid → public key) and returns its
 /// claims. Checks the signature and header only; claim checks (`aud`, `iss`,
 /// `exp`) are the caller's, since only it knows what to expect.
-pub fn verify_signature(
-    token: &str,
-    keys: &[(String, [u8; 32])],
-) -> Result<serde_json::Value, JwtError> {
+pub fn verify_signature(token: &str, keys: &[(String, [u8; 32])]) -> Result<serde_json::Value, JwtError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
     };
     let header: serde_json::Value =
@@ -142,30 +123,17 @@ pub fn verify_signature(
             .map_err(|_| JwtError::Malformed)?;
     let header = header.as_object().ok_or(JwtError::Malformed)?;
     if header.get("alg").and_then(|a| a.as_str()) != Some("EdDSA")
-        || ["jku", "x5u", "jwk", "x5c", "crit"]
-            .iter()
-            .any(|k| header.contains_key(*k))
+        || ["jku", "x5u", "jwk", "x5c", "crit"].iter().any(|k| header.contains_key(*k))
     {
         return Err(JwtError::BadHeader);
     }
-    let kid = header
-        .get("kid")
-        .and_then(|k| k.as_str())
-        .ok_or(JwtError::BadHeader)?;
-    let public = keys
-        .iter()
-        .find(|(k, _)| k == kid)
-        .map(|(_, p)| p)
-        .ok_or(JwtError::BadHeader)?;
+    let kid = header.get("kid").and_then(|k| k.as_str()).ok_or(JwtError::BadHeader)?;
+    let public = keys.iter().find(|(k, _)| k == kid).map(|(_, p)| p).ok_or(JwtError::BadHeader)?;
     let key = ed25519_dalek::VerifyingKey::from_bytes(public).map_err(|_| JwtError::BadKey)?;
-    let sig_bytes: [u8; 64] = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JwtError::Malformed)?
-        .try_into()
-        .map_err(|_| JwtError::Malformed)?;
+    let sig_bytes: [u8; 64] =
+        URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed)?.try_into().map_err(|_| JwtError::Malformed)?;
     let signature = ed25519_dalek::Signature::from_bytes(&sig_bytes);
-    key.verify(format!("{h}.{c}").as_bytes(), &signature)
-        .map_err(|_| JwtError::BadSignature)?;
+    key.verify(format!("{h}.{c}").as_bytes(), &signature).map_err(|_| JwtError::BadSignature)?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).map_err(|_| JwtError::Malformed)?)
         .map_err(|_| JwtError::Malformed)
 }
@@ -197,8 +165,7 @@ mod tests {
         assert_eq!(got["email"], "ada@example.com");
         let header = token.split('.').next().unwrap_or_default();
         let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap_or_default())
-                .unwrap_or_default();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap_or_default()).unwrap_or_default();
         assert_eq!(header["alg"], "EdDSA");
         assert_eq!(header["kid"], signer.kid());
     }
@@ -209,21 +176,13 @@ mod tests {
         let other = JwtSigner::generate();
         let token = signer.sign(&claims());
         let other_keys = vec![(signer.kid().to_string(), other.public_key())];
-        assert_eq!(
-            verify_signature(&token, &other_keys),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(verify_signature(&token, &other_keys), Err(JwtError::BadSignature));
         let keys = vec![(signer.kid().to_string(), signer.public_key())];
         let mut parts: Vec<&str> = token.split('.').collect();
-        let none_header =
-            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, signer.kid()));
+        let none_header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, signer.kid()));
         parts[0] = &none_header;
-        assert_eq!(
-            verify_signature(&parts.join("."), &keys),
-            Err(JwtError::BadHeader)
-        );
-        let restored = JwtSigner::from_secret_bytes(&signer.secret_bytes()[..])
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verify_signature(&parts.join("."), &keys), Err(JwtError::BadHeader));
+        let restored = JwtSigner::from_secret_bytes(&signer.secret_bytes()[..]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(restored.kid(), signer.kid());
         assert_eq!(restored.public_key(), signer.public_key());
     }

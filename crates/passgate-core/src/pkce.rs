@@ -24,14 +24,8 @@ pub enum PkceError {
 
 impl CodeChallenge {
     pub fn parse(s: &str) -> Result<Self, PkceError> {
-        let decoded = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| PkceError::BadChallenge)?;
-        if s.len() == 43 && decoded.len() == 32 {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(PkceError::BadChallenge)
-        }
+        let decoded = URL_SAFE_NO_PAD.decode(s).map_err(|_| PkceError::BadChallenge)?;
+        if s.len() == 43 && decoded.len() == 32 { Ok(Self(s.to_string())) } else { Err(PkceError::BadChallenge) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,14 +39,8 @@ impl CodeChallenge {
 
 impl CodeVerifier {
     pub fn parse(s: &str) -> Result<Self, PkceError> {
-        let ok = (43..=128).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-        if ok {
-            Ok(Self(SecretString::from(s.to_string())))
-        } else {
-            Err(PkceError::BadVerifier)
-        }
+        let ok = (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if ok { Ok(Self(SecretString::from(s.to_string()))) } else { Err(PkceError::BadVerifier) }
     }
 
     /// The S256 challenge this verifier answers.
@@ -72,12 +60,8 @@ mod tests {
 
     #[test]
     fn rfc7636_appendix_b_example() {
-        let v = CodeVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            v.challenge().as_str(),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
+        let v = CodeVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.challenge().as_str(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         assert!(v.answers("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
         assert!(!v.answers("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
     }

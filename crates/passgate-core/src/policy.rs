@@ -26,9 +26,7 @@ impl EmailPolicy {
 
 /// Canonicalises a domain given by an operator (`Bücher.Example` → `xn--bcher-kva.example`).
 pub fn canonical_domain(domain: &str) -> Option<String> {
-    EmailAddress::parse(&format!("x@{}", domain.trim()))
-        .ok()
-        .map(|e| e.domain().to_string())
+    EmailAddress::parse(&format!("x@{}", domain.trim())).ok().map(|e| e.domain().to_string())
 }
 
 #[cfg(test)]
@@ -59,10 +57,7 @@ mod tests {
 
     #[test]
     fn operator_domains_are_canonicalised() {
-        assert_eq!(
-            canonical_domain(" Bücher.Example ").as_deref(),
-            Some("xn--bcher-kva.example")
-        );
+        assert_eq!(canonical_domain(" Bücher.Example ").as_deref(), Some("xn--bcher-kva.example"));
         assert_eq!(canonical_domain("not a domain"), None);
     }
 }

@@ -1,18 +1,14 @@
 //! The one source of secrets: the operating system's CSPRNG.
 
 /// Alphabet of link tokens and API keys.
-pub const ALPHANUMERIC: &[u8; 62] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub const ALPHANUMERIC: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// Fills `buf` from the OS CSPRNG.
 ///
 /// Panics if the OS cannot provide randomness: there is nothing safe to do
 /// without it, and returning a weaker value would be worse than stopping.
 pub fn fill(buf: &mut [u8]) {
-    #[expect(
-        clippy::expect_used,
-        reason = "no safe fallback exists when the OS CSPRNG fails"
-    )]
+    #[expect(clippy::expect_used, reason = "no safe fallback exists when the OS CSPRNG fails")]
     getrandom::fill(buf).expect("the OS CSPRNG is unavailable");
 }
 
@@ -63,11 +59,7 @@ mod tests {
         let s = string_from(b"0123456789", 100_000);
         for d in b'0'..=b'9' {
             let n = s.bytes().filter(|&b| b == d).count();
-            assert!(
-                (9_000..11_000).contains(&n),
-                "digit {} drawn {n} times",
-                d as char
-            );
+            assert!((9_000..11_000).contains(&n), "digit {} drawn {n} times", d as char);
         }
     }
 }

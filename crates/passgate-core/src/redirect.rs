@@ -73,25 +73,14 @@ impl AllowedRedirect {
             return Err(bad("a query string is not allowed in a redirect pattern"));
         }
         let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
-        let port = if any_port {
-            None
-        } else {
-            url.port_or_known_default()
-        };
-        Ok(Self {
-            scheme: url.scheme().to_string(),
-            host,
-            port,
-            path: url.path().trim_end_matches('/').to_string(),
-        })
+        let port = if any_port { None } else { url.port_or_known_default() };
+        Ok(Self { scheme: url.scheme().to_string(), host, port, path: url.path().trim_end_matches('/').to_string() })
     }
 
     fn admits(&self, url: &Url) -> bool {
         url.scheme() == self.scheme
             && url.host_str() == Some(self.host.as_str())
-            && self
-                .port
-                .is_none_or(|p| url.port_or_known_default() == Some(p))
+            && self.port.is_none_or(|p| url.port_or_known_default() == Some(p))
             && path_is_under(url.path(), &self.path)
     }
 }
@@ -103,19 +92,11 @@ fn split_wildcard_port(pattern: &str) -> Option<String> {
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let host = authority.strip_suffix(":*")?;
-    Some(format!(
-        "{}{host}:1{}",
-        &pattern[..scheme_end],
-        &rest[authority_end..]
-    ))
+    Some(format!("{}{host}:1{}", &pattern[..scheme_end], &rest[authority_end..]))
 }
 
 fn path_is_under(path: &str, prefix: &str) -> bool {
-    prefix.is_empty()
-        || path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The raw-string checks shared by patterns and candidate URLs, then parsing.
@@ -130,13 +111,9 @@ fn check_raw_and_parse(raw: &str) -> Result<Url, RedirectError> {
         return Err(RedirectError::BadCharacter);
     }
     let lower = raw.to_ascii_lowercase();
-    let after_scheme = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .ok_or(RedirectError::NotHttp)?;
-    let authority_end = after_scheme
-        .find(['/', '?', '#'])
-        .unwrap_or(after_scheme.len());
+    let after_scheme =
+        lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")).ok_or(RedirectError::NotHttp)?;
+    let authority_end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
     let authority = &after_scheme[..authority_end];
     if authority.contains('@') {
         return Err(RedirectError::UserInfo);
@@ -177,17 +154,10 @@ impl ValidationUrl {
     /// Checks `raw` against `allowed` (operator patterns, already parsed).
     pub fn check(raw: &str, allowed: &[AllowedRedirect]) -> Result<Self, RedirectError> {
         let url = check_raw_and_parse(raw)?;
-        if url
-            .query_pairs()
-            .any(|(name, _)| name.eq_ignore_ascii_case("token"))
-        {
+        if url.query_pairs().any(|(name, _)| name.eq_ignore_ascii_case("token")) {
             return Err(RedirectError::HasToken);
         }
-        if allowed.iter().any(|a| a.admits(&url)) {
-            Ok(Self(url))
-        } else {
-            Err(RedirectError::NotAllowed)
-        }
+        if allowed.iter().any(|a| a.admits(&url)) { Ok(Self(url)) } else { Err(RedirectError::NotAllowed) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -214,11 +184,8 @@ mod tests {
     use proptest::prelude::*;
 
     fn allowed() -> Vec<AllowedRedirect> {
-        parse_allowed(&[
-            "https://app.example.com/cb".to_string(),
-            "http://localhost:*".to_string(),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"))
+        parse_allowed(&["https://app.example.com/cb".to_string(), "http://localhost:*".to_string()])
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn check(raw: &str) -> Result<ValidationUrl, RedirectError> {
@@ -237,14 +204,8 @@ mod tests {
         ] {
             assert!(check(ok).is_ok(), "{ok} should be admitted");
         }
-        assert_eq!(
-            check("https://app.example.com/cbx"),
-            Err(RedirectError::NotAllowed)
-        );
-        assert_eq!(
-            check("https://app.example.com/"),
-            Err(RedirectError::NotAllowed)
-        );
+        assert_eq!(check("https://app.example.com/cbx"), Err(RedirectError::NotAllowed));
+        assert_eq!(check("https://app.example.com/"), Err(RedirectError::NotAllowed));
     }
 
     /// SECURITY S15: every trick in the list is refused.
@@ -292,27 +253,15 @@ mod tests {
 
     #[test]
     fn builds_the_link_keeping_the_query() {
-        let url =
-            check("https://app.example.com/cb?next=%2Fhome&a=1").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            url.link_with_token("T0k"),
-            "https://app.example.com/cb?next=%2Fhome&a=1&token=T0k"
-        );
+        let url = check("https://app.example.com/cb?next=%2Fhome&a=1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(url.link_with_token("T0k"), "https://app.example.com/cb?next=%2Fhome&a=1&token=T0k");
         let bare = check("https://app.example.com/cb").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            bare.link_with_token("T0k"),
-            "https://app.example.com/cb?token=T0k"
-        );
+        assert_eq!(bare.link_with_token("T0k"), "https://app.example.com/cb?token=T0k");
     }
 
     #[test]
     fn refuses_malformed_patterns() {
-        for p in [
-            "app.example.com",
-            "https://u@app.example.com",
-            "https://app.example.com/cb?x=1",
-            "ftp://x.example",
-        ] {
+        for p in ["app.example.com", "https://u@app.example.com", "https://app.example.com/cb?x=1", "ftp://x.example"] {
             assert!(AllowedRedirect::parse(p).is_err(), "{p}");
         }
     }

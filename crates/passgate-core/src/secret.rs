@@ -30,12 +30,7 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    const ALL: [Purpose; 4] = [
-        Self::SigningKey,
-        Self::Outbox,
-        Self::LoginCode,
-        Self::DevApiKey,
-    ];
+    const ALL: [Purpose; 4] = [Self::SigningKey, Self::Outbox, Self::LoginCode, Self::DevApiKey];
 
     fn label(self) -> &'static str {
         match self {
@@ -119,10 +114,7 @@ fn parse_secret(s: &str) -> Result<DerivedKeys, SecretError> {
 impl ServerSecret {
     /// From base64 text, as configured.
     pub fn from_base64(current: &str, previous: Option<&str>) -> Result<Self, SecretError> {
-        Ok(Self {
-            current: parse_secret(current)?,
-            previous: previous.map(parse_secret).transpose()?,
-        })
+        Ok(Self { current: parse_secret(current)?, previous: previous.map(parse_secret).transpose()? })
     }
 
     /// From raw bytes (dev mode generates its own).
@@ -130,20 +122,14 @@ impl ServerSecret {
         if current.len() < 32 {
             return Err(SecretError::TooShort(current.len()));
         }
-        Ok(Self {
-            current: DerivedKeys::from_secret(current),
-            previous: None,
-        })
+        Ok(Self { current: DerivedKeys::from_secret(current), previous: None })
     }
 
     /// Encrypts `plaintext` for storage. Output: version ‖ nonce ‖ ciphertext+tag.
     pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE_LEN] = crate::random::bytes();
         let cipher = Aes256Gcm::new(self.current.key(purpose).into());
-        let payload = Payload {
-            msg: plaintext,
-            aad: purpose.label().as_bytes(),
-        };
+        let payload = Payload { msg: plaintext, aad: purpose.label().as_bytes() };
         let Ok(ciphertext) = cipher.encrypt(Nonce::from_slice(&nonce_bytes), payload) else {
             unreachable!("AES-GCM encryption fails only for inputs over 64 GiB");
         };
@@ -164,10 +150,7 @@ impl ServerSecret {
             .chain(self.previous.as_ref())
             .find_map(|keys| {
                 let cipher = Aes256Gcm::new(keys.key(purpose).into());
-                let payload = Payload {
-                    msg: ciphertext,
-                    aad: purpose.label().as_bytes(),
-                };
+                let payload = Payload { msg: ciphertext, aad: purpose.label().as_bytes() };
                 cipher.decrypt(Nonce::from_slice(nonce), payload).ok()
             })
             .map(Zeroizing::new)
@@ -227,21 +210,12 @@ mod tests {
         let s = ServerSecret::from_base64(&secret(1), None).unwrap_or_else(|e| panic!("{e}"));
         let sealed = s.seal(Purpose::Outbox, b"hello");
         assert_ne!(&sealed[..], b"hello");
-        assert_eq!(
-            s.open(Purpose::Outbox, &sealed).map(|p| p.to_vec()),
-            Ok(b"hello".to_vec())
-        );
-        assert_eq!(
-            s.open(Purpose::SigningKey, &sealed),
-            Err(SecretError::CannotOpen)
-        );
+        assert_eq!(s.open(Purpose::Outbox, &sealed).map(|p| p.to_vec()), Ok(b"hello".to_vec()));
+        assert_eq!(s.open(Purpose::SigningKey, &sealed), Err(SecretError::CannotOpen));
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert_eq!(
-            s.open(Purpose::Outbox, &tampered),
-            Err(SecretError::CannotOpen)
-        );
+        assert_eq!(s.open(Purpose::Outbox, &tampered), Err(SecretError::CannotOpen));
         // Fresh nonce each time.
         assert_ne!(s.seal(Purpose::Outbox, b"hello"), sealed);
     }
@@ -251,27 +225,19 @@ mod tests {
         let old = ServerSecret::from_base64(&secret(1), None).unwrap_or_else(|e| panic!("{e}"));
         let sealed = old.seal(Purpose::SigningKey, b"k");
         let hash = old.keyed_hash(Purpose::LoginCode, b"123456");
-        let rotated = ServerSecret::from_base64(&secret(2), Some(&secret(1)))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let rotated = ServerSecret::from_base64(&secret(2), Some(&secret(1))).unwrap_or_else(|e| panic!("{e}"));
         assert!(rotated.open(Purpose::SigningKey, &sealed).is_ok());
         assert!(rotated.keyed_hash_matches(Purpose::LoginCode, b"123456", &hash));
         assert!(!rotated.keyed_hash_matches(Purpose::LoginCode, b"123457", &hash));
-        let unrelated =
-            ServerSecret::from_base64(&secret(2), None).unwrap_or_else(|e| panic!("{e}"));
+        let unrelated = ServerSecret::from_base64(&secret(2), None).unwrap_or_else(|e| panic!("{e}"));
         assert!(unrelated.open(Purpose::SigningKey, &sealed).is_err());
         assert!(!unrelated.keyed_hash_matches(Purpose::LoginCode, b"123456", &hash));
     }
 
     #[test]
     fn refuses_short_or_garbled_secrets() {
-        assert_eq!(
-            ServerSecret::from_base64(&STANDARD.encode([0u8; 16]), None).err(),
-            Some(SecretError::TooShort(16))
-        );
-        assert_eq!(
-            ServerSecret::from_base64("not base64 at all!", None).err(),
-            Some(SecretError::NotBase64)
-        );
+        assert_eq!(ServerSecret::from_base64(&STANDARD.encode([0u8; 16]), None).err(), Some(SecretError::TooShort(16)));
+        assert_eq!(ServerSecret::from_base64("not base64 at all!", None).err(), Some(SecretError::NotBase64));
         let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfbu8; 40]);
         assert!(ServerSecret::from_base64(&url_safe, None).is_ok());
     }

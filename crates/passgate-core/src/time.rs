@@ -50,11 +50,8 @@ impl Timestamp {
 
     /// Parses RFC 3339 (any offset) into a timestamp.
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
-        let t =
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-        i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-            .ok()
-            .map(Self)
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().map(Self)
     }
 }
 
@@ -99,10 +96,7 @@ mod tests {
     #[test]
     fn formats_rfc3339_in_utc_with_millis() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            Timestamp(1_795_000_000_123).to_rfc3339(),
-            "2026-11-18T11:06:40.123Z"
-        );
+        assert_eq!(Timestamp(1_795_000_000_123).to_rfc3339(), "2026-11-18T11:06:40.123Z");
     }
 
     #[test]

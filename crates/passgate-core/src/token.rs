@@ -27,10 +27,7 @@ pub struct TokenFormatError;
 impl LinkToken {
     /// A fresh token from the OS CSPRNG.
     pub fn generate() -> Self {
-        Self(SecretString::from(random::string_from(
-            random::ALPHANUMERIC,
-            TOKEN_LEN,
-        )))
+        Self(SecretString::from(random::string_from(random::ALPHANUMERIC, TOKEN_LEN)))
     }
 
     /// Accepts a token presented at verify, checking its shape only.

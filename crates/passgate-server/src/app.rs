@@ -41,26 +41,18 @@ pub struct AppState<S: Store> {
 
 impl<S: Store> std::fmt::Debug for AppState<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("public_url", &self.public_url)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("public_url", &self.public_url).finish_non_exhaustive()
     }
 }
 
 pub type App<S> = Arc<AppState<S>>;
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        passgate_api_types::ErrorCode::NotFound,
-        "no such endpoint; see /api/v2/openapi.json",
-    )
+    ApiError::new(passgate_api_types::ErrorCode::NotFound, "no such endpoint; see /api/v2/openapi.json")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        passgate_api_types::ErrorCode::MethodNotAllowed,
-        "this endpoint does not accept that method",
-    )
+    ApiError::new(passgate_api_types::ErrorCode::MethodNotAllowed, "this endpoint does not accept that method")
 }
 
 /// The whole HTTP surface.
@@ -71,10 +63,7 @@ pub fn router<S: Store>(app: App<S>) -> Router {
         .route("/api/v2/auth/logins/{login_id}", get(auth::get_login::<S>))
         .route("/api/v2/openapi.json", get(ops::openapi))
         // Responses carry JWTs and login state: never cache them anywhere.
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     let mut router = Router::new()
         .merge(api)
         .route("/.well-known/jwks.json", get(ops::jwks::<S>))
@@ -102,7 +91,5 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -8,15 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use passgate_core::apikey::{ApiKey, KeyMode};
 use passgate_core::email::EmailAddress;
 use passgate_core::ids::IdKind;
-use passgate_core::limits::{
-    EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_MAX_SECONDS, LINK_TTL_MIN_SECONDS,
-};
+use passgate_core::limits::{EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_MAX_SECONDS, LINK_TTL_MIN_SECONDS};
 use passgate_core::policy::canonical_domain;
 use passgate_core::redirect::AllowedRedirect;
 use passgate_core::{Clock, Timestamp, duration};
-use passgate_store::{
-    ApiKeyInfo, NewApiKey, NewProject, Project, ProjectSettings, Store, StoreError,
-};
+use passgate_store::{ApiKeyInfo, NewApiKey, NewProject, Project, ProjectSettings, Store, StoreError};
 use serde_json::json;
 
 use crate::config::{self, ConfigError, RawSettings, Settings};
@@ -24,11 +20,7 @@ use crate::server::{self, StartError};
 use crate::{SystemClock, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "passgate",
-    version,
-    about = "Passwordless email login, verified server to server."
-)]
+#[command(name = "passgate", version, about = "Passwordless email login, verified server to server.")]
 pub struct Cli {
     /// TOML configuration file (environment variables PASSGATE_* win over it).
     #[arg(long, global = true, value_name = "FILE")]
@@ -212,11 +204,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-async fn admin<S: Store>(
-    command: &Command,
-    store: &S,
-    settings: &Settings,
-) -> Result<(), CliError> {
+async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> Result<(), CliError> {
     let now = SystemClock.now();
     match command {
         Command::Migrate => {
@@ -234,12 +222,7 @@ async fn admin<S: Store>(
             })?;
             let id = IdKind::Project.generate();
             let (key, record) = new_key(&id, KeyMode::Live, now);
-            let project = NewProject {
-                id: id.clone(),
-                settings: project_settings,
-                is_dev: false,
-                created_at: now,
-            };
+            let project = NewProject { id: id.clone(), settings: project_settings, is_dev: false, created_at: now };
             store.create_project(project, record, false).await?;
             if args.json {
                 println!("{}", json!({ "projectId": id, "secretKey": key.expose() }));
@@ -249,10 +232,7 @@ async fn admin<S: Store>(
             }
         }
         Command::Project(ProjectCommand::Update(args)) => {
-            let current = store
-                .get_project(&args.id)
-                .await?
-                .ok_or_else(|| CliError::NoProject(args.id.clone()))?;
+            let current = store.get_project(&args.id).await?.ok_or_else(|| CliError::NoProject(args.id.clone()))?;
             let mut s = current.settings;
             if let Some(name) = &args.name {
                 s.name = name.clone();
@@ -275,32 +255,19 @@ async fn admin<S: Store>(
             if let Some(n) = args.emails_per_minute {
                 s.emails_per_minute = n;
             }
-            let updated = store
-                .update_project(&args.id, checked_settings(s)?)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => CliError::NoProject(args.id.clone()),
-                    other => other.into(),
-                })?;
+            let updated = store.update_project(&args.id, checked_settings(s)?).await.map_err(|e| match e {
+                StoreError::NotFound => CliError::NoProject(args.id.clone()),
+                other => other.into(),
+            })?;
             print_project(&updated, args.json);
         }
         Command::Project(ProjectCommand::Show { id, json }) => {
-            let project = store
-                .get_project(id)
-                .await?
-                .ok_or_else(|| CliError::NoProject(id.clone()))?;
+            let project = store.get_project(id).await?.ok_or_else(|| CliError::NoProject(id.clone()))?;
             print_project(&project, *json);
         }
         Command::Key(KeyCommand::Create { project, json }) => {
-            let p = store
-                .get_project(project)
-                .await?
-                .ok_or_else(|| CliError::NoProject(project.clone()))?;
-            let mode = if p.is_dev {
-                KeyMode::Test
-            } else {
-                KeyMode::Live
-            };
+            let p = store.get_project(project).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
+            let mode = if p.is_dev { KeyMode::Test } else { KeyMode::Live };
             let (key, record) = new_key(project, mode, now);
             let key_id = record.id.clone();
             store.create_api_key(record).await?;
@@ -312,21 +279,15 @@ async fn admin<S: Store>(
             }
         }
         Command::Key(KeyCommand::List { project, json }) => {
-            store
-                .get_project(project)
-                .await?
-                .ok_or_else(|| CliError::NoProject(project.clone()))?;
+            store.get_project(project).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
             let keys = store.list_api_keys(project).await?;
             print_keys(&keys, *json);
         }
         Command::Key(KeyCommand::Revoke { key_id }) => {
-            store
-                .revoke_api_key(key_id, now)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => CliError::NoKey(key_id.clone()),
-                    other => other.into(),
-                })?;
+            store.revoke_api_key(key_id, now).await.map_err(|e| match e {
+                StoreError::NotFound => CliError::NoKey(key_id.clone()),
+                other => other.into(),
+            })?;
             println!("Revoked {key_id}; it is refused from the next request on.");
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
@@ -357,22 +318,16 @@ fn new_key(project_id: &str, mode: KeyMode, now: Timestamp) -> (ApiKey, NewApiKe
 }
 
 fn ttl_seconds(text: &str) -> Result<i64, CliError> {
-    let seconds =
-        duration::parse_seconds(text).map_err(|e| CliError::Invalid(format!("--link-ttl: {e}")))?;
+    let seconds = duration::parse_seconds(text).map_err(|e| CliError::Invalid(format!("--link-ttl: {e}")))?;
     if !(LINK_TTL_MIN_SECONDS..=LINK_TTL_MAX_SECONDS).contains(&seconds) {
-        return Err(CliError::Invalid(format!(
-            "--link-ttl must be between 1m and 60m, not {text}"
-        )));
+        return Err(CliError::Invalid(format!("--link-ttl must be between 1m and 60m, not {text}")));
     }
     Ok(seconds)
 }
 
 fn plain_text(field: &str, value: &str) -> Result<(), CliError> {
-    if value.trim().is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control)
-    {
-        return Err(CliError::Invalid(format!(
-            "{field} must be 1-128 characters without control characters"
-        )));
+    if value.trim().is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
+        return Err(CliError::Invalid(format!("{field} must be 1-128 characters without control characters")));
     }
     Ok(())
 }
@@ -384,20 +339,16 @@ pub fn checked_settings(mut s: ProjectSettings) -> Result<ProjectSettings, CliEr
         plain_text("--app-name", app_name)?;
     }
     if s.redirect_urls.is_empty() {
-        return Err(CliError::Invalid(
-            "at least one --redirect-url is required".into(),
-        ));
+        return Err(CliError::Invalid("at least one --redirect-url is required".into()));
     }
     for url in &s.redirect_urls {
-        AllowedRedirect::parse(url)
-            .map_err(|e| CliError::Invalid(format!("--redirect-url: {e}")))?;
+        AllowedRedirect::parse(url).map_err(|e| CliError::Invalid(format!("--redirect-url: {e}")))?;
     }
     s.allowed_domains = s
         .allowed_domains
         .iter()
         .map(|d| {
-            canonical_domain(d)
-                .ok_or_else(|| CliError::Invalid(format!("--allowed-domain {d:?} is not a domain")))
+            canonical_domain(d).ok_or_else(|| CliError::Invalid(format!("--allowed-domain {d:?} is not a domain")))
         })
         .collect::<Result<_, _>>()?;
     s.allowed_emails = s
@@ -410,14 +361,10 @@ pub fn checked_settings(mut s: ProjectSettings) -> Result<ProjectSettings, CliEr
         })
         .collect::<Result<_, _>>()?;
     if !(LINK_TTL_MIN_SECONDS..=LINK_TTL_MAX_SECONDS).contains(&s.link_ttl_seconds) {
-        return Err(CliError::Invalid(
-            "--link-ttl must be between 1m and 60m".into(),
-        ));
+        return Err(CliError::Invalid("--link-ttl must be between 1m and 60m".into()));
     }
     if !(1..=1_000_000).contains(&s.emails_per_minute) {
-        return Err(CliError::Invalid(
-            "--emails-per-minute must be between 1 and 1000000".into(),
-        ));
+        return Err(CliError::Invalid("--emails-per-minute must be between 1 and 1000000".into()));
     }
     Ok(s)
 }
@@ -445,19 +392,11 @@ fn print_project(p: &Project, as_json: bool) {
         println!("  redirect URLs:     {}", s.redirect_urls.join(", "));
         println!(
             "  allowed domains:   {}",
-            if s.allowed_domains.is_empty() {
-                "(any)".into()
-            } else {
-                s.allowed_domains.join(", ")
-            }
+            if s.allowed_domains.is_empty() { "(any)".into() } else { s.allowed_domains.join(", ") }
         );
         println!(
             "  allowed emails:    {}",
-            if s.allowed_emails.is_empty() {
-                "(none)".into()
-            } else {
-                s.allowed_emails.join(", ")
-            }
+            if s.allowed_emails.is_empty() { "(none)".into() } else { s.allowed_emails.join(", ") }
         );
         println!("  link TTL:          {} s", s.link_ttl_seconds);
         println!("  emails per minute: {}", s.emails_per_minute);
@@ -481,17 +420,8 @@ fn print_keys(keys: &[ApiKeyInfo], as_json: bool) {
         println!("{}", serde_json::Value::Array(list));
     } else {
         for k in keys {
-            let state = k.revoked_at.map_or_else(
-                || "active".to_string(),
-                |r| format!("revoked {}", r.to_rfc3339()),
-            );
-            println!(
-                "{}  {}  created {}  {}",
-                k.id,
-                k.hint,
-                k.created_at.to_rfc3339(),
-                state
-            );
+            let state = k.revoked_at.map_or_else(|| "active".to_string(), |r| format!("revoked {}", r.to_rfc3339()));
+            println!("{}  {}  created {}  {}", k.id, k.hint, k.created_at.to_rfc3339(), state);
         }
     }
 }

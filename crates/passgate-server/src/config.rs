@@ -34,20 +34,12 @@ pub struct RawSettings {
 }
 
 /// The settings whose values may come from a file named by `<NAME>_FILE`.
-const FILE_SETTINGS: [&str; 4] = [
-    "SECRET_KEY",
-    "SECRET_KEY_PREVIOUS",
-    "SMTP_URL",
-    "DATABASE_URL",
-];
+const FILE_SETTINGS: [&str; 4] = ["SECRET_KEY", "SECRET_KEY_PREVIOUS", "SMTP_URL", "DATABASE_URL"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    ReadFile {
-        path: String,
-        source: std::io::Error,
-    },
+    ReadFile { path: String, source: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     ParseFile { path: String, message: String },
     #[error("{name}: {message}")]
@@ -55,10 +47,7 @@ pub enum ConfigError {
 }
 
 fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        message: message.into(),
-    }
+    ConfigError::Invalid { name, message: message.into() }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,37 +78,26 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(invalid(
-            name,
-            format!("{other:?} is not a boolean (use 1 or 0)"),
-        )),
+        other => Err(invalid(name, format!("{other:?} is not a boolean (use 1 or 0)"))),
     }
 }
 
 impl RawSettings {
     /// Reads the TOML file, if any.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-            path: path.display().to_string(),
-            message: e.message().to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::ReadFile { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::ParseFile { path: path.display().to_string(), message: e.message().to_string() })
     }
 
     /// Overlays `PASSGATE_*` variables from `env` (a lookup, so tests can
     /// pass their own), including the `_FILE` variants.
-    pub fn overlay_env(
-        mut self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn overlay_env(mut self, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| env(&format!("PASSGATE_{name}"));
         for name in FILE_SETTINGS {
             if let Some(path) = var(&format!("{name}_FILE")) {
-                let value = std::fs::read_to_string(&path)
-                    .map_err(|source| ConfigError::ReadFile { path, source })?;
+                let value = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile { path, source })?;
                 self.set(name, value.trim_end_matches(['\n', '\r']).to_string())?;
             }
         }
@@ -179,22 +157,15 @@ impl RawSettings {
             None => "sqlite://passgate.db".to_string(),
         };
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            invalid(
-                "listen",
-                format!("{listen_text:?} is not an address like 127.0.0.1:8080"),
-            )
-        })?;
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", format!("{listen_text:?} is not an address like 127.0.0.1:8080")))?;
         if dev && !listen.ip().is_loopback() {
-            return Err(invalid(
-                "listen",
-                format!("dev mode only listens on loopback, not {listen}"),
-            ));
+            return Err(invalid("listen", format!("dev mode only listens on loopback, not {listen}")));
         }
         let public_url = match self.public_url {
             Some(u) => {
-                let parsed = url::Url::parse(&u)
-                    .map_err(|e| invalid("public_url", format!("{u:?}: {e}")))?;
+                let parsed = url::Url::parse(&u).map_err(|e| invalid("public_url", format!("{u:?}: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(invalid("public_url", "must be an http(s) URL"));
                 }
@@ -204,14 +175,10 @@ impl RawSettings {
         };
         let smtp_url = match self.smtp_url.filter(|s| !s.is_empty()) {
             Some(s) => {
-                let ok = ["smtp://", "smtps://"].iter().any(|p| s.starts_with(p))
-                    && url::Url::parse(&s).is_ok();
+                let ok = ["smtp://", "smtps://"].iter().any(|p| s.starts_with(p)) && url::Url::parse(&s).is_ok();
                 if !ok {
                     // Never echo the value: it may hold a password.
-                    return Err(invalid(
-                        "smtp_url",
-                        "must look like smtp://host:port or smtps://user:pass@host:465",
-                    ));
+                    return Err(invalid("smtp_url", "must look like smtp://host:port or smtps://user:pass@host:465"));
                 }
                 Some(SecretString::from(s))
             }
@@ -223,56 +190,28 @@ impl RawSettings {
                 ));
             }
         };
-        let from_text = self
-            .email_from
-            .unwrap_or_else(|| "passgate <no-reply@localhost>".to_string());
+        let from_text = self.email_from.unwrap_or_else(|| "passgate <no-reply@localhost>".to_string());
         let email_from = from_text.parse().map_err(|_| {
-            invalid(
-                "email_from",
-                format!("{from_text:?} is not a mailbox like `App <no-reply@example.com>`"),
-            )
+            invalid("email_from", format!("{from_text:?} is not a mailbox like `App <no-reply@example.com>`"))
         })?;
-        let secret_key = self
-            .secret_key
-            .filter(|s| !s.is_empty())
-            .map(SecretString::from);
+        let secret_key = self.secret_key.filter(|s| !s.is_empty()).map(SecretString::from);
         if secret_key.is_none() && !dev && serving {
             return Err(invalid(
                 "secret_key",
                 "missing: set PASSGATE_SECRET_KEY (32+ random bytes, base64; e.g. `openssl rand -base64 32`)",
             ));
         }
-        for (name, value) in [
-            ("secret_key", &secret_key),
-            (
-                "secret_key_previous",
-                &self.secret_key_previous.clone().map(SecretString::from),
-            ),
-        ] {
+        let secret_key_previous = self.secret_key_previous.filter(|s| !s.is_empty()).map(SecretString::from);
+        for (name, value) in [("secret_key", &secret_key), ("secret_key_previous", &secret_key_previous)] {
             if let Some(v) = value {
-                passgate_core::secret::ServerSecret::from_base64(v.expose_secret(), None).map_err(
-                    |e| {
-                        invalid(
-                            if name == "secret_key" {
-                                "secret_key"
-                            } else {
-                                "secret_key_previous"
-                            },
-                            e.to_string(),
-                        )
-                    },
-                )?;
+                passgate_core::secret::ServerSecret::from_base64(v.expose_secret(), None)
+                    .map_err(|e| invalid(name, e.to_string()))?;
             }
         }
-        let metrics_text = self
-            .metrics_listen
-            .unwrap_or_else(|| "127.0.0.1:9090".to_string());
-        let metrics_listen = metrics_text.parse().map_err(|_| {
-            invalid(
-                "metrics_listen",
-                format!("{metrics_text:?} is not an address"),
-            )
-        })?;
+        let metrics_text = self.metrics_listen.unwrap_or_else(|| "127.0.0.1:9090".to_string());
+        let metrics_listen = metrics_text
+            .parse()
+            .map_err(|_| invalid("metrics_listen", format!("{metrics_text:?} is not an address")))?;
         let outbox_lease = match self.outbox_lease {
             Some(text) => {
                 let secs = passgate_core::duration::parse_seconds(&text)
@@ -289,10 +228,7 @@ impl RawSettings {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                return Err(invalid(
-                    "log_format",
-                    format!("{other:?}: use json or pretty"),
-                ));
+                return Err(invalid("log_format", format!("{other:?}: use json or pretty")));
             }
         };
         Ok(Settings {
@@ -302,10 +238,7 @@ impl RawSettings {
             smtp_url,
             email_from,
             secret_key,
-            secret_key_previous: self
-                .secret_key_previous
-                .filter(|s| !s.is_empty())
-                .map(SecretString::from),
+            secret_key_previous,
             metrics_listen,
             dev,
             templates_dir: self.templates_dir.map(PathBuf::from),
@@ -317,17 +250,12 @@ impl RawSettings {
 }
 
 /// Loads the layers from the real file system and environment.
-pub fn load(
-    config_file: Option<&Path>,
-    force_dev: bool,
-    serving: bool,
-) -> Result<Settings, ConfigError> {
+pub fn load(config_file: Option<&Path>, force_dev: bool, serving: bool) -> Result<Settings, ConfigError> {
     let base = match config_file {
         Some(path) => RawSettings::from_file(path)?,
         None => RawSettings::default(),
     };
-    base.overlay_env(|name| std::env::var(name).ok())?
-        .check(force_dev, serving)
+    base.overlay_env(|name| std::env::var(name).ok())?.check(force_dev, serving)
 }
 
 /// The annotated defaults, printed by `passgate config example`.
@@ -341,10 +269,7 @@ mod tests {
     const SECRET: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -368,26 +293,12 @@ mod tests {
         let err = RawSettings::default()
             .overlay_env(env(&[("PASSGATE_SECRET_KEY", SECRET)]))
             .and_then(|r| r.check(false, true));
-        assert!(matches!(
-            err,
-            Err(ConfigError::Invalid {
-                name: "smtp_url",
-                ..
-            })
-        ));
+        assert!(matches!(err, Err(ConfigError::Invalid { name: "smtp_url", .. })));
         let err = RawSettings::default()
             .overlay_env(env(&[("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525")]))
             .and_then(|r| r.check(false, true));
-        assert!(matches!(
-            err,
-            Err(ConfigError::Invalid {
-                name: "secret_key",
-                ..
-            })
-        ));
-        let ok = RawSettings::default()
-            .check(true, true)
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(err, Err(ConfigError::Invalid { name: "secret_key", .. })));
+        let ok = RawSettings::default().check(true, true).unwrap_or_else(|e| panic!("{e}"));
         assert!(ok.dev && ok.smtp_url.is_none());
         assert_eq!(ok.database_url, "sqlite://.passgate/passgate.db");
     }
@@ -400,29 +311,14 @@ mod tests {
         std::fs::write(&path, format!("{SECRET}\n")).unwrap_or_else(|e| panic!("{e}"));
         let s = RawSettings::default()
             .overlay_env(env(&[
-                (
-                    "PASSGATE_SECRET_KEY_FILE",
-                    path.to_str().unwrap_or_default(),
-                ),
-                (
-                    "PASSGATE_SMTP_URL",
-                    "smtps://user:hunter2@mail.example.com:465",
-                ),
+                ("PASSGATE_SECRET_KEY_FILE", path.to_str().unwrap_or_default()),
+                ("PASSGATE_SMTP_URL", "smtps://user:hunter2@mail.example.com:465"),
             ]))
             .and_then(|r| r.check(false, true))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            s.secret_key
-                .as_ref()
-                .map(|k| k.expose_secret().to_string())
-                .as_deref(),
-            Some(SECRET)
-        );
+        assert_eq!(s.secret_key.as_ref().map(|k| k.expose_secret().to_string()).as_deref(), Some(SECRET));
         let debug = format!("{s:?}");
-        assert!(
-            !debug.contains("hunter2") && !debug.contains(SECRET),
-            "{debug}"
-        );
+        assert!(!debug.contains("hunter2") && !debug.contains(SECRET), "{debug}");
     }
 
     #[test]
@@ -436,14 +332,8 @@ mod tests {
             ("PASSGATE_OUTBOX_LEASE", "0s", "outbox_lease"),
         ];
         for (var, value, name) in cases {
-            let base = [
-                ("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525"),
-                ("PASSGATE_SECRET_KEY", SECRET),
-                (var, value),
-            ];
-            let err = RawSettings::default()
-                .overlay_env(env(&base))
-                .and_then(|r| r.check(false, true));
+            let base = [("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525"), ("PASSGATE_SECRET_KEY", SECRET), (var, value)];
+            let err = RawSettings::default().overlay_env(env(&base)).and_then(|r| r.check(false, true));
             match err {
                 Err(ConfigError::Invalid { name: got, .. }) => {
                     assert_eq!(got, name, "{var}={value}")
@@ -454,10 +344,7 @@ mod tests {
         let dev_public = RawSettings::default()
             .overlay_env(env(&[("PASSGATE_LISTEN", "0.0.0.0:8080")]))
             .and_then(|r| r.check(true, true));
-        assert!(matches!(
-            dev_public,
-            Err(ConfigError::Invalid { name: "listen", .. })
-        ));
+        assert!(matches!(dev_public, Err(ConfigError::Invalid { name: "listen", .. })));
     }
 
     #[test]

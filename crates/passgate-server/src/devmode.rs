@@ -52,20 +52,13 @@ pub fn dev_api_key(secret: &ServerSecret) -> ApiKey {
 }
 
 /// Creates the dev project and its key if they are not there yet.
-pub async fn ensure_dev_project<S: Store>(
-    store: &S,
-    key: &ApiKey,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+pub async fn ensure_dev_project<S: Store>(store: &S, key: &ApiKey, now: Timestamp) -> Result<(), StoreError> {
     let project = NewProject {
         id: DEV_PROJECT_ID.to_string(),
         settings: ProjectSettings {
             name: "Dev project".to_string(),
             app_name: None,
-            redirect_urls: vec![
-                "http://localhost:*".to_string(),
-                "http://127.0.0.1:*".to_string(),
-            ],
+            redirect_urls: vec!["http://localhost:*".to_string(), "http://127.0.0.1:*".to_string()],
             allowed_domains: vec![],
             allowed_emails: vec![],
             link_ttl_seconds: LINK_TTL_DEFAULT_SECONDS,

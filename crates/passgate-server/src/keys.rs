@@ -24,7 +24,7 @@ pub enum KeyError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "no current signing key in the database (run `passgate migrate` or start the server once)"
+        "no current signing key in the database (`passgate serve` creates one at start; `passgate signing-key rotate` makes a new one)"
     )]
     NoCurrentKey,
     #[error(
@@ -47,20 +47,10 @@ pub fn new_record(secret: &ServerSecret, now: Timestamp) -> SigningKeyRecord {
 
 /// Makes sure a current signing key exists (first start, or several
 /// instances racing at their first start: one insert wins).
-pub async fn ensure_signing_key<S: Store>(
-    store: &S,
-    secret: &ServerSecret,
-    now: Timestamp,
-) -> Result<(), KeyError> {
-    let has_current = store
-        .signing_keys()
-        .await?
-        .iter()
-        .any(|k| k.retired_at.is_none());
+pub async fn ensure_signing_key<S: Store>(store: &S, secret: &ServerSecret, now: Timestamp) -> Result<(), KeyError> {
+    let has_current = store.signing_keys().await?.iter().any(|k| k.retired_at.is_none());
     if !has_current {
-        store
-            .insert_first_signing_key(new_record(secret, now))
-            .await?;
+        store.insert_first_signing_key(new_record(secret, now)).await?;
     }
     Ok(())
 }
@@ -84,45 +74,28 @@ impl std::fmt::Debug for KeyRing {
 
 impl Default for KeyRing {
     fn default() -> Self {
-        Self {
-            loaded: RwLock::new(None),
-        }
+        Self { loaded: RwLock::new(None) }
     }
 }
 
 impl KeyRing {
-    async fn load<S: Store>(
-        store: &S,
-        secret: &ServerSecret,
-        now: Timestamp,
-    ) -> Result<Loaded, KeyError> {
+    async fn load<S: Store>(store: &S, secret: &ServerSecret, now: Timestamp) -> Result<Loaded, KeyError> {
         let records = store.signing_keys().await?;
-        let current = records
-            .iter()
-            .find(|k| k.retired_at.is_none())
-            .ok_or(KeyError::NoCurrentKey)?;
+        let current = records.iter().find(|k| k.retired_at.is_none()).ok_or(KeyError::NoCurrentKey)?;
         let seed = secret
             .open(Purpose::SigningKey, &current.private_key_sealed)
             .map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
-        let signer = JwtSigner::from_secret_bytes(&seed)
-            .map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
+        let signer = JwtSigner::from_secret_bytes(&seed).map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
         let published = records
             .iter()
-            .filter(|k| {
-                k.retired_at
-                    .is_none_or(|r| r.plus_seconds(PUBLISH_RETIRED_FOR_SECONDS) > now)
-            })
+            .filter(|k| k.retired_at.is_none_or(|r| r.plus_seconds(PUBLISH_RETIRED_FOR_SECONDS) > now))
             .filter_map(|k| {
                 let public: [u8; 32] = k.public_key.as_slice().try_into().ok()?;
                 // A row whose kid does not match its key is corrupt: skip it.
                 (kid_for(&public) == k.kid).then(|| (k.kid.clone(), public))
             })
             .collect();
-        Ok(Loaded {
-            signer: Arc::new(signer),
-            published,
-            at: Instant::now(),
-        })
+        Ok(Loaded { signer: Arc::new(signer), published, at: Instant::now() })
     }
 
     async fn current<S: Store>(

@@ -46,6 +46,5 @@ impl utoipa::Modify for SecretKeyAuth {
 /// The document as pretty JSON (built once).
 pub fn document_json() -> String {
     static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default())
-        .clone()
+    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default()).clone()
 }

@@ -36,10 +36,7 @@ pub enum StartError {
     #[error("secret_key: {0}")]
     Secret(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
     #[error("dev mode: {0}")]
     Dev(String),
     #[error("server stopped: {0}")]
@@ -126,25 +123,16 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
             "database_url: {scheme:?} databases are not supported by this build; use sqlite://path/to/file.db"
         )));
     }
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let file = path.split('?').next().unwrap_or_default();
-        if let Some(parent) = Path::new(file)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
+        if let Some(parent) = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StartError::Database {
                 url: url.to_string(),
                 source: StoreError::Database(Box::new(e)),
             })?;
         }
     }
-    let db_err = |source| StartError::Database {
-        url: url.to_string(),
-        source,
-    };
+    let db_err = |source| StartError::Database { url: url.to_string(), source };
     let store = SqliteStore::connect(url).await.map_err(db_err)?;
     store.migrate().await.map_err(db_err)?;
     Ok(store)
@@ -152,10 +140,7 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
 
 /// The server secret from the settings, or in dev mode from `./.passgate/secret`.
 pub fn server_secret(settings: &Settings) -> Result<ServerSecret, StartError> {
-    let previous = settings
-        .secret_key_previous
-        .as_ref()
-        .map(|s| s.expose_secret().to_string());
+    let previous = settings.secret_key_previous.as_ref().map(|s| s.expose_secret().to_string());
     match &settings.secret_key {
         Some(key) => ServerSecret::from_base64(key.expose_secret(), previous.as_deref()),
         None if settings.dev => {
@@ -174,30 +159,15 @@ pub async fn serve_from_settings(settings: Settings) -> Result<(), StartError> {
     let secret = Arc::new(server_secret(&settings)?);
     let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
     let dev_mailbox = settings.dev.then(DevMailbox::default);
-    let mailer = Mailer::new(
-        settings.smtp_url.as_ref(),
-        settings.email_from.clone(),
-        dev_mailbox,
-    )?;
+    let mailer = Mailer::new(settings.smtp_url.as_ref(), settings.email_from.clone(), dev_mailbox)?;
     let templates = Arc::new(Templates::load(settings.templates_dir.as_deref())?);
-    let outbox = OutboxConfig {
-        lease: settings.outbox_lease,
-        ..OutboxConfig::default()
-    };
-    let listener =
-        TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: settings.listen.to_string(),
-                source,
-            })?;
-    let local = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: settings.listen.to_string(),
-        source,
-    })?;
-    let public_url = if settings.listen.port() == 0
-        && settings.public_url == format!("http://{}", settings.listen)
-    {
+    let outbox = OutboxConfig { lease: settings.outbox_lease, ..OutboxConfig::default() };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
+    let local =
+        listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
+    let public_url = if settings.listen.port() == 0 && settings.public_url == format!("http://{}", settings.listen) {
         format!("http://{local}")
     } else {
         settings.public_url.clone()
@@ -213,9 +183,7 @@ pub async fn serve_from_settings(settings: Settings) -> Result<(), StartError> {
     let app = assemble(store.clone(), parts).await?;
     if settings.dev {
         let key = devmode::dev_api_key(&secret);
-        devmode::ensure_dev_project(&store, &key, clock.now())
-            .await
-            .map_err(|e| StartError::Dev(e.to_string()))?;
+        devmode::ensure_dev_project(&store, &key, clock.now()).await.map_err(|e| StartError::Dev(e.to_string()))?;
         // Printed, not logged: the one place the dev key is meant to appear.
         println!(
             "\npassgate dev is running\n  API:         {public_url}/api/v2\n  Mailbox:     {public_url}/_dev/mailbox\n  Project:     {}\n  Secret key:  {}\n  Redirects:   http://localhost:* and http://127.0.0.1:* (any port)\n  Data:        {}\n",

@@ -19,9 +19,7 @@ fn from_json(text: &str) -> StoreResult<Vec<String>> {
 }
 
 fn hash32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
+    bytes.try_into().map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
 
 /// Seconds until the oldest counted send leaves its window (at least 1).
@@ -81,6 +79,15 @@ async fn insert_event(tx: &mut Tx, e: NewEvent<'_>) -> StoreResult<()> {
     Ok(())
 }
 
+/// A login just consumed by its conditional UPDATE.
+struct Consumed {
+    project_id: String,
+    login_id: String,
+    email: String,
+    state: Option<String>,
+    method: AuthMethod,
+}
+
 struct ProjectRow {
     id: String,
     name: String,
@@ -115,10 +122,7 @@ impl ProjectRow {
 
 impl SqliteStore {
     async fn begin(&self) -> StoreResult<Tx> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
     }
 
     /// Finds the user of `email` in a project, creating them with `new_id`.
@@ -172,17 +176,13 @@ impl SqliteStore {
         now: Timestamp,
     ) -> StoreResult<VerifyFailure> {
         if let Some(used_at) = used_at {
-            return Ok(VerifyFailure::Used {
-                used_at: Timestamp(used_at),
-            });
+            return Ok(VerifyFailure::Used { used_at: Timestamp(used_at) });
         }
         if burned_at.is_some() {
             return Ok(VerifyFailure::Burned);
         }
         if expires_at <= now.millis() {
-            return Ok(VerifyFailure::Expired {
-                expired_at: Timestamp(expires_at),
-            });
+            return Ok(VerifyFailure::Expired { expired_at: Timestamp(expires_at) });
         }
         let at = now.millis();
         sqlx::query!(
@@ -214,16 +214,13 @@ impl SqliteStore {
 
     async fn finish_verified(
         mut tx: Tx,
-        project_id: &str,
-        login_id: String,
-        email: String,
-        state: Option<String>,
-        method: AuthMethod,
+        consumed: Consumed,
         new_user_id: &str,
         now: Timestamp,
     ) -> StoreResult<VerifyOutcome> {
-        let (user, is_new_user) =
-            Self::upsert_user(&mut tx, project_id, &email, new_user_id, now).await?;
+        let Consumed { project_id, login_id, email, state, method } = consumed;
+        let project_id = project_id.as_str();
+        let (user, is_new_user) = Self::upsert_user(&mut tx, project_id, &email, new_user_id, now).await?;
         let mut event = NewEvent::new(project_id, "auth.verified", now);
         event.user_id = Some(&user.id);
         event.login_id = Some(&login_id);
@@ -231,46 +228,26 @@ impl SqliteStore {
         event.reason = Some(method.amr());
         insert_event(&mut tx, event).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(VerifyOutcome::Verified(VerifiedLogin {
-            login_id,
-            user,
-            is_new_user,
-            state,
-            method,
-        }))
+        Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
     }
 }
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations")
-            .run(&self.writer)
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))
+        sqlx::migrate!("./migrations").run(&self.writer).await.map_err(|e| StoreError::Database(Box::new(e)))
     }
 
     async fn ready(&self) -> StoreResult<()> {
         // The newest table existing means the migrations ran.
-        sqlx::query!("SELECT COUNT(*) AS n FROM events WHERE 0")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db_err)?;
+        sqlx::query!("SELECT COUNT(*) AS n FROM events WHERE 0").fetch_one(&self.reader).await.map_err(db_err)?;
         Ok(())
     }
 
-    async fn create_project(
-        &self,
-        project: NewProject,
-        first_key: NewApiKey,
-        if_absent: bool,
-    ) -> StoreResult<()> {
+    async fn create_project(&self, project: NewProject, first_key: NewApiKey, if_absent: bool) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let s = &project.settings;
-        let (redirects, domains, emails) = (
-            to_json(&s.redirect_urls),
-            to_json(&s.allowed_domains),
-            to_json(&s.allowed_emails),
-        );
+        let (redirects, domains, emails) =
+            (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
         let created_at = project.created_at.millis();
         let inserted = sqlx::query!(
             "INSERT INTO projects (id, name, app_name, redirect_urls, allowed_domains, allowed_emails,
@@ -292,10 +269,7 @@ impl Store for SqliteStore {
         .map_err(db_err)?
         .rows_affected();
         if inserted == 0 && !if_absent {
-            return Err(StoreError::Conflict(format!(
-                "project {} exists",
-                project.id
-            )));
+            return Err(StoreError::Conflict(format!("project {} exists", project.id)));
         }
         let key_hash = &first_key.key_hash[..];
         let key_created = first_key.created_at.millis();
@@ -316,11 +290,8 @@ impl Store for SqliteStore {
 
     async fn update_project(&self, id: &str, s: ProjectSettings) -> StoreResult<Project> {
         let mut tx = self.begin().await?;
-        let (redirects, domains, emails) = (
-            to_json(&s.redirect_urls),
-            to_json(&s.allowed_domains),
-            to_json(&s.allowed_emails),
-        );
+        let (redirects, domains, emails) =
+            (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
         let row = sqlx::query_as!(
             ProjectRow,
             "UPDATE projects SET name = ?, app_name = ?, redirect_urls = ?, allowed_domains = ?,
@@ -409,21 +380,13 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let at = now.millis();
-        let found = sqlx::query!(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-            at,
-            key_id
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+        let found = sqlx::query!("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", at, key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
         tx.commit().await.map_err(db_err)?;
-        if found == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
@@ -505,13 +468,10 @@ impl Store for SqliteStore {
     async fn rotate_signing_key(&self, key: SigningKeyRecord, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let at = now.millis();
-        sqlx::query!(
-            "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
-            at
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        sqlx::query!("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         sqlx::query!(
             "INSERT INTO signing_keys (kid, public_key, private_key_sealed, created_at) VALUES (?, ?, ?, ?)",
             key.kid,
@@ -543,16 +503,14 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
             if let Some(previous) = previous {
-                return Ok(
-                    if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
-                        StartOutcome::Replayed {
-                            status: u16::try_from(previous.response_status).unwrap_or(200),
-                            body: previous.response_body,
-                        }
-                    } else {
-                        StartOutcome::IdempotencyConflict
-                    },
-                );
+                return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
+                    StartOutcome::Replayed {
+                        status: u16::try_from(previous.response_status).unwrap_or(200),
+                        body: previous.response_body,
+                    }
+                } else {
+                    StartOutcome::IdempotencyConflict
+                });
             }
         }
 
@@ -572,12 +530,8 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        let mut limited = full.map(|oldest| {
-            (
-                LimitKind::Recipient,
-                retry_after(oldest, limits.per_recipient_window_seconds, now),
-            )
-        });
+        let mut limited =
+            full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
         if limited.is_none() {
             let since = now_ms - 60_000;
             let offset = limits.per_project_per_minute - 1;
@@ -617,10 +571,7 @@ impl Store for SqliteStore {
             event.user_agent = login.user_agent.as_deref();
             insert_event(&mut tx, event).await?;
             tx.commit().await.map_err(db_err)?;
-            return Ok(StartOutcome::RateLimited {
-                limit,
-                retry_after_seconds,
-            });
+            return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
         }
 
         let token_hash = &login.token_hash[..];
@@ -710,17 +661,14 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         if let Some(row) = consumed {
-            return Self::finish_verified(
-                tx,
-                &req.project_id,
-                row.id,
-                row.email,
-                row.state,
-                AuthMethod::EmailLink,
-                &req.new_user_id,
-                req.now,
-            )
-            .await;
+            let consumed = Consumed {
+                project_id: req.project_id.clone(),
+                login_id: row.id,
+                email: row.email,
+                state: row.state,
+                method: AuthMethod::EmailLink,
+            };
+            return Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await;
         }
         let row = sqlx::query!(
             r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = ? AND token_hash = ?"#,
@@ -733,26 +681,11 @@ impl Store for SqliteStore {
         let (failure, login_id) = match row {
             None => (VerifyFailure::Invalid, None),
             Some(r) => {
-                let f = Self::classify_failure(
-                    &mut tx,
-                    &r.id,
-                    r.used_at,
-                    r.burned_at,
-                    r.expires_at,
-                    req.now,
-                )
-                .await?;
+                let f = Self::classify_failure(&mut tx, &r.id, r.used_at, r.burned_at, r.expires_at, req.now).await?;
                 (f, Some(r.id))
             }
         };
-        Self::record_failure(
-            &mut tx,
-            &req.project_id,
-            login_id.as_deref(),
-            failure,
-            req.now,
-        )
-        .await?;
+        Self::record_failure(&mut tx, &req.project_id, login_id.as_deref(), failure, req.now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(VerifyOutcome::Failed(failure))
     }
@@ -770,27 +703,16 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         let Some(row) = row else {
-            Self::record_failure(
-                &mut tx,
-                &req.project_id,
-                None,
-                VerifyFailure::Invalid,
-                req.now,
-            )
-            .await?;
+            Self::record_failure(&mut tx, &req.project_id, None, VerifyFailure::Invalid, req.now).await?;
             tx.commit().await.map_err(db_err)?;
             return Ok(VerifyOutcome::Failed(VerifyFailure::Invalid));
         };
         let failure = if let Some(used_at) = row.used_at {
-            Some(VerifyFailure::Used {
-                used_at: Timestamp(used_at),
-            })
+            Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
         } else if row.burned_at.is_some() {
             Some(VerifyFailure::Burned)
         } else if row.expires_at <= now_ms {
-            Some(VerifyFailure::Expired {
-                expired_at: Timestamp(row.expires_at),
-            })
+            Some(VerifyFailure::Expired { expired_at: Timestamp(row.expires_at) })
         } else {
             None
         };
@@ -802,9 +724,7 @@ impl Store for SqliteStore {
                 let matched = req
                     .code_hash_candidates
                     .iter()
-                    .fold(false, |acc, candidate| {
-                        acc | constant_time_eq(candidate, stored)
-                    });
+                    .fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored));
                 if !matched {
                     sqlx::query!(
                         "UPDATE logins SET code_failures = code_failures + 1,
@@ -821,25 +741,13 @@ impl Store for SqliteStore {
                 } else {
                     let answered = match (&row.code_challenge, &req.verifier_challenge) {
                         (None, _) => true,
-                        (Some(want), Some(got)) => {
-                            constant_time_eq(want.as_bytes(), got.as_bytes())
-                        }
+                        (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
                         (Some(_), None) => false,
                     };
                     if answered {
                         None
                     } else {
-                        Some(
-                            Self::classify_failure(
-                                &mut tx,
-                                &row.id,
-                                None,
-                                None,
-                                row.expires_at,
-                                req.now,
-                            )
-                            .await?,
-                        )
+                        Some(Self::classify_failure(&mut tx, &row.id, None, None, row.expires_at, req.now).await?)
                     }
                 }
             }
@@ -862,30 +770,28 @@ impl Store for SqliteStore {
         .map_err(db_err)?
         .rows_affected();
         if consumed == 0 {
+            // Another verify won the race: report the login as it stands now.
+            let used_at = sqlx::query_scalar!("SELECT used_at FROM logins WHERE id = ?", row.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .flatten();
+            let failure = used_at.map_or(VerifyFailure::Burned, |at| VerifyFailure::Used { used_at: Timestamp(at) });
+            Self::record_failure(&mut tx, &req.project_id, Some(&row.id), failure, req.now).await?;
             tx.commit().await.map_err(db_err)?;
-            return Ok(VerifyOutcome::Failed(VerifyFailure::Used {
-                used_at: req.now,
-            }));
+            return Ok(VerifyOutcome::Failed(failure));
         }
-        Self::finish_verified(
-            tx,
-            &req.project_id,
-            row.id,
-            row.email,
-            row.state,
-            AuthMethod::EmailCode,
-            &req.new_user_id,
-            req.now,
-        )
-        .await
+        let consumed = Consumed {
+            project_id: req.project_id.clone(),
+            login_id: row.id,
+            email: row.email,
+            state: row.state,
+            method: AuthMethod::EmailCode,
+        };
+        Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await
     }
 
-    async fn get_login(
-        &self,
-        project_id: &str,
-        login_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<Option<LoginView>> {
+    async fn get_login(&self, project_id: &str, login_id: &str, now: Timestamp) -> StoreResult<Option<LoginView>> {
         let row = sqlx::query!(
             r#"SELECT l.id AS "id!", l.created_at, l.expires_at, l.used_at, l.burned_at,
                 o.status AS "email_status?", o.attempts AS "attempts?", o.last_error
@@ -907,19 +813,11 @@ impl Store for SqliteStore {
         } else {
             LoginStatus::Pending
         };
-        let email_status = r
-            .email_status
-            .as_deref()
-            .and_then(EmailStatus::parse)
-            .unwrap_or(EmailStatus::Queued);
+        let email_status = r.email_status.as_deref().and_then(EmailStatus::parse).unwrap_or(EmailStatus::Queued);
         Ok(Some(LoginView {
             id: r.id,
             status,
-            email: EmailView {
-                status: email_status,
-                attempts: r.attempts.unwrap_or(0),
-                last_error: r.last_error,
-            },
+            email: EmailView { status: email_status, attempts: r.attempts.unwrap_or(0), last_error: r.last_error },
             created_at: Timestamp(r.created_at),
             expires_at: Timestamp(r.expires_at),
             verified_at: r.used_at.map(Timestamp),
@@ -956,21 +854,16 @@ impl Store for SqliteStore {
                     project_id: r.project_id,
                     login_id: r.login_id,
                     recipient: r.recipient,
-                    payload_sealed: r.payload_sealed.ok_or_else(|| {
-                        StoreError::Corrupt("queued email without payload".into())
-                    })?,
+                    payload_sealed: r
+                        .payload_sealed
+                        .ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
                     attempts: r.attempts,
                 })
             })
             .collect()
     }
 
-    async fn record_delivery(
-        &self,
-        email_id: &str,
-        lease_owner: &str,
-        result: DeliveryResult,
-    ) -> StoreResult<bool> {
+    async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let row = match &result {
             DeliveryResult::Sent { at } => {
@@ -989,9 +882,7 @@ impl Store for SqliteStore {
                 .map_err(db_err)?
                 .map(|r| (r.project_id, r.login_id, r.recipient))
             }
-            DeliveryResult::Retry {
-                error, retry_at, ..
-            } => {
+            DeliveryResult::Retry { error, retry_at, .. } => {
                 let retry_at = retry_at.millis();
                 sqlx::query!(
                     r#"UPDATE outbox SET status = 'retrying', attempts = attempts + 1, last_error = ?,
@@ -1031,9 +922,7 @@ impl Store for SqliteStore {
         };
         let event = match &result {
             DeliveryResult::Sent { at } => Some((*at, "email.sent", None)),
-            DeliveryResult::GaveUp { at, error } => {
-                Some((*at, "email.failed", Some(error.as_str())))
-            }
+            DeliveryResult::GaveUp { at, error } => Some((*at, "email.failed", Some(error.as_str()))),
             DeliveryResult::Retry { .. } => None,
         };
         if let Some((at, kind, reason)) = event {

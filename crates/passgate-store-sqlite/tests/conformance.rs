@@ -5,9 +5,7 @@ use passgate_store_sqlite::SqliteStore;
 
 async fn fresh() -> SqliteStore {
     let path = std::env::temp_dir().join(format!("passgate-conformance-{}.db", uuid_like()));
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap_or_else(|e| panic!("{e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
     store
 }

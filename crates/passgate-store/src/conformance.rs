@@ -61,16 +61,8 @@ fn key_for(project_id: &str, seed: &str) -> NewApiKey {
 /// Creates a project with default settings and returns its id.
 pub async fn project<S: Store>(store: &S) -> String {
     let id = IdKind::Project.generate();
-    let p = NewProject {
-        id: id.clone(),
-        settings: settings("Acme"),
-        is_dev: false,
-        created_at: T0,
-    };
-    store
-        .create_project(p, key_for(&id, &id), false)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let p = NewProject { id: id.clone(), settings: settings("Acme"), is_dev: false, created_at: T0 };
+    store.create_project(p, key_for(&id, &id), false).await.unwrap_or_else(|e| panic!("{e}"));
     id
 }
 
@@ -106,10 +98,7 @@ pub fn new_login(project_id: &str, email: &str, token: &str, now: Timestamp) -> 
 }
 
 async fn start<S: Store>(store: &S, login: NewLogin) -> StartOutcome {
-    store
-        .start_login(login)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    store.start_login(login).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn by_token(project_id: &str, token: &str, now: Timestamp) -> VerifyByToken {
@@ -119,16 +108,11 @@ pub fn by_token(project_id: &str, token: &str, now: Timestamp) -> VerifyByToken 
         verifier_challenge: None,
         now,
         new_user_id: IdKind::User.generate(),
-        ip_address: None,
-        user_agent: None,
     }
 }
 
 async fn verify<S: Store>(store: &S, req: VerifyByToken) -> VerifyOutcome {
-    store
-        .verify_by_token(req)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    store.verify_by_token(req).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn verified(outcome: VerifyOutcome) -> VerifiedLogin {
@@ -145,12 +129,7 @@ fn failed(outcome: VerifyOutcome) -> VerifyFailure {
     }
 }
 
-async fn login_view<S: Store>(
-    store: &S,
-    project_id: &str,
-    login_id: &str,
-    now: Timestamp,
-) -> LoginView {
+async fn login_view<S: Store>(store: &S, project_id: &str, login_id: &str, now: Timestamp) -> LoginView {
     store
         .get_login(project_id, login_id, now)
         .await
@@ -160,11 +139,7 @@ async fn login_view<S: Store>(
 
 pub async fn project_lifecycle<S: Store>(store: S) {
     let id = project(&store).await;
-    let p = store
-        .get_project(&id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
+    let p = store.get_project(&id).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("missing"));
     assert_eq!(p.settings, settings("Acme"));
     assert_eq!(p.app_name(), "Acme");
     assert_eq!(p.created_at, T0);
@@ -173,114 +148,46 @@ pub async fn project_lifecycle<S: Store>(store: S) {
     changed.app_name = Some("Acme App".into());
     changed.allowed_domains = vec!["example.com".into()];
     changed.link_ttl_seconds = 600;
-    let updated = store
-        .update_project(&id, changed.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let updated = store.update_project(&id, changed.clone()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(updated.settings, changed);
     assert_eq!(updated.app_name(), "Acme App");
-    let again = store
-        .get_project(&id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .map(|p| p.settings);
+    let again = store.get_project(&id).await.unwrap_or_else(|e| panic!("{e}")).map(|p| p.settings);
     assert_eq!(again, Some(changed));
 
-    assert!(matches!(
-        store.update_project("prj_missing", settings("x")).await,
-        Err(StoreError::NotFound)
-    ));
-    assert_eq!(
-        store
-            .get_project("prj_missing")
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        None
-    );
+    assert!(matches!(store.update_project("prj_missing", settings("x")).await, Err(StoreError::NotFound)));
+    assert_eq!(store.get_project("prj_missing").await.unwrap_or_else(|e| panic!("{e}")), None);
 
-    let dup = NewProject {
-        id: id.clone(),
-        settings: settings("dup"),
-        is_dev: false,
-        created_at: T0,
-    };
+    let dup = NewProject { id: id.clone(), settings: settings("dup"), is_dev: false, created_at: T0 };
     assert!(matches!(
-        store
-            .create_project(dup.clone(), key_for(&id, "other"), false)
-            .await,
+        store.create_project(dup.clone(), key_for(&id, "other"), false).await,
         Err(StoreError::Conflict(_))
     ));
-    store
-        .create_project(dup, key_for(&id, "other2"), true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let kept = store
-        .get_project(&id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .map(|p| p.settings.name);
-    assert_eq!(
-        kept.as_deref(),
-        Some("Acme 2"),
-        "if_absent must not overwrite"
-    );
+    store.create_project(dup, key_for(&id, "other2"), true).await.unwrap_or_else(|e| panic!("{e}"));
+    let kept = store.get_project(&id).await.unwrap_or_else(|e| panic!("{e}")).map(|p| p.settings.name);
+    assert_eq!(kept.as_deref(), Some("Acme 2"), "if_absent must not overwrite");
 }
 
 pub async fn api_keys<S: Store>(store: S) {
     let id = project(&store).await;
-    let first = store
-        .find_api_key(&sha256(id.as_bytes()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = store.find_api_key(&sha256(id.as_bytes())).await.unwrap_or_else(|e| panic!("{e}"));
     let first = first.unwrap_or_else(|| panic!("first key missing"));
     assert_eq!(first.project.id, id);
     assert_eq!(first.revoked_at, None);
     assert_eq!(first.key_hash, sha256(id.as_bytes()));
 
     let second = key_for(&id, "second");
-    store
-        .create_api_key(second.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let listed = store
-        .list_api_keys(&id)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.create_api_key(second.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let listed = store.list_api_keys(&id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().any(|k| k.id == second.id));
 
-    store
-        .revoke_api_key(&second.id, T0.plus_seconds(5))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .revoke_api_key(&second.id, T0.plus_seconds(9))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let found = store
-        .find_api_key(&second.key_hash)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        found.and_then(|k| k.revoked_at),
-        Some(T0.plus_seconds(5)),
-        "first revocation time kept"
-    );
-    assert!(matches!(
-        store.revoke_api_key("key_missing", T0).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.create_api_key(key_for("prj_missing", "x")).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(
-        store
-            .find_api_key(&sha256(b"unknown"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none()
-    );
+    store.revoke_api_key(&second.id, T0.plus_seconds(5)).await.unwrap_or_else(|e| panic!("{e}"));
+    store.revoke_api_key(&second.id, T0.plus_seconds(9)).await.unwrap_or_else(|e| panic!("{e}"));
+    let found = store.find_api_key(&second.key_hash).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.and_then(|k| k.revoked_at), Some(T0.plus_seconds(5)), "first revocation time kept");
+    assert!(matches!(store.revoke_api_key("key_missing", T0).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.create_api_key(key_for("prj_missing", "x")).await, Err(StoreError::NotFound)));
+    assert!(store.find_api_key(&sha256(b"unknown")).await.unwrap_or_else(|e| panic!("{e}")).is_none());
 }
 
 fn signing_key(kid: &str, at: Timestamp) -> SigningKeyRecord {
@@ -294,34 +201,12 @@ fn signing_key(kid: &str, at: Timestamp) -> SigningKeyRecord {
 }
 
 pub async fn signing_keys<S: Store>(store: S) {
-    assert!(
-        store
-            .signing_keys()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_empty()
-    );
-    assert!(
-        store
-            .insert_first_signing_key(signing_key("a", T0))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
-    assert!(
-        !store
-            .insert_first_signing_key(signing_key("b", T0))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
-    store
-        .rotate_signing_key(signing_key("c", T0), T0.plus_seconds(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(store.signing_keys().await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(store.insert_first_signing_key(signing_key("a", T0)).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(!store.insert_first_signing_key(signing_key("b", T0)).await.unwrap_or_else(|e| panic!("{e}")));
+    store.rotate_signing_key(signing_key("c", T0), T0.plus_seconds(60)).await.unwrap_or_else(|e| panic!("{e}"));
     let keys = store.signing_keys().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
-        ["c", "a"]
-    );
+    assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["c", "a"]);
     assert_eq!(keys[0].retired_at, None);
     assert_eq!(keys[1].retired_at, Some(T0.plus_seconds(60)));
     assert_eq!(keys[0].private_key_sealed, vec![9; 60]);
@@ -334,14 +219,7 @@ pub async fn start_then_verify_once<S: Store>(store: S) {
     assert_eq!(start(&store, login).await, StartOutcome::Started);
     let view = login_view(&store, &p, &login_id, T0).await;
     assert_eq!(view.status, LoginStatus::Pending);
-    assert_eq!(
-        view.email,
-        EmailView {
-            status: EmailStatus::Queued,
-            attempts: 0,
-            last_error: None
-        }
-    );
+    assert_eq!(view.email, EmailView { status: EmailStatus::Queued, attempts: 0, last_error: None });
     assert_eq!(view.expires_at, T0.plus_seconds(LINK_TTL_DEFAULT_SECONDS));
 
     let at = T0.plus_seconds(30);
@@ -355,16 +233,9 @@ pub async fn start_then_verify_once<S: Store>(store: S) {
 
     let again = failed(verify(&store, by_token(&p, "tok1", at.plus_seconds(1))).await);
     assert_eq!(again, VerifyFailure::Used { used_at: at });
-    assert_eq!(
-        failed(verify(&store, by_token(&p, "nope", at)).await),
-        VerifyFailure::Invalid
-    );
+    assert_eq!(failed(verify(&store, by_token(&p, "nope", at)).await), VerifyFailure::Invalid);
     let view = login_view(&store, &p, &login_id, at.plus_seconds(5000)).await;
-    assert_eq!(
-        view.status,
-        LoginStatus::Verified,
-        "a used login stays verified after expiry"
-    );
+    assert_eq!(view.status, LoginStatus::Verified, "a used login stays verified after expiry");
     assert_eq!(view.verified_at, Some(at));
 }
 
@@ -374,17 +245,8 @@ pub async fn tokens_are_scoped_to_their_project<S: Store>(store: S) {
     let login = new_login(&a, "ada@example.com", "tokA", T0);
     let login_id = login.id.clone();
     start(&store, login).await;
-    assert_eq!(
-        failed(verify(&store, by_token(&b, "tokA", T0)).await),
-        VerifyFailure::Invalid
-    );
-    assert!(
-        store
-            .get_login(&b, &login_id, T0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none()
-    );
+    assert_eq!(failed(verify(&store, by_token(&b, "tokA", T0)).await), VerifyFailure::Invalid);
+    assert!(store.get_login(&b, &login_id, T0).await.unwrap_or_else(|e| panic!("{e}")).is_none());
     let code = VerifyByCode {
         project_id: b.clone(),
         login_id: login_id.clone(),
@@ -393,15 +255,7 @@ pub async fn tokens_are_scoped_to_their_project<S: Store>(store: S) {
         now: T0,
         new_user_id: IdKind::User.generate(),
     };
-    assert_eq!(
-        failed(
-            store
-                .verify_by_code(code)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-        ),
-        VerifyFailure::Invalid
-    );
+    assert_eq!(failed(store.verify_by_code(code).await.unwrap_or_else(|e| panic!("{e}"))), VerifyFailure::Invalid);
     // Still usable in its own project, and the same email is another user there.
     let v = verified(verify(&store, by_token(&a, "tokA", T0)).await);
     start(&store, new_login(&b, "ada@example.com", "tokB", T0)).await;
@@ -421,20 +275,10 @@ pub async fn expiry_is_exact<S: Store>(store: S) {
     start(&store, late).await;
     assert_eq!(
         failed(verify(&store, by_token(&p, "late", expires)).await),
-        VerifyFailure::Expired {
-            expired_at: expires
-        }
+        VerifyFailure::Expired { expired_at: expires }
     );
-    assert_eq!(
-        login_view(&store, &p, &late_id, expires).await.status,
-        LoginStatus::Expired
-    );
-    assert_eq!(
-        login_view(&store, &p, &late_id, expires.plus_millis(-1))
-            .await
-            .status,
-        LoginStatus::Pending
-    );
+    assert_eq!(login_view(&store, &p, &late_id, expires).await.status, LoginStatus::Expired);
+    assert_eq!(login_view(&store, &p, &late_id, expires.plus_millis(-1)).await.status, LoginStatus::Pending);
 }
 
 pub async fn pkce_mismatch_does_not_consume_and_five_burn<S: Store>(store: S) {
@@ -442,16 +286,10 @@ pub async fn pkce_mismatch_does_not_consume_and_five_burn<S: Store>(store: S) {
     let mut login = new_login(&p, "a@example.com", "pk1", T0);
     login.code_challenge = Some("right".into());
     start(&store, login).await;
-    assert_eq!(
-        failed(verify(&store, by_token(&p, "pk1", T0)).await),
-        VerifyFailure::VerifierMismatch
-    );
+    assert_eq!(failed(verify(&store, by_token(&p, "pk1", T0)).await), VerifyFailure::VerifierMismatch);
     let mut wrong = by_token(&p, "pk1", T0);
     wrong.verifier_challenge = Some("wrong".into());
-    assert_eq!(
-        failed(verify(&store, wrong).await),
-        VerifyFailure::VerifierMismatch
-    );
+    assert_eq!(failed(verify(&store, wrong).await), VerifyFailure::VerifierMismatch);
     let mut right = by_token(&p, "pk1", T0);
     right.verifier_challenge = Some("right".into());
     verified(verify(&store, right).await);
@@ -461,18 +299,12 @@ pub async fn pkce_mismatch_does_not_consume_and_five_burn<S: Store>(store: S) {
     let id = login.id.clone();
     start(&store, login).await;
     for _ in 0..MAX_VERIFIER_FAILURES {
-        assert_eq!(
-            failed(verify(&store, by_token(&p, "pk2", T0)).await),
-            VerifyFailure::VerifierMismatch
-        );
+        assert_eq!(failed(verify(&store, by_token(&p, "pk2", T0)).await), VerifyFailure::VerifierMismatch);
     }
     let mut right = by_token(&p, "pk2", T0);
     right.verifier_challenge = Some("right".into());
     assert_eq!(failed(verify(&store, right).await), VerifyFailure::Burned);
-    assert_eq!(
-        login_view(&store, &p, &id, T0).await.status,
-        LoginStatus::Burned
-    );
+    assert_eq!(login_view(&store, &p, &id, T0).await.status, LoginStatus::Burned);
 }
 
 pub async fn fallback_code<S: Store>(store: S) {
@@ -489,53 +321,26 @@ pub async fn fallback_code<S: Store>(store: S) {
     login.code_hash = Some(sha256(b"123456"));
     let id = login.id.clone();
     start(&store, login).await;
-    let v = verified(
-        store
-            .verify_by_code(code_req(&id, "123456"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let v = verified(store.verify_by_code(code_req(&id, "123456")).await.unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(v.method, AuthMethod::EmailCode);
-    assert!(matches!(
-        failed(verify(&store, by_token(&p, "c1", T0)).await),
-        VerifyFailure::Used { .. }
-    ));
+    assert!(matches!(failed(verify(&store, by_token(&p, "c1", T0)).await), VerifyFailure::Used { .. }));
 
     let mut login = new_login(&p, "b@example.com", "c2", T0);
     login.code_hash = Some(sha256(b"123456"));
     let id = login.id.clone();
     start(&store, login).await;
     for _ in 0..MAX_CODE_FAILURES {
-        let f = failed(
-            store
-                .verify_by_code(code_req(&id, "000000"))
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+        let f = failed(store.verify_by_code(code_req(&id, "000000")).await.unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(f, VerifyFailure::CodeInvalid);
     }
-    let f = failed(
-        store
-            .verify_by_code(code_req(&id, "123456"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let f = failed(store.verify_by_code(code_req(&id, "123456")).await.unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(f, VerifyFailure::Burned, "three wrong codes burn the code");
-    assert_eq!(
-        failed(verify(&store, by_token(&p, "c2", T0)).await),
-        VerifyFailure::Burned,
-        "…and the link"
-    );
+    assert_eq!(failed(verify(&store, by_token(&p, "c2", T0)).await), VerifyFailure::Burned, "…and the link");
 
     let no_code = new_login(&p, "c@example.com", "c3", T0);
     let id = no_code.id.clone();
     start(&store, no_code).await;
-    let f = failed(
-        store
-            .verify_by_code(code_req(&id, "123456"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let f = failed(store.verify_by_code(code_req(&id, "123456")).await.unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(f, VerifyFailure::CodeInvalid);
     verified(verify(&store, by_token(&p, "c3", T0)).await);
 
@@ -544,21 +349,11 @@ pub async fn fallback_code<S: Store>(store: S) {
     pkce.code_challenge = Some("ch".into());
     let id = pkce.id.clone();
     start(&store, pkce).await;
-    let f = failed(
-        store
-            .verify_by_code(code_req(&id, "654321"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let f = failed(store.verify_by_code(code_req(&id, "654321")).await.unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(f, VerifyFailure::VerifierMismatch);
     let mut with_verifier = code_req(&id, "654321");
     with_verifier.verifier_challenge = Some("ch".into());
-    verified(
-        store
-            .verify_by_code(with_verifier)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    verified(store.verify_by_code(with_verifier).await.unwrap_or_else(|e| panic!("{e}")));
 }
 
 pub async fn fifty_concurrent_verifies_one_winner<S: Store>(store: S) {
@@ -572,10 +367,7 @@ pub async fn fifty_concurrent_verifies_one_winner<S: Store>(store: S) {
     let results = futures::future::join_all(attempts).await;
     let mut wins = 0;
     for r in results {
-        match r
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"))
-        {
+        match r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")) {
             VerifyOutcome::Verified(_) => wins += 1,
             VerifyOutcome::Failed(f) => assert!(matches!(f, VerifyFailure::Used { .. }), "{f:?}"),
         }
@@ -595,10 +387,7 @@ pub async fn returning_user_is_not_new<S: Store>(store: S) {
 
 fn limited(outcome: StartOutcome) -> (LimitKind, i64) {
     match outcome {
-        StartOutcome::RateLimited {
-            limit,
-            retry_after_seconds,
-        } => (limit, retry_after_seconds),
+        StartOutcome::RateLimited { limit, retry_after_seconds } => (limit, retry_after_seconds),
         other => panic!("expected a rate limit, got {other:?}"),
     }
 }
@@ -606,11 +395,7 @@ fn limited(outcome: StartOutcome) -> (LimitKind, i64) {
 pub async fn per_recipient_limit<S: Store>(store: S) {
     let p = project(&store).await;
     for i in 0..PER_RECIPIENT_EMAILS {
-        let outcome = start(
-            &store,
-            new_login(&p, "ada@example.com", &format!("r{i}"), T0.plus_seconds(i)),
-        )
-        .await;
+        let outcome = start(&store, new_login(&p, "ada@example.com", &format!("r{i}"), T0.plus_seconds(i))).await;
         assert_eq!(outcome, StartOutcome::Started);
     }
     let now = T0.plus_seconds(60);
@@ -618,65 +403,32 @@ pub async fn per_recipient_limit<S: Store>(store: S) {
     assert_eq!(kind, LimitKind::Recipient);
     assert_eq!(retry, PER_RECIPIENT_WINDOW_SECONDS - 60);
     // Another recipient is not affected; the first one is again once the window moves.
-    assert_eq!(
-        start(&store, new_login(&p, "bob@example.com", "bob", now)).await,
-        StartOutcome::Started
-    );
+    assert_eq!(start(&store, new_login(&p, "bob@example.com", "bob", now)).await, StartOutcome::Started);
     let later = T0.plus_seconds(PER_RECIPIENT_WINDOW_SECONDS + 1);
-    assert_eq!(
-        start(&store, new_login(&p, "ada@example.com", "again", later)).await,
-        StartOutcome::Started
-    );
-    let events = store
-        .list_events(&p, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        events
-            .iter()
-            .any(|e| e.kind == "rate_limited" && e.reason.as_deref() == Some("recipient"))
-    );
+    assert_eq!(start(&store, new_login(&p, "ada@example.com", "again", later)).await, StartOutcome::Started);
+    let events = store.list_events(&p, 100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(events.iter().any(|e| e.kind == "rate_limited" && e.reason.as_deref() == Some("recipient")));
 }
 
 pub async fn per_project_limit<S: Store>(store: S) {
     let p = project(&store).await;
     let mut s = settings("Acme");
     s.emails_per_minute = 3;
-    store
-        .update_project(&p, s)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.update_project(&p, s).await.unwrap_or_else(|e| panic!("{e}"));
     let with_limit = |email: &str, token: &str, at: Timestamp| {
         let mut l = new_login(&p, email, token, at);
         l.limits.per_project_per_minute = 3;
         l
     };
     for i in 0..3 {
-        let outcome = start(
-            &store,
-            with_limit(&format!("u{i}@example.com"), &format!("t{i}"), T0),
-        )
-        .await;
+        let outcome = start(&store, with_limit(&format!("u{i}@example.com"), &format!("t{i}"), T0)).await;
         assert_eq!(outcome, StartOutcome::Started);
     }
-    let (kind, retry) = limited(
-        start(
-            &store,
-            with_limit("x@example.com", "x", T0.plus_seconds(10)),
-        )
-        .await,
-    );
+    let (kind, retry) = limited(start(&store, with_limit("x@example.com", "x", T0.plus_seconds(10))).await);
     assert_eq!((kind, retry), (LimitKind::Project, 50));
     let other = project(&store).await;
-    assert_eq!(
-        start(&store, new_login(&other, "x@example.com", "y", T0)).await,
-        StartOutcome::Started
-    );
-    let outcome = start(
-        &store,
-        with_limit("x@example.com", "z", T0.plus_seconds(61)),
-    )
-    .await;
+    assert_eq!(start(&store, new_login(&other, "x@example.com", "y", T0)).await, StartOutcome::Started);
+    let outcome = start(&store, with_limit("x@example.com", "z", T0.plus_seconds(61))).await;
     assert_eq!(outcome, StartOutcome::Started);
 }
 
@@ -709,39 +461,18 @@ pub async fn idempotency<S: Store>(store: S) {
     let mut repeat = new_login(&p, "ada@example.com", "i2", T0.plus_seconds(5));
     let repeat_id = repeat.id.clone();
     repeat.idempotency = Some(claim(b"req", "second"));
-    assert_eq!(
-        start(&store, repeat).await,
-        StartOutcome::Replayed {
-            status: 202,
-            body: "first".into()
-        }
-    );
-    assert!(
-        store
-            .get_login(&p, &repeat_id, T0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none(),
-        "nothing stored"
-    );
+    assert_eq!(start(&store, repeat).await, StartOutcome::Replayed { status: 202, body: "first".into() });
+    assert!(store.get_login(&p, &repeat_id, T0).await.unwrap_or_else(|e| panic!("{e}")).is_none(), "nothing stored");
     let mut different = new_login(&p, "bob@example.com", "i3", T0.plus_seconds(5));
     different.idempotency = Some(claim(b"other", "third"));
-    assert_eq!(
-        start(&store, different).await,
-        StartOutcome::IdempotencyConflict
-    );
+    assert_eq!(start(&store, different).await, StartOutcome::IdempotencyConflict);
     // Scoped to the project.
     let other = project(&store).await;
     let mut elsewhere = new_login(&other, "ada@example.com", "i4", T0);
     elsewhere.idempotency = Some(claim(b"other", "x"));
     assert_eq!(start(&store, elsewhere).await, StartOutcome::Started);
     // Forgotten after 24 hours.
-    let mut later = new_login(
-        &p,
-        "ada@example.com",
-        "i5",
-        T0.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS + 1),
-    );
+    let mut later = new_login(&p, "ada@example.com", "i5", T0.plus_seconds(IDEMPOTENCY_WINDOW_SECONDS + 1));
     later.idempotency = Some(claim(b"other", "later"));
     assert_eq!(start(&store, later).await, StartOutcome::Started);
     // Only the first and the later start queued an email.
@@ -765,28 +496,13 @@ pub async fn outbox_leases_and_results<S: Store>(store: S) {
     let login_id = login.id.clone();
     let email_id = login.email_id.clone();
     start(&store, login).await;
-    assert_eq!(
-        store
-            .next_email_due()
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        Some(T0)
-    );
+    assert_eq!(store.next_email_due().await.unwrap_or_else(|e| panic!("{e}")), Some(T0));
 
-    let lease = |owner: &str, now: Timestamp| Lease {
-        owner: owner.into(),
-        now,
-        until: now.plus_seconds(30),
-    };
+    let lease = |owner: &str, now: Timestamp| Lease { owner: owner.into(), now, until: now.plus_seconds(30) };
     let claim = |owner: &str, now: Timestamp| {
         let store = store.clone();
         let l = lease(owner, now);
-        async move {
-            store
-                .claim_emails(l, 10)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-        }
+        async move { store.claim_emails(l, 10).await.unwrap_or_else(|e| panic!("{e}")) }
     };
     let first = claim("a", T0).await;
     assert_eq!(first.len(), 1);
@@ -794,130 +510,57 @@ pub async fn outbox_leases_and_results<S: Store>(store: S) {
     assert_eq!(first[0].payload_sealed, vec![1, 2, 3]);
     assert_eq!(first[0].attempts, 0);
     assert_eq!(first[0].login_id.as_deref(), Some(login_id.as_str()));
-    assert!(
-        claim("b", T0.plus_seconds(29)).await.is_empty(),
-        "leased rows are not handed out twice"
-    );
+    assert!(claim("b", T0.plus_seconds(29)).await.is_empty(), "leased rows are not handed out twice");
 
     // Worker a is presumed dead after its lease lapses; b takes over, a's late result is ignored.
     let taken = claim("b", T0.plus_seconds(30)).await;
     assert_eq!(taken.len(), 1);
-    let stale = DeliveryResult::Sent {
-        at: T0.plus_seconds(31),
-    };
-    assert!(
-        !store
-            .record_delivery(&email_id, "a", stale)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
+    let stale = DeliveryResult::Sent { at: T0.plus_seconds(31) };
+    assert!(!store.record_delivery(&email_id, "a", stale).await.unwrap_or_else(|e| panic!("{e}")));
 
     let retry = DeliveryResult::Retry {
         at: T0.plus_seconds(31),
         error: "connection_refused".into(),
         retry_at: T0.plus_seconds(100),
     };
-    assert!(
-        store
-            .record_delivery(&email_id, "b", retry)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
+    assert!(store.record_delivery(&email_id, "b", retry).await.unwrap_or_else(|e| panic!("{e}")));
     let view = login_view(&store, &p, &login_id, T0.plus_seconds(32)).await;
     assert_eq!(
         view.email,
-        EmailView {
-            status: EmailStatus::Retrying,
-            attempts: 1,
-            last_error: Some("connection_refused".into())
-        }
+        EmailView { status: EmailStatus::Retrying, attempts: 1, last_error: Some("connection_refused".into()) }
     );
-    assert!(
-        claim("c", T0.plus_seconds(99)).await.is_empty(),
-        "not due before retry_at"
-    );
-    assert_eq!(
-        store
-            .next_email_due()
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        Some(T0.plus_seconds(100))
-    );
+    assert!(claim("c", T0.plus_seconds(99)).await.is_empty(), "not due before retry_at");
+    assert_eq!(store.next_email_due().await.unwrap_or_else(|e| panic!("{e}")), Some(T0.plus_seconds(100)));
     let again = claim("c", T0.plus_seconds(100)).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
     assert!(
         store
-            .record_delivery(
-                &email_id,
-                "c",
-                DeliveryResult::Sent {
-                    at: T0.plus_seconds(101)
-                }
-            )
+            .record_delivery(&email_id, "c", DeliveryResult::Sent { at: T0.plus_seconds(101) })
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
     let view = login_view(&store, &p, &login_id, T0.plus_seconds(102)).await;
-    assert_eq!(
-        view.email,
-        EmailView {
-            status: EmailStatus::Sent,
-            attempts: 2,
-            last_error: None
-        }
-    );
-    assert!(
-        claim("d", T0.plus_seconds(10_000)).await.is_empty(),
-        "sent emails are never claimed again"
-    );
-    assert_eq!(
-        store
-            .next_email_due()
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        None
-    );
+    assert_eq!(view.email, EmailView { status: EmailStatus::Sent, attempts: 2, last_error: None });
+    assert!(claim("d", T0.plus_seconds(10_000)).await.is_empty(), "sent emails are never claimed again");
+    assert_eq!(store.next_email_due().await.unwrap_or_else(|e| panic!("{e}")), None);
 
     // Giving up is final and recorded.
     let login = new_login(&p, "bob@example.com", "o2", T0);
     let (failing_id, failing_login) = (login.email_id.clone(), login.id.clone());
     start(&store, login).await;
     assert_eq!(claim("e", T0.plus_seconds(200)).await.len(), 1);
-    let gave_up = DeliveryResult::GaveUp {
-        at: T0.plus_seconds(201),
-        error: "recipient_rejected (550)".into(),
-    };
-    assert!(
-        store
-            .record_delivery(&failing_id, "e", gave_up)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    );
+    let gave_up = DeliveryResult::GaveUp { at: T0.plus_seconds(201), error: "recipient_rejected (550)".into() };
+    assert!(store.record_delivery(&failing_id, "e", gave_up).await.unwrap_or_else(|e| panic!("{e}")));
     let view = login_view(&store, &p, &failing_login, T0.plus_seconds(202)).await;
     assert_eq!(view.email.status, EmailStatus::Failed);
     assert!(claim("f", T0.plus_seconds(10_000)).await.is_empty());
-    let events = store
-        .list_events(&p, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let failed_event = events
-        .iter()
-        .find(|e| e.kind == "email.failed")
-        .unwrap_or_else(|| panic!("no email.failed event"));
-    assert_eq!(
-        failed_event.login_id.as_deref(),
-        Some(failing_login.as_str())
-    );
-    assert_eq!(
-        failed_event.reason.as_deref(),
-        Some("recipient_rejected (550)")
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| e.kind == "email.sent" && e.login_id.as_deref() == Some(login_id.as_str()))
-    );
+    let events = store.list_events(&p, 100).await.unwrap_or_else(|e| panic!("{e}"));
+    let failed_event =
+        events.iter().find(|e| e.kind == "email.failed").unwrap_or_else(|| panic!("no email.failed event"));
+    assert_eq!(failed_event.login_id.as_deref(), Some(failing_login.as_str()));
+    assert_eq!(failed_event.reason.as_deref(), Some("recipient_rejected (550)"));
+    assert!(events.iter().any(|e| e.kind == "email.sent" && e.login_id.as_deref() == Some(login_id.as_str())));
 }
 
 pub async fn events_are_recorded<S: Store>(store: S) {
@@ -928,27 +571,14 @@ pub async fn events_are_recorded<S: Store>(store: S) {
     start(&store, login).await;
     verify(&store, by_token(&p, "bad", T0.plus_seconds(1))).await;
     verify(&store, by_token(&p, "e1", T0.plus_seconds(2))).await;
-    let events = store
-        .list_events(&p, 10)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let events = store.list_events(&p, 10).await.unwrap_or_else(|e| panic!("{e}"));
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["auth.verified", "auth.failed", "auth.started"],
-        "newest first"
-    );
+    assert_eq!(kinds, ["auth.verified", "auth.failed", "auth.started"], "newest first");
     assert_eq!(events[2].ip_address.as_deref(), Some("198.51.100.7"));
     assert_eq!(events[2].user_agent.as_deref(), Some("Firefox"));
     assert_eq!(events[1].reason.as_deref(), Some("token_invalid"));
     assert!(events[0].user_id.is_some());
     let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids.len(), 3);
-    assert!(
-        store
-            .list_events("prj_other", 10)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_empty()
-    );
+    assert!(store.list_events("prj_other", 10).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
 }

@@ -59,35 +59,21 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Replaces a project's settings; `NotFound` if it does not exist.
-    fn update_project(
-        &self,
-        id: &str,
-        settings: ProjectSettings,
-    ) -> impl Future<Output = StoreResult<Project>> + Send;
+    fn update_project(&self, id: &str, settings: ProjectSettings) -> impl Future<Output = StoreResult<Project>> + Send;
 
     fn get_project(&self, id: &str) -> impl Future<Output = StoreResult<Option<Project>>> + Send;
 
     /// Adds a key to a project; `NotFound` if the project does not exist.
     fn create_api_key(&self, key: NewApiKey) -> impl Future<Output = StoreResult<()>> + Send;
 
-    fn list_api_keys(
-        &self,
-        project_id: &str,
-    ) -> impl Future<Output = StoreResult<Vec<ApiKeyInfo>>> + Send;
+    fn list_api_keys(&self, project_id: &str) -> impl Future<Output = StoreResult<Vec<ApiKeyInfo>>> + Send;
 
     /// Revokes a key; `NotFound` if there is no such key. Revoking twice keeps
     /// the first revocation time.
-    fn revoke_api_key(
-        &self,
-        key_id: &str,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Finds the key with this SHA-256 and its project.
-    fn find_api_key(
-        &self,
-        key_hash: &[u8; 32],
-    ) -> impl Future<Output = StoreResult<Option<AuthenticatedKey>>> + Send;
+    fn find_api_key(&self, key_hash: &[u8; 32]) -> impl Future<Output = StoreResult<Option<AuthenticatedKey>>> + Send;
 
     // --- signing keys ---
 
@@ -96,38 +82,23 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Stores `key` as current if there is no current key yet; returns
     /// whether it was stored (several instances may race at first start).
-    fn insert_first_signing_key(
-        &self,
-        key: SigningKeyRecord,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn insert_first_signing_key(&self, key: SigningKeyRecord) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Retires the current key at `now` and makes `key` current.
-    fn rotate_signing_key(
-        &self,
-        key: SigningKeyRecord,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn rotate_signing_key(&self, key: SigningKeyRecord, now: Timestamp)
+    -> impl Future<Output = StoreResult<()>> + Send;
 
     // --- magic-link logins ---
 
     /// Applies idempotency and send limits, then stores the login, its
     /// queued email and its `auth.started` event, all in one transaction.
-    fn start_login(
-        &self,
-        login: NewLogin,
-    ) -> impl Future<Output = StoreResult<StartOutcome>> + Send;
+    fn start_login(&self, login: NewLogin) -> impl Future<Output = StoreResult<StartOutcome>> + Send;
 
     /// Consumes a login by its token hash (see [`VerifyByToken`]).
-    fn verify_by_token(
-        &self,
-        req: VerifyByToken,
-    ) -> impl Future<Output = StoreResult<VerifyOutcome>> + Send;
+    fn verify_by_token(&self, req: VerifyByToken) -> impl Future<Output = StoreResult<VerifyOutcome>> + Send;
 
     /// Consumes a login by its id and fallback code (see [`VerifyByCode`]).
-    fn verify_by_code(
-        &self,
-        req: VerifyByCode,
-    ) -> impl Future<Output = StoreResult<VerifyOutcome>> + Send;
+    fn verify_by_code(&self, req: VerifyByCode) -> impl Future<Output = StoreResult<VerifyOutcome>> + Send;
 
     /// The state of one login and its email, scoped to its project.
     fn get_login(
@@ -141,11 +112,7 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Leases up to `limit` due emails to `lease.owner` until `lease.until`.
     /// A row leased to someone else is taken only once its lease has lapsed.
-    fn claim_emails(
-        &self,
-        lease: Lease,
-        limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<ClaimedEmail>>> + Send;
+    fn claim_emails(&self, lease: Lease, limit: u32) -> impl Future<Output = StoreResult<Vec<ClaimedEmail>>> + Send;
 
     /// Records the result of one delivery attempt by the lease holder.
     /// Returns `false` (and changes nothing) if the lease was lost meanwhile.
@@ -163,9 +130,5 @@ pub trait Store: Clone + Send + Sync + 'static {
     // --- events ---
 
     /// Events of a project, newest first (used by tests now, by the events API later).
-    fn list_events(
-        &self,
-        project_id: &str,
-        limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    fn list_events(&self, project_id: &str, limit: u32) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
 }

@@ -33,10 +33,7 @@ pub struct Project {
 
 impl Project {
     pub fn app_name(&self) -> &str {
-        self.settings
-            .app_name
-            .as_deref()
-            .unwrap_or(&self.settings.name)
+        self.settings.app_name.as_deref().unwrap_or(&self.settings.name)
     }
 }
 
@@ -90,8 +87,8 @@ pub struct SendLimits {
 #[derive(Debug, Clone)]
 pub struct IdempotencyClaim {
     pub key: String,
-    /// SHA-256 of the request (method, path and body): the same key with
-    /// another request is a conflict.
+    /// SHA-256 of the request body as parsed (so whitespace and field order
+    /// do not matter): the same key with another body is a conflict.
     pub fingerprint: [u8; 32],
     /// The response to store for repeats (it carries no secret).
     pub response_status: u16,
@@ -166,8 +163,6 @@ pub struct VerifyByToken {
     pub now: Timestamp,
     /// The id to give the user if this login creates them.
     pub new_user_id: String,
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
 }
 
 /// Verify with a login id and its fallback code.

@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use passgate_api_types::{
-    EmailDeliveryView, ErrorCode, LoginStatusResponse, Problem, StartLoginRequest,
-    StartLoginResponse, UserView, VerifyLoginRequest, VerifyLoginResponse,
+    EmailDeliveryView, ErrorCode, LoginStatusResponse, Problem, StartLoginRequest, StartLoginResponse, UserView,
+    VerifyLoginRequest, VerifyLoginResponse,
 };
 use passgate_core::code::LoginCode;
 use passgate_core::email::EmailAddress;
@@ -21,8 +21,8 @@ use passgate_core::redirect::{ValidationUrl, parse_allowed};
 use passgate_core::secret::Purpose;
 use passgate_core::token::LinkToken;
 use passgate_store::{
-    IdempotencyClaim, NewLogin, SendLimits, StartOutcome, Store, VerifiedLogin, VerifyByCode,
-    VerifyByToken, VerifyOutcome,
+    IdempotencyClaim, NewLogin, SendLimits, StartOutcome, Store, VerifiedLogin, VerifyByCode, VerifyByToken,
+    VerifyOutcome,
 };
 
 use super::error::ApiError;
@@ -33,18 +33,14 @@ use crate::mail::EmailPayload;
 const MAX_USER_AGENT_LEN: usize = 512;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-fn optional_text(
-    value: Option<String>,
-    field: &str,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
+fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.chars().count() > max => Err(ApiError::invalid_request(format!(
-            "{field} is longer than {max} characters"
-        ))),
-        Some(v) if v.chars().any(char::is_control) => Err(ApiError::invalid_request(format!(
-            "{field} contains control characters"
-        ))),
+        Some(v) if v.chars().count() > max => {
+            Err(ApiError::invalid_request(format!("{field} is longer than {max} characters")))
+        }
+        Some(v) if v.chars().any(char::is_control) => {
+            Err(ApiError::invalid_request(format!("{field} contains control characters")))
+        }
         other => Ok(other),
     }
 }
@@ -56,13 +52,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let key = value
         .to_str()
         .ok()
-        .filter(|k| {
-            (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&k.len())
-                && k.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .ok_or_else(|| {
-            ApiError::invalid_request("Idempotency-Key must be 1-255 visible ASCII characters")
-        })?;
+        .filter(|k| (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::invalid_request("Idempotency-Key must be 1-255 visible ASCII characters"))?;
     Ok(Some(key.to_string()))
 }
 
@@ -98,8 +89,7 @@ pub async fn start<S: Store>(
     // Fingerprint of the request as parsed, so whitespace does not matter.
     let fingerprint = passgate_core::sha256(&serde_json::to_vec(&body).unwrap_or_default());
 
-    let email = EmailAddress::parse(&body.email)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidEmail, e.to_string()))?;
+    let email = EmailAddress::parse(&body.email).map_err(|e| ApiError::new(ErrorCode::InvalidEmail, e.to_string()))?;
     let allowed = parse_allowed(&project.settings.redirect_urls).map_err(ApiError::internal)?;
     let validation_url = ValidationUrl::check(&body.validation_url, &allowed)
         .map_err(|e| ApiError::new(ErrorCode::ValidationUrlNotAllowed, e.to_string()))?;
@@ -118,14 +108,8 @@ pub async fn start<S: Store>(
         .transpose()
         .map_err(|_| ApiError::invalid_request("ipAddress is not an IPv4 or IPv6 address"))?;
     let locale = match body.locale {
-        Some(l)
-            if l.is_empty()
-                || l.len() > 35
-                || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-        {
-            return Err(ApiError::invalid_request(
-                "locale must be a BCP 47 tag such as en or pt-BR",
-            ));
+        Some(l) if l.is_empty() || l.len() > 35 || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+            return Err(ApiError::invalid_request("locale must be a BCP 47 tag such as en or pt-BR"));
         }
         other => other,
     };
@@ -156,20 +140,14 @@ pub async fn start<S: Store>(
         expires_minutes: (ttl + 59) / 60,
         locale,
     };
-    let response = StartLoginResponse {
-        login_id: login_id.clone(),
-        expires_at: expires_at.to_rfc3339(),
-    };
+    let response = StartLoginResponse { login_id: login_id.clone(), expires_at: expires_at.to_rfc3339() };
     let response_body = serde_json::to_string(&response).unwrap_or_default();
     let login = NewLogin {
         id: login_id,
         project_id: project.id.clone(),
         email: email.into_string(),
         token_hash: token.hash().0,
-        code_hash: code.as_ref().map(|c| {
-            app.secret
-                .keyed_hash(Purpose::LoginCode, c.expose().as_bytes())
-        }),
+        code_hash: code.as_ref().map(|c| app.secret.keyed_hash(Purpose::LoginCode, c.expose().as_bytes())),
         code_challenge: code_challenge.map(CodeChallenge::into_string),
         state,
         validation_url: validation_url.as_str().to_string(),
@@ -199,26 +177,15 @@ pub async fn start<S: Store>(
         }
         StartOutcome::Replayed { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
-            Ok((
-                status,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response())
+            Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
         }
         StartOutcome::IdempotencyConflict => Err(ApiError::new(
             ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different request in the last 24 hours",
         )),
-        StartOutcome::RateLimited {
-            limit,
+        StartOutcome::RateLimited { limit, retry_after_seconds } => Err(ApiError::RateLimited {
             retry_after_seconds,
-        } => Err(ApiError::RateLimited {
-            retry_after_seconds,
-            detail: format!(
-                "too many login emails ({} limit); retry after {retry_after_seconds} s",
-                limit.as_str()
-            ),
+            detail: format!("too many login emails ({} limit); retry after {retry_after_seconds} s", limit.as_str()),
         }),
     }
 }
@@ -252,19 +219,20 @@ pub async fn verify<S: Store>(
         .map_err(|e| ApiError::invalid_request(e.to_string()))?
         .map(|v| v.challenge().into_string());
     let now = app.clock.now();
+    // Load the signing key first: a login must never be consumed and then
+    // fail to produce its JWT.
+    let signer = app.keys.signer(&app.store, &app.secret, now).await.map_err(ApiError::internal)?;
     let new_user_id = IdKind::User.generate();
     let outcome = match (body.token, body.login_id, body.code) {
         (Some(token), None, None) => {
-            let token = LinkToken::parse(&token)
-                .map_err(|e| ApiError::new(ErrorCode::InvalidTokenFormat, e.to_string()))?;
+            let token =
+                LinkToken::parse(&token).map_err(|e| ApiError::new(ErrorCode::InvalidTokenFormat, e.to_string()))?;
             let req = VerifyByToken {
                 project_id: project.id.clone(),
                 token_hash: token.hash().0,
                 verifier_challenge,
                 now,
                 new_user_id,
-                ip_address: None,
-                user_agent: None,
             };
             app.store.verify_by_token(req).await?
         }
@@ -272,11 +240,8 @@ pub async fn verify<S: Store>(
             if !IdKind::Login.matches(&login_id) {
                 return Err(ApiError::Verify(passgate_store::VerifyFailure::Invalid));
             }
-            let code =
-                LoginCode::parse(&code).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-            let candidates = app
-                .secret
-                .keyed_hash_candidates(Purpose::LoginCode, code.expose().as_bytes());
+            let code = LoginCode::parse(&code).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+            let candidates = app.secret.keyed_hash_candidates(Purpose::LoginCode, code.expose().as_bytes());
             let req = VerifyByCode {
                 project_id: project.id.clone(),
                 login_id,
@@ -297,38 +262,24 @@ pub async fn verify<S: Store>(
         VerifyOutcome::Verified(v) => v,
         VerifyOutcome::Failed(failure) => return Err(ApiError::Verify(failure)),
     };
-    let jwt = sign_jwt(&app, &project.id, &verified, now).await?;
-    let VerifiedLogin {
-        user,
-        is_new_user,
-        state,
-        ..
-    } = verified;
+    let jwt = sign_jwt(&signer, &app.public_url, &project.id, &verified, now);
+    let VerifiedLogin { user, is_new_user, state, .. } = verified;
     Ok(Json(VerifyLoginResponse {
-        user: UserView {
-            id: user.id,
-            email: user.email,
-            created_at: user.created_at.to_rfc3339(),
-            is_new_user,
-        },
+        user: UserView { id: user.id, email: user.email, created_at: user.created_at.to_rfc3339(), is_new_user },
         jwt,
         state,
     }))
 }
 
-async fn sign_jwt<S: Store>(
-    app: &App<S>,
+fn sign_jwt(
+    signer: &passgate_core::jwt::JwtSigner,
+    issuer: &str,
     project_id: &str,
     verified: &VerifiedLogin,
     now: passgate_core::Timestamp,
-) -> Result<String, ApiError> {
-    let signer = app
-        .keys
-        .signer(&app.store, &app.secret, now)
-        .await
-        .map_err(ApiError::internal)?;
+) -> String {
     let claims = LoginClaims {
-        iss: app.public_url.clone(),
+        iss: issuer.to_string(),
         aud: project_id.to_string(),
         sub: verified.user.id.clone(),
         email: verified.user.email.clone(),
@@ -338,7 +289,7 @@ async fn sign_jwt<S: Store>(
         exp: now.seconds() + JWT_TTL_SECONDS,
         jti: uuid::Uuid::now_v7().simple().to_string(),
     };
-    Ok(signer.sign(&claims))
+    signer.sign(&claims)
 }
 
 /// The state of one login attempt and its email.
@@ -362,11 +313,7 @@ pub async fn get_login<S: Store>(
     if !IdKind::Login.matches(&login_id) {
         return Err(ApiError::not_found());
     }
-    let view = app
-        .store
-        .get_login(&project.id, &login_id, app.clock.now())
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let view = app.store.get_login(&project.id, &login_id, app.clock.now()).await?.ok_or_else(ApiError::not_found)?;
     Ok(Json(LoginStatusResponse {
         login_id: view.id,
         status: view.status.as_str().to_string(),

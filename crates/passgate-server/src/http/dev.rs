@@ -9,11 +9,7 @@ use passgate_store::Store;
 use crate::app::App;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// Turns `http(s)://…` runs in escaped text into links.
@@ -39,11 +35,7 @@ fn linkify(escaped: &str) -> String {
 }
 
 pub async fn mailbox<S: Store>(State(app): State<App<S>>) -> impl IntoResponse {
-    let mails = app
-        .dev_mailbox
-        .as_ref()
-        .map(|m| m.list())
-        .unwrap_or_default();
+    let mails = app.dev_mailbox.as_ref().map(|m| m.list()).unwrap_or_default();
     let mut body = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>passgate dev mailbox</title>\
          <meta http-equiv=\"refresh\" content=\"5\">\
@@ -67,11 +59,5 @@ pub async fn mailbox<S: Store>(State(app): State<App<S>>) -> impl IntoResponse {
     }
     body.push_str("</body></html>");
     // The page holds live login links: keep it out of caches and referrers.
-    (
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        Html(body),
-    )
+    ([(header::CACHE_CONTROL, "no-store"), (header::REFERRER_POLICY, "no-referrer")], Html(body))
 }

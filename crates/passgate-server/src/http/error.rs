@@ -18,10 +18,7 @@ pub enum ApiError {
     #[error("{1}")]
     Client(ErrorCode, String),
     #[error("rate limited")]
-    RateLimited {
-        retry_after_seconds: i64,
-        detail: String,
-    },
+    RateLimited { retry_after_seconds: i64, detail: String },
     #[error("verification failed: {}", .0.reason())]
     Verify(VerifyFailure),
     #[error("internal error: {0}")]
@@ -54,46 +51,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn verify_problem(
-    failure: VerifyFailure,
-) -> (
-    ErrorCode,
-    &'static str,
-    Option<Timestamp>,
-    Option<Timestamp>,
-) {
+fn verify_problem(failure: VerifyFailure) -> (ErrorCode, &'static str, Option<Timestamp>, Option<Timestamp>) {
     match failure {
         VerifyFailure::Invalid => (ErrorCode::TokenInvalid, "the token is unknown", None, None),
-        VerifyFailure::Expired { expired_at } => (
-            ErrorCode::TokenExpired,
-            "the link has expired; request a new one",
-            None,
-            Some(expired_at),
-        ),
-        VerifyFailure::Used { used_at } => (
-            ErrorCode::TokenUsed,
-            "the link was already used; request a new one",
-            Some(used_at),
-            None,
-        ),
-        VerifyFailure::Burned => (
-            ErrorCode::TokenBurned,
-            "too many failed attempts; the login can no longer be used",
-            None,
-            None,
-        ),
+        VerifyFailure::Expired { expired_at } => {
+            (ErrorCode::TokenExpired, "the link has expired; request a new one", None, Some(expired_at))
+        }
+        VerifyFailure::Used { used_at } => {
+            (ErrorCode::TokenUsed, "the link was already used; request a new one", Some(used_at), None)
+        }
+        VerifyFailure::Burned => {
+            (ErrorCode::TokenBurned, "too many failed attempts; the login can no longer be used", None, None)
+        }
         VerifyFailure::VerifierMismatch => (
             ErrorCode::CodeVerifierMismatch,
             "the codeVerifier is missing or does not match the login's codeChallenge",
             None,
             None,
         ),
-        VerifyFailure::CodeInvalid => (
-            ErrorCode::CodeInvalid,
-            "the code is not valid for this login",
-            None,
-            None,
-        ),
+        VerifyFailure::CodeInvalid => (ErrorCode::CodeInvalid, "the code is not valid for this login", None, None),
     }
 }
 
@@ -105,10 +81,7 @@ impl IntoResponse for ApiError {
         let mut retry_after = None;
         let (code, detail) = match self {
             Self::Client(code, detail) => (code, detail),
-            Self::RateLimited {
-                retry_after_seconds,
-                detail,
-            } => {
+            Self::RateLimited { retry_after_seconds, detail } => {
                 retry_after = Some(retry_after_seconds);
                 (ErrorCode::RateLimited, detail)
             }
@@ -122,21 +95,15 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&*e), "internal error");
                 (
                     ErrorCode::InternalError,
-                    format!(
-                        "something went wrong on our side; quote {request_id} when reporting it"
-                    ),
+                    format!("something went wrong on our side; quote {request_id} when reporting it"),
                 )
             }
             Self::NotReady(why) => {
                 tracing::warn!(reason = %why, "not ready");
-                (
-                    ErrorCode::NotReady,
-                    "the server cannot serve requests yet".to_string(),
-                )
+                (ErrorCode::NotReady, "the server cannot serve requests yet".to_string())
             }
         };
-        let status =
-            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let problem = Problem {
             kind: format!("urn:passgate:error:{}", code.as_str()),
             title: code.title().to_string(),
@@ -150,10 +117,7 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }

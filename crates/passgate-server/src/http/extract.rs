@@ -28,23 +28,15 @@ fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Str
     let message = inner.to_string();
     let message = if let Some(rest) = message.strip_prefix("invalid type: ") {
         rest.split_once(", expected")
-            .map_or("invalid type".to_string(), |(_, exp)| {
-                format!("wrong type, expected{exp}")
-            })
+            .map_or("invalid type".to_string(), |(_, exp)| format!("wrong type, expected{exp}"))
     } else if let Some(rest) = message.strip_prefix("invalid value: ") {
         rest.split_once(", expected")
-            .map_or("invalid value".to_string(), |(_, exp)| {
-                format!("invalid value, expected{exp}")
-            })
+            .map_or("invalid value".to_string(), |(_, exp)| format!("invalid value, expected{exp}"))
     } else {
         message
     };
     // serde_json appends " at line L column C"; keep it, it helps with raw bodies.
-    if path == "." {
-        message
-    } else {
-        format!("{path}: {message}")
-    }
+    if path == "." { message } else { format!("{path}: {message}") }
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -62,8 +54,7 @@ where
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             });
         if !is_json {
             return Err(ApiError::new(
@@ -73,21 +64,16 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "the request body is larger than 64 KiB",
-                )
+                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 64 KiB")
             } else {
                 ApiError::invalid_request("the request body could not be read")
             }
         })?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            ApiError::invalid_request(format!("invalid JSON body: {}", describe_json_error(&e)))
-        })?;
-        de.end().map_err(|_| {
-            ApiError::invalid_request("invalid JSON body: trailing characters after the JSON value")
-        })?;
+        let value = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {}", describe_json_error(&e))))?;
+        de.end()
+            .map_err(|_| ApiError::invalid_request("invalid JSON body: trailing characters after the JSON value"))?;
         Ok(Self(value))
     }
 }
@@ -103,39 +89,25 @@ impl<S: Store> FromRequestParts<App<S>> for Project {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App<S>) -> Result<Self, Self::Rejection> {
-        let unauthorized = || {
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "send the project's secret key as Authorization: Bearer sk_...",
-            )
-        };
+        let unauthorized =
+            || ApiError::new(ErrorCode::Unauthorized, "send the project's secret key as Authorization: Bearer sk_...");
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .and_then(ApiKey::parse)
             .ok_or_else(unauthorized)?;
         let hash = presented.hash();
-        let found = app
-            .store
-            .find_api_key(&hash)
-            .await?
-            .ok_or_else(unauthorized)?;
+        let found = app.store.find_api_key(&hash).await?.ok_or_else(unauthorized)?;
         // The lookup matched by hash; compare again in constant time so the
         // decision itself never depends on a variable-time comparison.
         if !constant_time_eq(&found.key_hash, &hash) {
             return Err(unauthorized());
         }
         if found.revoked_at.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::KeyRevoked,
-                "this API key has been revoked",
-            ));
+            return Err(ApiError::new(ErrorCode::KeyRevoked, "this API key has been revoked"));
         }
         Ok(Self(found.project))
     }

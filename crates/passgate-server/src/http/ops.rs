@@ -15,9 +15,7 @@ use crate::app::App;
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is up", body = HealthResponse)))]
 pub async fn healthz() -> Json<HealthResponse> {
-    Json(HealthResponse {
-        status: "ok".to_string(),
-    })
+    Json(HealthResponse { status: "ok".to_string() })
 }
 
 /// Database reachable, migrated, and a signing key usable.
@@ -27,17 +25,9 @@ pub async fn healthz() -> Json<HealthResponse> {
         (status = 503, description = "not_ready", body = passgate_api_types::Problem),
     ))]
 pub async fn readyz<S: Store>(State(app): State<App<S>>) -> Result<Json<HealthResponse>, ApiError> {
-    app.store
-        .ready()
-        .await
-        .map_err(|e| ApiError::NotReady(e.to_string()))?;
-    app.keys
-        .signer(&app.store, &app.secret, app.clock.now())
-        .await
-        .map_err(|e| ApiError::NotReady(e.to_string()))?;
-    Ok(Json(HealthResponse {
-        status: "ready".to_string(),
-    }))
+    app.store.ready().await.map_err(|e| ApiError::NotReady(e.to_string()))?;
+    app.keys.signer(&app.store, &app.secret, app.clock.now()).await.map_err(|e| ApiError::NotReady(e.to_string()))?;
+    Ok(Json(HealthResponse { status: "ready".to_string() }))
 }
 
 /// The public keys that verify result JWTs: the current one and, after a
@@ -45,11 +35,7 @@ pub async fn readyz<S: Store>(State(app): State<App<S>>) -> Result<Json<HealthRe
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
     responses((status = 200, description = "JSON Web Key Set (Ed25519)", body = Jwks)))]
 pub async fn jwks<S: Store>(State(app): State<App<S>>) -> Result<impl IntoResponse, ApiError> {
-    let published = app
-        .keys
-        .published(&app.store, &app.secret, app.clock.now())
-        .await
-        .map_err(ApiError::internal)?;
+    let published = app.keys.published(&app.store, &app.secret, app.clock.now()).await.map_err(ApiError::internal)?;
     let keys = published
         .into_iter()
         .map(|(kid, public)| Jwk {
@@ -62,18 +48,12 @@ pub async fn jwks<S: Store>(State(app): State<App<S>>) -> Result<impl IntoRespon
         })
         .collect();
     // Short caching: verifiers refetch soon enough to see a rotation.
-    Ok((
-        [(header::CACHE_CONTROL, "public, max-age=60")],
-        Json(Jwks { keys }),
-    ))
+    Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(Jwks { keys })))
 }
 
 /// This document.
 #[utoipa::path(get, path = "/api/v2/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API")))]
 pub async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document_json(),
-    )
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document_json())
 }

@@ -57,9 +57,7 @@ impl OutboxConfig {
     /// Delay before the next try, after `attempts` failed ones (≥ 1).
     pub fn backoff(&self, attempts: i64) -> Duration {
         let exponent = u32::try_from((attempts - 1).clamp(0, 30)).unwrap_or(30);
-        self.backoff_base
-            .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.backoff_cap)
+        self.backoff_base.saturating_mul(2u32.saturating_pow(exponent)).min(self.backoff_cap)
     }
 }
 
@@ -82,9 +80,7 @@ pub struct Outbox<S: Store> {
 
 impl<S: Store> std::fmt::Debug for Outbox<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("owner", &self.owner)
-            .finish_non_exhaustive()
+        f.debug_struct("Outbox").field("owner", &self.owner).finish_non_exhaustive()
     }
 }
 
@@ -99,20 +95,8 @@ impl<S: Store> Outbox<S> {
     ) -> Self {
         // A fresh owner id per process: a restarted server must not mistake
         // its predecessor's leases for its own.
-        let owner = format!(
-            "worker_{}",
-            IdKind::Request.generate().trim_start_matches("req_")
-        );
-        Self {
-            store,
-            clock,
-            secret,
-            templates,
-            mailer,
-            config,
-            owner,
-            wake: Arc::new(Notify::new()),
-        }
+        let owner = format!("worker_{}", IdKind::Request.generate().trim_start_matches("req_"));
+        Self { store, clock, secret, templates, mailer, config, owner, wake: Arc::new(Notify::new()) }
     }
 
     /// Asks the worker to look at the table now (after a start).
@@ -123,16 +107,10 @@ impl<S: Store> Outbox<S> {
     /// Claims what is due now and settles it. Returns how many emails were handled.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let lease = Lease {
-            owner: self.owner.clone(),
-            now,
-            until: now.plus_millis(millis(self.config.lease)),
-        };
+        let lease = Lease { owner: self.owner.clone(), now, until: now.plus_millis(millis(self.config.lease)) };
         let claimed = self.store.claim_emails(lease, self.config.batch).await?;
         let count = claimed.len();
-        futures::stream::iter(claimed)
-            .for_each_concurrent(SMTP_POOL_SIZE as usize, |email| self.deliver(email))
-            .await;
+        futures::stream::iter(claimed).for_each_concurrent(SMTP_POOL_SIZE as usize, |email| self.deliver(email)).await;
         Ok(count)
     }
 
@@ -140,11 +118,9 @@ impl<S: Store> Outbox<S> {
         let attempt = email.attempts + 1;
         let sent = match EmailPayload::open(&self.secret, &email.payload_sealed) {
             Ok(payload) => match self.templates.render(&payload) {
-                Ok(rendered) => self
-                    .mailer
-                    .send(&rendered, self.clock.now())
-                    .await
-                    .map_err(|e| (e.to_string(), e.permanent)),
+                Ok(rendered) => {
+                    self.mailer.send(&rendered, self.clock.now()).await.map_err(|e| (e.to_string(), e.permanent))
+                }
                 Err(e) => {
                     tracing::error!(email_id = %email.id, error = %e, "email template failed");
                     Err(("internal_error".to_string(), false))
@@ -158,28 +134,20 @@ impl<S: Store> Outbox<S> {
         let at = self.clock.now();
         let result = match sent {
             Ok(()) => {
-                tracing::info!(email_id = %email.id, login_id = ?email.login_id, attempt, "email sent");
+                tracing::info!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, "email sent");
                 DeliveryResult::Sent { at }
             }
             Err((error, permanent)) if permanent || attempt >= self.config.max_attempts => {
-                tracing::warn!(email_id = %email.id, login_id = ?email.login_id, attempt, %error, "email failed; giving up");
+                tracing::warn!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, %error, "email failed; giving up");
                 DeliveryResult::GaveUp { at, error }
             }
             Err((error, _)) => {
                 let retry_at = at.plus_millis(millis(self.config.backoff(attempt)));
-                tracing::warn!(email_id = %email.id, login_id = ?email.login_id, attempt, %error, retry_at = %retry_at.to_rfc3339(), "email failed; will retry");
-                DeliveryResult::Retry {
-                    at,
-                    error,
-                    retry_at,
-                }
+                tracing::warn!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, %error, retry_at = %retry_at.to_rfc3339(), "email failed; will retry");
+                DeliveryResult::Retry { at, error, retry_at }
             }
         };
-        match self
-            .store
-            .record_delivery(&email.id, &self.owner, result)
-            .await
-        {
+        match self.store.record_delivery(&email.id, &self.owner, result).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(email_id = %email.id, "lease lost before the outcome was recorded")

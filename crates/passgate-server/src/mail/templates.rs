@@ -29,20 +29,11 @@ fn builtin(set: &str, part: &str) -> Option<&'static str> {
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("cannot read template {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("template {name} does not compile: {source}")]
-    Compile {
-        name: String,
-        source: minijinja::Error,
-    },
+    Compile { name: String, source: minijinja::Error },
     #[error("template {name} failed to render: {source}")]
-    Render {
-        name: String,
-        source: minijinja::Error,
-    },
+    Render { name: String, source: minijinja::Error },
     #[error("unknown template set {0}")]
     Unknown(String),
 }
@@ -67,11 +58,7 @@ impl Templates {
         let mut env = Environment::new();
         // `.html` names auto-escape; subjects and text do not.
         env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html") {
-                minijinja::AutoEscape::Html
-            } else {
-                minijinja::AutoEscape::None
-            }
+            if name.ends_with(".html") { minijinja::AutoEscape::Html } else { minijinja::AutoEscape::None }
         });
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         // minijinja's HTML escaping also turns `/` into `&#x2f;`, which mangles
@@ -86,15 +73,13 @@ impl Templates {
                     .replace('>', "&gt;")
                     .replace('"', "&quot;")
                     .replace('\'', "&#39;");
-                out.write_str(&escaped)
-                    .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+                out.write_str(&escaped).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
             } else {
                 minijinja::escape_formatter(out, state, value)
             }
         });
         let add = |env: &mut Environment<'static>, name: String, source: String| {
-            env.add_template_owned(name.clone(), source)
-                .map_err(|source| TemplateError::Compile { name, source })
+            env.add_template_owned(name.clone(), source).map_err(|source| TemplateError::Compile { name, source })
         };
         for set in TEMPLATE_SETS {
             for part in PARTS {
@@ -104,17 +89,11 @@ impl Templates {
         }
         if let Some(dir) = dir {
             let read_dir = |d: &Path| {
-                std::fs::read_dir(d).map_err(|source| TemplateError::Read {
-                    path: d.display().to_string(),
-                    source,
-                })
+                std::fs::read_dir(d).map_err(|source| TemplateError::Read { path: d.display().to_string(), source })
             };
             let mut scopes = vec![("all".to_string(), dir.to_path_buf())];
             for entry in read_dir(dir)? {
-                let entry = entry.map_err(|source| TemplateError::Read {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                let entry = entry.map_err(|source| TemplateError::Read { path: dir.display().to_string(), source })?;
                 let file_name = entry.file_name().to_string_lossy().to_string();
                 if entry.path().is_dir() && file_name.starts_with("prj_") {
                     scopes.push((file_name, entry.path()));
@@ -125,12 +104,8 @@ impl Templates {
                     for part in PARTS {
                         let file = path.join(format!("{set}.{part}"));
                         if file.is_file() {
-                            let source = std::fs::read_to_string(&file).map_err(|source| {
-                                TemplateError::Read {
-                                    path: file.display().to_string(),
-                                    source,
-                                }
-                            })?;
+                            let source = std::fs::read_to_string(&file)
+                                .map_err(|source| TemplateError::Read { path: file.display().to_string(), source })?;
                             add(&mut env, name(&scope, set, part), source)?;
                         }
                     }
@@ -140,12 +115,7 @@ impl Templates {
         Ok(Self { env })
     }
 
-    fn pick(
-        &self,
-        project_id: &str,
-        set: &str,
-        part: &str,
-    ) -> Result<minijinja::Template<'_, '_>, TemplateError> {
+    fn pick(&self, project_id: &str, set: &str, part: &str) -> Result<minijinja::Template<'_, '_>, TemplateError> {
         [project_id, "all", "builtin"]
             .iter()
             .find_map(|scope| self.env.get_template(&name(scope, set, part)).ok())
@@ -164,25 +134,12 @@ impl Templates {
         };
         let render = |part: &str| {
             let template = self.pick(&payload.project_id, &payload.template, part)?;
-            template
-                .render(&ctx)
-                .map_err(|source| TemplateError::Render {
-                    name: template.name().to_string(),
-                    source,
-                })
+            template.render(&ctx).map_err(|source| TemplateError::Render { name: template.name().to_string(), source })
         };
         // A subject is one line: whatever a template does, never let a line
         // break reach the header.
-        let subject = render("subject.txt")?
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        Ok(RenderedEmail {
-            to: payload.to.clone(),
-            subject,
-            text: render("txt")?,
-            html: render("html")?,
-        })
+        let subject = render("subject.txt")?.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok(RenderedEmail { to: payload.to.clone(), subject, text: render("txt")?, html: render("html")? })
     }
 }
 
@@ -206,21 +163,13 @@ mod tests {
     #[test]
     fn builtins_name_the_app_and_show_link_and_code() {
         let t = Templates::load(None).unwrap_or_else(|e| panic!("{e}"));
-        let m = t
-            .render(&payload(Some("123456")))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let m = t.render(&payload(Some("123456"))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.subject, "Sign in to Acme <Beta>");
         assert!(m.text.contains("https://app.example.com/cb?a=1&token=ABC"));
         assert!(m.text.contains("\n123456\n"));
         assert!(m.text.contains("Acme <Beta>"));
-        assert!(
-            m.html.contains("Acme &lt;Beta&gt;"),
-            "HTML escapes the app name"
-        );
-        assert!(
-            m.html
-                .contains("https://app.example.com/cb?a=1&amp;token=ABC")
-        );
+        assert!(m.html.contains("Acme &lt;Beta&gt;"), "HTML escapes the app name");
+        assert!(m.html.contains("https://app.example.com/cb?a=1&amp;token=ABC"));
         assert!(m.html.contains(">123456<"));
         let no_code = t.render(&payload(None)).unwrap_or_else(|e| panic!("{e}"));
         assert!(!no_code.text.contains("code"));
@@ -228,36 +177,21 @@ mod tests {
 
     #[test]
     fn overrides_apply_globally_then_per_project() {
-        let dir = std::env::temp_dir().join(format!(
-            "passgate-templates-{}",
-            passgate_core::ids::IdKind::Request.generate()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("passgate-templates-{}", passgate_core::ids::IdKind::Request.generate()));
         std::fs::create_dir_all(dir.join("prj_a")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(
-            dir.join("login.subject.txt"),
-            "Log in to {{ app_name }}\nBcc: evil@example.com",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join("prj_a").join("login.txt"), "A: {{ link }}")
+        std::fs::write(dir.join("login.subject.txt"), "Log in to {{ app_name }}\nBcc: evil@example.com")
             .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("prj_a").join("login.txt"), "A: {{ link }}").unwrap_or_else(|e| panic!("{e}"));
         let t = Templates::load(Some(&dir)).unwrap_or_else(|e| panic!("{e}"));
         let a = t.render(&payload(None)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            a.subject, "Log in to Acme <Beta> Bcc: evil@example.com",
-            "one line, whatever the template"
-        );
+        assert_eq!(a.subject, "Log in to Acme <Beta> Bcc: evil@example.com", "one line, whatever the template");
         assert_eq!(a.text, "A: https://app.example.com/cb?a=1&token=ABC");
         let mut other = payload(None);
         other.project_id = "prj_b".into();
         let b = t.render(&other).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            b.text.starts_with("Sign in to"),
-            "other projects keep the built-in body"
-        );
+        assert!(b.text.starts_with("Sign in to"), "other projects keep the built-in body");
         std::fs::write(dir.join("login.html"), "{% if %}").unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(
-            Templates::load(Some(&dir)),
-            Err(TemplateError::Compile { .. })
-        ));
+        assert!(matches!(Templates::load(Some(&dir)), Err(TemplateError::Compile { .. })));
     }
 }

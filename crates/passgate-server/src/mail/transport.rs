@@ -65,11 +65,7 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
             _ => ("connection_refused", false),
         },
     };
-    DeliveryError {
-        category,
-        reply_code,
-        permanent,
-    }
+    DeliveryError { category, reply_code, permanent }
 }
 
 /// A message as the dev mailbox shows it.
@@ -97,10 +93,7 @@ impl DevMailbox {
     }
 
     pub fn list(&self) -> Vec<DevMail> {
-        self.0
-            .lock()
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default()
+        self.0.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -115,10 +108,7 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer")
-            .field("smtp", &self.smtp.is_some())
-            .field("dev", &self.dev.is_some())
-            .finish()
+        f.debug_struct("Mailer").field("smtp", &self.smtp.is_some()).field("dev", &self.dev.is_some()).finish()
     }
 }
 
@@ -130,21 +120,13 @@ pub struct SmtpUrlError;
 pub const SMTP_POOL_SIZE: u32 = 8;
 
 impl Mailer {
-    pub fn new(
-        smtp_url: Option<&SecretString>,
-        from: Mailbox,
-        dev: Option<DevMailbox>,
-    ) -> Result<Self, SmtpUrlError> {
+    pub fn new(smtp_url: Option<&SecretString>, from: Mailbox, dev: Option<DevMailbox>) -> Result<Self, SmtpUrlError> {
         let smtp = match smtp_url {
             Some(url) => Some(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     .map_err(|_| SmtpUrlError)?
                     .timeout(Some(Duration::from_secs(20)))
-                    .pool_config(
-                        PoolConfig::new()
-                            .max_size(SMTP_POOL_SIZE)
-                            .idle_timeout(Duration::from_secs(30)),
-                    )
+                    .pool_config(PoolConfig::new().max_size(SMTP_POOL_SIZE).idle_timeout(Duration::from_secs(30)))
                     .build(),
             ),
             None => None,
@@ -157,36 +139,31 @@ impl Mailer {
     }
 
     fn build(&self, email: &RenderedEmail) -> Result<Message, DeliveryError> {
-        let rejected = DeliveryError {
-            category: "message_rejected",
-            reply_code: None,
-            permanent: true,
-        };
+        let rejected = DeliveryError { category: "message_rejected", reply_code: None, permanent: true };
         let to: Mailbox = email.to.parse().map_err(|_| rejected.clone())?;
+        // A Message-ID on our own domain: some filters score its absence.
+        let message_id = format!("<{}@{}>", uuid::Uuid::now_v7().simple(), self.from.email.domain());
         Message::builder()
+            .message_id(Some(message_id))
             .from(self.from.clone())
             .to(to)
             .subject(email.subject.clone())
             // RFC 3834: an automatic message; tells vacation responders and
             // Exchange not to answer it.
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("Auto-Submitted"),
-                "auto-generated".into(),
-            ))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
-                "All".into(),
-            ))
-            .multipart(MultiPart::alternative_plain_html(
-                email.text.clone(),
-                email.html.clone(),
-            ))
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"), "All".into()))
+            .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
             .map_err(|_| rejected)
     }
 
     /// Sends one email. Dev mode records it in the mailbox first.
     pub async fn send(&self, email: &RenderedEmail, now: Timestamp) -> Result<(), DeliveryError> {
         let message = self.build(email)?;
+        if let Some(smtp) = &self.smtp {
+            smtp.send(message).await.map_err(|e| classify(&e))?;
+        }
+        // Recorded once delivered, so a failing relay does not fill the dev
+        // mailbox with one copy per attempt.
         if let Some(dev) = &self.dev {
             dev.push(DevMail {
                 at: now,
@@ -196,13 +173,6 @@ impl Mailer {
                 html: email.html.clone(),
             });
         }
-        match &self.smtp {
-            Some(smtp) => smtp
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| classify(&e)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }

@@ -7,14 +7,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 async fn jwks(server: &TestServer) -> Vec<(String, [u8; 32])> {
-    let reply = Reply::of(
-        server
-            .http
-            .get(server.url("/.well-known/jwks.json"))
-            .send()
-            .await,
-    )
-    .await;
+    let reply = Reply::of(server.http.get(server.url("/.well-known/jwks.json")).send().await).await;
     assert_eq!(reply.status, 200);
     reply.body["keys"]
         .as_array()
@@ -29,10 +22,7 @@ async fn jwks(server: &TestServer) -> Vec<(String, [u8; 32])> {
             let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(k["x"].as_str().unwrap_or_default())
                 .unwrap_or_default();
-            (
-                k["kid"].as_str().unwrap_or_default().to_string(),
-                x.try_into().unwrap_or([0; 32]),
-            )
+            (k["kid"].as_str().unwrap_or_default().to_string(), x.try_into().unwrap_or([0; 32]))
         })
         .collect()
 }
@@ -40,28 +30,18 @@ async fn jwks(server: &TestServer) -> Vec<(String, [u8; 32])> {
 #[tokio::test]
 async fn magic_link_end_to_end_over_smtp() {
     let server = TestServer::start().await;
-    let started = server
-        .start_login("ada@example.com", json!({ "state": "s-123" }))
-        .await;
+    let started = server.start_login("ada@example.com", json!({ "state": "s-123" })).await;
     assert_eq!(started.status, 202, "{}", started.text);
     let login_id = started.str("loginId");
     assert!(login_id.starts_with("lgn_"));
     assert_eq!(started.str("expiresAt"), "2026-11-21T00:15:00.000Z");
-    assert_eq!(
-        started.body.as_object().map(|o| o.len()),
-        Some(2),
-        "only loginId and expiresAt: {}",
-        started.text
-    );
+    assert_eq!(started.body.as_object().map(|o| o.len()), Some(2), "only loginId and expiresAt: {}", started.text);
 
     let mail = server.sink.wait_for("ada@example.com").await;
     assert_eq!(mail.header("Subject"), Some("Sign in to Acme App"));
     assert_eq!(mail.header("Auto-Submitted"), Some("auto-generated"));
     assert_eq!(mail.header("X-Auto-Response-Suppress"), Some("All"));
-    assert!(
-        mail.header("From")
-            .is_some_and(|f| f.contains("no-reply@acme.example"))
-    );
+    assert!(mail.header("From").is_some_and(|f| f.contains("no-reply@acme.example")));
     assert_eq!(mail.from, "no-reply@acme.example", "the envelope sender");
     let link = mail.link().unwrap_or_default();
     let token = mail.token().unwrap_or_default();
@@ -69,19 +49,9 @@ async fn magic_link_end_to_end_over_smtp() {
     assert_eq!(link, format!("{CALLBACK}?token={token}"));
     assert_eq!(token.len(), 48);
     assert!(mail.text.contains("Acme App") && mail.html.contains("Acme App"));
-    assert!(
-        mail.html
-            .contains(&format!("href=\"{CALLBACK}?token={token}\"")),
-        "the HTML part links too"
-    );
+    assert!(mail.html.contains(&format!("href=\"{CALLBACK}?token={token}\"")), "the HTML part links too");
 
-    let status = Reply::of(
-        server
-            .get(&format!("/api/v2/auth/logins/{login_id}"))
-            .send()
-            .await,
-    )
-    .await;
+    let status = Reply::of(server.get(&format!("/api/v2/auth/logins/{login_id}")).send().await).await;
     assert_eq!(status.body["status"], "pending");
 
     let verified = server.verify(json!({ "token": token })).await;
@@ -108,19 +78,10 @@ async fn magic_link_end_to_end_over_smtp() {
     again.assert_problem(401, "token_used");
     assert_eq!(again.body["usedAt"], "2026-11-21T00:00:00.000Z");
 
-    let status = Reply::of(
-        server
-            .get(&format!("/api/v2/auth/logins/{login_id}"))
-            .send()
-            .await,
-    )
-    .await;
+    let status = Reply::of(server.get(&format!("/api/v2/auth/logins/{login_id}")).send().await).await;
     assert_eq!(status.body["status"], "verified");
     assert_eq!(status.body["verifiedAt"], "2026-11-21T00:00:00.000Z");
-    assert_eq!(
-        status.body["email"],
-        json!({ "status": "sent", "attempts": 1 })
-    );
+    assert_eq!(status.body["email"], json!({ "status": "sent", "attempts": 1 }));
 }
 
 #[tokio::test]
@@ -144,87 +105,45 @@ async fn a_returning_user_keeps_their_id() {
     let second = server.verify(json!({ "token": second })).await;
     assert_eq!(second.body["user"]["isNewUser"], false);
     assert_eq!(second.body["user"]["id"], first.body["user"]["id"]);
-    assert_eq!(
-        second.body["user"]["createdAt"],
-        first.body["user"]["createdAt"]
-    );
+    assert_eq!(second.body["user"]["createdAt"], first.body["user"]["createdAt"]);
 }
 
 #[tokio::test]
 async fn the_fallback_code_signs_in_once_and_three_wrong_codes_burn_the_login() {
     let server = TestServer::start().await;
-    let started = server
-        .start_login("ada@example.com", json!({ "includeCode": true }))
-        .await;
+    let started = server.start_login("ada@example.com", json!({ "includeCode": true })).await;
     let login_id = started.str("loginId");
     let mail = server.sink.wait_for("ada@example.com").await;
-    let code = mail
-        .code()
-        .unwrap_or_else(|| panic!("no code in {}", mail.text));
+    let code = mail.code().unwrap_or_else(|| panic!("no code in {}", mail.text));
     let token = mail.token().unwrap_or_default();
     remember_secret(&code);
     remember_secret(&token);
-    assert!(
-        mail.html.contains(&code),
-        "the code stands in the HTML part too"
-    );
-    let verified = server
-        .verify(json!({ "loginId": login_id, "code": code }))
-        .await;
+    assert!(mail.html.contains(&code), "the code stands in the HTML part too");
+    let verified = server.verify(json!({ "loginId": login_id, "code": code })).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
-    let claims = verify_signature(&verified.str("jwt"), &jwks(&server).await)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let claims = verify_signature(&verified.str("jwt"), &jwks(&server).await).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claims["amr"], json!(["email_otp"]));
-    server
-        .verify(json!({ "token": token }))
-        .await
-        .assert_problem(401, "token_used");
-    server
-        .verify(json!({ "loginId": login_id, "code": code }))
-        .await
-        .assert_problem(401, "token_used");
+    server.verify(json!({ "token": token })).await.assert_problem(401, "token_used");
+    server.verify(json!({ "loginId": login_id, "code": code })).await.assert_problem(401, "token_used");
 
-    let started = server
-        .start_login("bob@example.com", json!({ "includeCode": true }))
-        .await;
+    let started = server.start_login("bob@example.com", json!({ "includeCode": true })).await;
     let login_id = started.str("loginId");
     let mail = server.sink.wait_for("bob@example.com").await;
-    let (code, token) = (
-        mail.code().unwrap_or_default(),
-        mail.token().unwrap_or_default(),
-    );
+    let (code, token) = (mail.code().unwrap_or_default(), mail.token().unwrap_or_default());
     remember_secret(&code);
     remember_secret(&token);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..3 {
-        server
-            .verify(json!({ "loginId": login_id, "code": wrong }))
-            .await
-            .assert_problem(401, "code_invalid");
+        server.verify(json!({ "loginId": login_id, "code": wrong })).await.assert_problem(401, "code_invalid");
     }
-    server
-        .verify(json!({ "loginId": login_id, "code": code }))
-        .await
-        .assert_problem(401, "token_burned");
-    server
-        .verify(json!({ "token": token }))
-        .await
-        .assert_problem(401, "token_burned");
-    let status = Reply::of(
-        server
-            .get(&format!("/api/v2/auth/logins/{login_id}"))
-            .send()
-            .await,
-    )
-    .await;
+    server.verify(json!({ "loginId": login_id, "code": code })).await.assert_problem(401, "token_burned");
+    server.verify(json!({ "token": token })).await.assert_problem(401, "token_burned");
+    let status = Reply::of(server.get(&format!("/api/v2/auth/logins/{login_id}")).send().await).await;
     assert_eq!(status.body["status"], "burned");
 
     // A login without a code refuses codes.
     let (login_id, token) = server.login_token("carol@example.com").await;
-    server
-        .verify(json!({ "loginId": login_id, "code": "123456" }))
-        .await
-        .assert_problem(401, "code_invalid");
+    server.verify(json!({ "loginId": login_id, "code": "123456" })).await.assert_problem(401, "code_invalid");
     assert_eq!(server.verify(json!({ "token": token })).await.status, 200);
 }
 
@@ -233,60 +152,27 @@ async fn pkce_binds_the_link_to_the_browser_that_started_it() {
     let server = TestServer::start().await;
     let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-    server
-        .start_login("ada@example.com", json!({ "codeChallenge": challenge }))
-        .await;
-    let token = server
-        .sink
-        .wait_for("ada@example.com")
-        .await
-        .token()
-        .unwrap_or_default();
+    server.start_login("ada@example.com", json!({ "codeChallenge": challenge })).await;
+    let token = server.sink.wait_for("ada@example.com").await.token().unwrap_or_default();
     remember_secret(&token);
     // A scanner (no verifier) and an interceptor (wrong verifier) fail without consuming it.
-    server
-        .verify(json!({ "token": token }))
-        .await
-        .assert_problem(401, "code_verifier_mismatch");
+    server.verify(json!({ "token": token })).await.assert_problem(401, "code_verifier_mismatch");
     let wrong = "x".repeat(43);
-    server
-        .verify(json!({ "token": token, "codeVerifier": wrong }))
-        .await
-        .assert_problem(401, "code_verifier_mismatch");
-    let ok = server
-        .verify(json!({ "token": token, "codeVerifier": verifier }))
-        .await;
+    server.verify(json!({ "token": token, "codeVerifier": wrong })).await.assert_problem(401, "code_verifier_mismatch");
+    let ok = server.verify(json!({ "token": token, "codeVerifier": verifier })).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
 
     // Five mismatches burn it.
-    server
-        .start_login("bob@example.com", json!({ "codeChallenge": challenge }))
-        .await;
-    let token = server
-        .sink
-        .wait_for("bob@example.com")
-        .await
-        .token()
-        .unwrap_or_default();
+    server.start_login("bob@example.com", json!({ "codeChallenge": challenge })).await;
+    let token = server.sink.wait_for("bob@example.com").await.token().unwrap_or_default();
     remember_secret(&token);
     for _ in 0..5 {
-        server
-            .verify(json!({ "token": token }))
-            .await
-            .assert_problem(401, "code_verifier_mismatch");
+        server.verify(json!({ "token": token })).await.assert_problem(401, "code_verifier_mismatch");
     }
-    server
-        .verify(json!({ "token": token, "codeVerifier": verifier }))
-        .await
-        .assert_problem(401, "token_burned");
+    server.verify(json!({ "token": token, "codeVerifier": verifier })).await.assert_problem(401, "token_burned");
 
     // Only S256-shaped challenges are accepted.
-    let plain = server
-        .start_login(
-            "carol@example.com",
-            json!({ "codeChallenge": "plain-verifier" }),
-        )
-        .await;
+    let plain = server.start_login("carol@example.com", json!({ "codeChallenge": "plain-verifier" })).await;
     plain.assert_problem(400, "invalid_request");
 }
 
@@ -323,13 +209,7 @@ async fn tokens_work_until_their_expiry_and_not_after() {
     let expired = server.verify(json!({ "token": late })).await;
     expired.assert_problem(401, "token_expired");
     assert_eq!(expired.body["expiredAt"], "2026-11-21T00:15:00.000Z");
-    let status = Reply::of(
-        server
-            .get(&format!("/api/v2/auth/logins/{late_id}"))
-            .send()
-            .await,
-    )
-    .await;
+    let status = Reply::of(server.get(&format!("/api/v2/auth/logins/{late_id}")).send().await).await;
     assert_eq!(status.body["status"], "expired");
 }
 
@@ -337,45 +217,30 @@ async fn tokens_work_until_their_expiry_and_not_after() {
 async fn the_link_ttl_is_a_project_setting() {
     let mut settings = default_settings();
     settings.link_ttl_seconds = 600;
-    let server = TestServer::start_with(Options {
-        settings: Some(settings),
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options { settings: Some(settings), ..Options::default() }).await;
     let reply = server.start_login("a@example.com", json!({})).await;
     assert_eq!(reply.str("expiresAt"), "2026-11-21T00:10:00.000Z");
     let mail = server.sink.wait_for("a@example.com").await;
     remember_secret(&mail.token().unwrap_or_default());
-    assert!(mail.text.contains("expire in 10 minutes"), "{}", mail.text);
+    assert!(mail.text.contains("expires in 10 minutes"), "{}", mail.text);
 }
 
 #[tokio::test]
 async fn the_validation_url_keeps_its_query_and_paths_under_the_prefix_work() {
     let server = TestServer::start().await;
     let url = format!("{CALLBACK}/deeper?next=%2Fhome");
-    let reply = server
-        .start_login("a@example.com", json!({ "validationUrl": url }))
-        .await;
+    let reply = server.start_login("a@example.com", json!({ "validationUrl": url })).await;
     assert_eq!(reply.status, 202, "{}", reply.text);
     let mail = server.sink.wait_for("a@example.com").await;
     let token = mail.token().unwrap_or_default();
     remember_secret(&token);
-    assert_eq!(
-        mail.link().unwrap_or_default(),
-        format!("{url}&token={token}")
-    );
+    assert_eq!(mail.link().unwrap_or_default(), format!("{url}&token={token}"));
 }
 
 #[tokio::test]
 async fn get_login_is_scoped_and_checks_the_id() {
     let server = TestServer::start().await;
-    let reply = Reply::of(
-        server
-            .get("/api/v2/auth/logins/lgn_doesnotexist")
-            .send()
-            .await,
-    )
-    .await;
+    let reply = Reply::of(server.get("/api/v2/auth/logins/lgn_doesnotexist").send().await).await;
     reply.assert_problem(404, "not_found");
     let reply = Reply::of(server.get("/api/v2/auth/logins/usr_wrongkind").send().await).await;
     reply.assert_problem(404, "not_found");

@@ -28,50 +28,24 @@ async fn malformed_requests_get_our_problem_documents() {
             .body(body)
             .send()
     };
-    Reply::of(raw("{not json", "application/json").await)
+    Reply::of(raw("{not json", "application/json").await).await.assert_problem(400, "invalid_request");
+    Reply::of(raw("[1,2]", "application/json").await).await.assert_problem(400, "invalid_request");
+    Reply::of(raw("", "application/json").await).await.assert_problem(400, "invalid_request");
+    Reply::of(raw(r#"{"email":"a@b.example","validationUrl":"x"} trailing"#, "application/json").await)
         .await
         .assert_problem(400, "invalid_request");
-    Reply::of(raw("[1,2]", "application/json").await)
-        .await
-        .assert_problem(400, "invalid_request");
-    Reply::of(raw("", "application/json").await)
-        .await
-        .assert_problem(400, "invalid_request");
-    Reply::of(
-        raw(
-            r#"{"email":"a@b.example","validationUrl":"x"} trailing"#,
-            "application/json",
-        )
-        .await,
-    )
-    .await
-    .assert_problem(400, "invalid_request");
     Reply::of(raw(r#"{"email":"a@b.example"}"#, "text/plain").await)
         .await
         .assert_problem(415, "unsupported_media_type");
 
-    let typo = server
-        .start_login("ada@example.com", json!({ "stat": "x" }))
-        .await;
+    let typo = server.start_login("ada@example.com", json!({ "stat": "x" })).await;
     typo.assert_problem(400, "invalid_request");
-    assert!(
-        typo.body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("stat")),
-        "{}",
-        typo.text
-    );
+    assert!(typo.body["detail"].as_str().is_some_and(|d| d.contains("stat")), "{}", typo.text);
 
     let secret_like = "s3cretValueThatMustNotBeEchoed";
-    let wrong_type = server
-        .start_login("ada@example.com", json!({ "includeCode": secret_like }))
-        .await;
+    let wrong_type = server.start_login("ada@example.com", json!({ "includeCode": secret_like })).await;
     wrong_type.assert_problem(400, "invalid_request");
-    assert!(
-        !wrong_type.text.contains(secret_like),
-        "values are never echoed: {}",
-        wrong_type.text
-    );
+    assert!(!wrong_type.text.contains(secret_like), "values are never echoed: {}", wrong_type.text);
 
     server
         .start_login("ada@example.com", json!({ "state": "s".repeat(513) }))
@@ -81,14 +55,8 @@ async fn malformed_requests_get_our_problem_documents() {
         .start_login("ada@example.com", json!({ "userAgent": "u".repeat(513) }))
         .await
         .assert_problem(400, "invalid_request");
-    server
-        .start_login("ada@example.com", json!({ "locale": "en_US!" }))
-        .await
-        .assert_problem(400, "invalid_request");
-    server
-        .start_login("ada@example.com", json!({ "email": 5 }))
-        .await
-        .assert_problem(400, "invalid_request");
+    server.start_login("ada@example.com", json!({ "locale": "en_US!" })).await.assert_problem(400, "invalid_request");
+    server.start_login("ada@example.com", json!({ "email": 5 })).await.assert_problem(400, "invalid_request");
 }
 
 #[tokio::test]
@@ -96,73 +64,33 @@ async fn every_response_carries_a_request_id() {
     let server = TestServer::start().await;
     let ok = Reply::of(server.http.get(server.url("/healthz")).send().await).await;
     assert_eq!((ok.status, ok.body["status"].as_str()), (200, Some("ok")));
-    assert!(
-        ok.header("x-request-id")
-            .is_some_and(|id| id.starts_with("req_"))
-    );
+    assert!(ok.header("x-request-id").is_some_and(|id| id.starts_with("req_")));
 
     let missing = Reply::of(server.http.get(server.url("/no/such/route")).send().await).await;
     missing.assert_problem(404, "not_found");
-    assert_eq!(
-        missing.header("x-request-id"),
-        missing.body["requestId"].as_str()
-    );
+    assert_eq!(missing.header("x-request-id"), missing.body["requestId"].as_str());
 
-    let wrong_method = Reply::of(
-        server
-            .http
-            .delete(server.url("/api/v2/auth/start"))
-            .send()
-            .await,
-    )
-    .await;
+    let wrong_method = Reply::of(server.http.delete(server.url("/api/v2/auth/start")).send().await).await;
     wrong_method.assert_problem(405, "method_not_allowed");
 
-    let traced = Reply::of(
-        server
-            .http
-            .get(server.url("/healthz"))
-            .header("x-request-id", "req_from-proxy-1")
-            .send()
-            .await,
-    )
-    .await;
+    let traced =
+        Reply::of(server.http.get(server.url("/healthz")).header("x-request-id", "req_from-proxy-1").send().await)
+            .await;
     assert_eq!(traced.header("x-request-id"), Some("req_from-proxy-1"));
-    let injected = Reply::of(
-        server
-            .http
-            .get(server.url("/healthz"))
-            .header("x-request-id", "bad id\"{}")
-            .send()
-            .await,
-    )
-    .await;
-    assert!(
-        injected
-            .header("x-request-id")
-            .is_some_and(|id| id.starts_with("req_") && !id.contains(' '))
-    );
+    let injected =
+        Reply::of(server.http.get(server.url("/healthz")).header("x-request-id", "bad id\"{}").send().await).await;
+    assert!(injected.header("x-request-id").is_some_and(|id| id.starts_with("req_") && !id.contains(' ')));
 }
 
 #[tokio::test]
 async fn readiness_and_api_response_headers() {
     let server = TestServer::start().await;
     let ready = Reply::of(server.http.get(server.url("/readyz")).send().await).await;
-    assert_eq!(
-        (ready.status, ready.body["status"].as_str()),
-        (200, Some("ready"))
-    );
+    assert_eq!((ready.status, ready.body["status"].as_str()), (200, Some("ready")));
     let reply = server.start_login("ada@example.com", json!({})).await;
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
-    remember_secret(
-        &server
-            .sink
-            .wait_for("ada@example.com")
-            .await
-            .token()
-            .unwrap_or_default(),
-    );
+    remember_secret(&server.sink.wait_for("ada@example.com").await.token().unwrap_or_default());
     // Once the database is gone, readiness says so.
     server.store.close().await;
     let not_ready = Reply::of(server.http.get(server.url("/readyz")).send().await).await;
@@ -172,35 +100,17 @@ async fn readiness_and_api_response_headers() {
 #[tokio::test]
 async fn the_dev_mailbox_exists_only_in_dev_mode() {
     let server = TestServer::start().await;
-    Reply::of(server.http.get(server.url("/_dev/mailbox")).send().await)
-        .await
-        .assert_problem(404, "not_found");
+    Reply::of(server.http.get(server.url("/_dev/mailbox")).send().await).await.assert_problem(404, "not_found");
 
-    let dev = TestServer::start_with(Options {
-        dev_mailbox: true,
-        ..Options::default()
-    })
-    .await;
+    let dev = TestServer::start_with(Options { dev_mailbox: true, ..Options::default() }).await;
     dev.start_login("ada@example.com", json!({})).await;
-    let token = dev
-        .sink
-        .wait_for("ada@example.com")
-        .await
-        .token()
-        .unwrap_or_default();
+    let token = dev.sink.wait_for("ada@example.com").await.token().unwrap_or_default();
     remember_secret(&token);
     let page = Reply::of(dev.http.get(dev.url("/_dev/mailbox")).send().await).await;
     assert_eq!(page.status, 200);
-    assert!(
-        page.header("content-type")
-            .is_some_and(|c| c.starts_with("text/html"))
-    );
+    assert!(page.header("content-type").is_some_and(|c| c.starts_with("text/html")));
     assert!(page.text.contains("Sign in to Acme App"));
-    assert!(
-        page.text
-            .contains(&format!("<a href=\"{CALLBACK}?token={token}\">")),
-        "clickable link"
-    );
+    assert!(page.text.contains(&format!("<a href=\"{CALLBACK}?token={token}\">")), "clickable link");
 }
 
 /// The served OpenAPI document equals docs/openapi.json; regenerate with
@@ -208,19 +118,9 @@ async fn the_dev_mailbox_exists_only_in_dev_mode() {
 #[tokio::test]
 async fn the_openapi_document_is_pinned() {
     let server = TestServer::start().await;
-    let reply = Reply::of(
-        server
-            .http
-            .get(server.url("/api/v2/openapi.json"))
-            .send()
-            .await,
-    )
-    .await;
+    let reply = Reply::of(server.http.get(server.url("/api/v2/openapi.json")).send().await).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.body["openapi"].as_str().map(|v| v.starts_with("3.1")),
-        Some(true)
-    );
+    assert_eq!(reply.body["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
     for path in [
         "/api/v2/auth/start",
         "/api/v2/auth/verify",
@@ -230,15 +130,11 @@ async fn the_openapi_document_is_pinned() {
         "/readyz",
         "/api/v2/openapi.json",
     ] {
-        assert!(
-            reply.body["paths"].get(path).is_some(),
-            "{path} missing from the document"
-        );
+        assert!(reply.body["paths"].get(path).is_some(), "{path} missing from the document");
     }
     let pinned_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(pinned_path, format!("{}\n", reply.text.trim_end()))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(pinned_path, format!("{}\n", reply.text.trim_end())).unwrap_or_else(|e| panic!("{e}"));
     }
     let pinned = std::fs::read_to_string(pinned_path).unwrap_or_default();
     assert_eq!(

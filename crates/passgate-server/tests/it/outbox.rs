@@ -14,14 +14,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 async fn login_state(server: &TestServer, login_id: &str) -> Value {
-    Reply::of(
-        server
-            .get(&format!("/api/v2/auth/logins/{login_id}"))
-            .send()
-            .await,
-    )
-    .await
-    .body
+    Reply::of(server.get(&format!("/api/v2/auth/logins/{login_id}")).send().await).await.body
 }
 
 /// Polls the login until its email has this status (the worker runs in the background).
@@ -33,34 +26,18 @@ async fn wait_email_status(server: &TestServer, login_id: &str, status: &str) ->
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!(
-        "email of {login_id} never reached {status}: {}",
-        login_state(server, login_id).await
-    );
+    panic!("email of {login_id} never reached {status}: {}", login_state(server, login_id).await);
 }
 
 #[tokio::test]
 async fn a_permanent_rejection_gives_up_at_once_and_is_recorded() {
     let server = TestServer::start().await;
     server.sink.set_behaviour(Behaviour::RejectRecipient(550));
-    let login_id = server
-        .start_login("nobody@example.com", json!({}))
-        .await
-        .str("loginId");
+    let login_id = server.start_login("nobody@example.com", json!({})).await.str("loginId");
     let state = wait_email_status(&server, &login_id, "failed").await;
-    assert_eq!(
-        state["email"],
-        json!({ "status": "failed", "attempts": 1, "lastError": "recipient_rejected (550)" })
-    );
-    let events = server
-        .store
-        .list_events(&server.project_id, 10)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let failed = events
-        .iter()
-        .find(|e| e.kind == "email.failed")
-        .unwrap_or_else(|| panic!("no email.failed event"));
+    assert_eq!(state["email"], json!({ "status": "failed", "attempts": 1, "lastError": "recipient_rejected (550)" }));
+    let events = server.store.list_events(&server.project_id, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    let failed = events.iter().find(|e| e.kind == "email.failed").unwrap_or_else(|| panic!("no email.failed event"));
     assert_eq!(failed.login_id.as_deref(), Some(login_id.as_str()));
     assert_eq!(failed.reason.as_deref(), Some("recipient_rejected (550)"));
 }
@@ -69,15 +46,9 @@ async fn a_permanent_rejection_gives_up_at_once_and_is_recorded() {
 async fn a_temporary_failure_is_retried_with_backoff_until_it_is_sent() {
     let server = TestServer::start().await;
     server.sink.set_behaviour(Behaviour::RejectRecipient(451));
-    let login_id = server
-        .start_login("ada@example.com", json!({}))
-        .await
-        .str("loginId");
+    let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
     let state = wait_email_status(&server, &login_id, "retrying").await;
-    assert_eq!(
-        state["email"],
-        json!({ "status": "retrying", "attempts": 1, "lastError": "message_rejected (451)" })
-    );
+    assert_eq!(state["email"], json!({ "status": "retrying", "attempts": 1, "lastError": "message_rejected (451)" }));
     server.sink.set_behaviour(Behaviour::Accept);
     // Not before the backoff (5 s on the server's clock) has passed.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -91,21 +62,10 @@ async fn a_temporary_failure_is_retried_with_backoff_until_it_is_sent() {
 
 #[tokio::test]
 async fn retries_end_in_a_recorded_failure_never_in_silence() {
-    let outbox = OutboxConfig {
-        max_attempts: 3,
-        idle_poll: Duration::from_millis(20),
-        ..OutboxConfig::default()
-    };
-    let server = TestServer::start_with(Options {
-        outbox: Some(outbox),
-        ..Options::default()
-    })
-    .await;
+    let outbox = OutboxConfig { max_attempts: 3, idle_poll: Duration::from_millis(20), ..OutboxConfig::default() };
+    let server = TestServer::start_with(Options { outbox: Some(outbox), ..Options::default() }).await;
     server.sink.set_behaviour(Behaviour::RejectRecipient(421));
-    let login_id = server
-        .start_login("ada@example.com", json!({}))
-        .await
-        .str("loginId");
+    let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
     wait_email_status(&server, &login_id, "retrying").await;
     server.clock.advance_seconds(5);
     for _ in 0..200 {
@@ -118,38 +78,19 @@ async fn retries_end_in_a_recorded_failure_never_in_silence() {
     let state = wait_email_status(&server, &login_id, "failed").await;
     assert_eq!(state["email"]["attempts"], 3);
     assert_eq!(state["email"]["lastError"], "message_rejected (421)");
-    let events = server
-        .store
-        .list_events(&server.project_id, 10)
-        .await
-        .unwrap_or_default();
+    let events = server.store.list_events(&server.project_id, 10).await.unwrap_or_default();
     assert!(events.iter().any(|e| e.kind == "email.failed"));
 }
 
 #[tokio::test]
 async fn an_unreachable_relay_is_reported_as_connection_refused() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dead_url = format!(
-        "smtp://{}",
-        closed.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    );
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let dead_url = format!("smtp://{}", closed.local_addr().unwrap_or_else(|e| panic!("{e}")));
     drop(closed);
-    let server = TestServer::start_with(Options {
-        smtp_url: Some(dead_url),
-        ..Options::default()
-    })
-    .await;
-    let login_id = server
-        .start_login("ada@example.com", json!({}))
-        .await
-        .str("loginId");
+    let server = TestServer::start_with(Options { smtp_url: Some(dead_url), ..Options::default() }).await;
+    let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
     let state = wait_email_status(&server, &login_id, "retrying").await;
-    assert_eq!(
-        state["email"],
-        json!({ "status": "retrying", "attempts": 1, "lastError": "connection_refused" })
-    );
+    assert_eq!(state["email"], json!({ "status": "retrying", "attempts": 1, "lastError": "connection_refused" }));
 }
 
 fn worker(server: &TestServer, mailer: Mailer) -> Outbox<passgate_store_sqlite::SqliteStore> {
@@ -169,9 +110,7 @@ async fn several_workers_never_send_one_email_twice() {
     let mailer = || {
         Mailer::new(
             Some(&secrecy::SecretString::from(server.sink.url())),
-            "x <x@example.com>"
-                .parse()
-                .unwrap_or_else(|e| panic!("{e:?}")),
+            "x <x@example.com>".parse().unwrap_or_else(|e| panic!("{e:?}")),
             None,
         )
         .unwrap_or_else(|e| panic!("{e}"))
@@ -179,12 +118,7 @@ async fn several_workers_never_send_one_email_twice() {
     let workers: Vec<_> = (0..3).map(|_| worker(&server, mailer())).collect();
     let mut login_ids = Vec::new();
     for i in 0..30 {
-        login_ids.push(
-            server
-                .start_login(&format!("u{i}@example.com"), json!({}))
-                .await
-                .str("loginId"),
-        );
+        login_ids.push(server.start_login(&format!("u{i}@example.com"), json!({})).await.str("loginId"));
     }
     // Three extra workers race the server's own over the same queue.
     let runs = workers.iter().map(|w| async move {
@@ -209,62 +143,32 @@ async fn several_workers_never_send_one_email_twice() {
 
 #[tokio::test]
 async fn operators_can_override_templates_globally_and_per_project() {
-    let dir = std::env::temp_dir().join(format!(
-        "passgate-it-templates-{}",
-        passgate_core::ids::IdKind::Request.generate()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("passgate-it-templates-{}", passgate_core::ids::IdKind::Request.generate()));
     let project_id = passgate_core::ids::IdKind::Project.generate();
     std::fs::create_dir_all(dir.join(&project_id)).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.join("login.subject.txt"), "Your {{ app_name }} link")
+    std::fs::write(dir.join("login.subject.txt"), "Your {{ app_name }} link").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join(&project_id).join("login.txt"), "Hello {{ email }}: {{ link }}")
         .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(
-        dir.join(&project_id).join("login.txt"),
-        "Hello {{ email }}: {{ link }}",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let options = Options {
-        templates_dir: Some(dir),
-        project_id: Some(project_id),
-        ..Options::default()
-    };
+    let options = Options { templates_dir: Some(dir), project_id: Some(project_id), ..Options::default() };
     let server = TestServer::start_with(options).await;
     server.start_login("ada@example.com", json!({})).await;
     let mail = server.sink.wait_for("ada@example.com").await;
     let token = mail.token().unwrap_or_default();
     remember_secret(&token);
-    assert_eq!(
-        mail.header("Subject"),
-        Some("Your Acme App link"),
-        "the global override applies"
-    );
+    assert_eq!(mail.header("Subject"), Some("Your Acme App link"), "the global override applies");
     assert_eq!(
         mail.text.trim_end(),
         format!("Hello ada@example.com: {CALLBACK}?token={token}"),
         "the project's own body"
     );
-    assert!(
-        mail.html.contains("Sign in to Acme App"),
-        "parts without an override keep the built-in"
-    );
+    assert!(mail.html.contains("Sign in to Acme App"), "parts without an override keep the built-in");
 
     let (_, other_key) = server.create_project(default_settings()).await;
     let body = json!({ "email": "bob@example.com", "validationUrl": CALLBACK });
-    assert_eq!(
-        Reply::of(
-            server
-                .post_as(&other_key, "/api/v2/auth/start", &body)
-                .send()
-                .await
-        )
-        .await
-        .status,
-        202
-    );
+    assert_eq!(Reply::of(server.post_as(&other_key, "/api/v2/auth/start", &body).send().await).await.status, 202);
     let other = server.sink.wait_for("bob@example.com").await;
     remember_secret(&other.token().unwrap_or_default());
     assert_eq!(other.header("Subject"), Some("Your Acme App link"));
-    assert!(
-        other.text.starts_with("Sign in to"),
-        "another project keeps the built-in body"
-    );
+    assert!(other.text.starts_with("Sign in to"), "another project keeps the built-in body");
 }

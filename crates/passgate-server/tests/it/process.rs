@@ -29,12 +29,7 @@ struct Output {
 }
 
 async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let out = passgate()
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = passgate().args(args).envs(envs.iter().copied()).output().await.unwrap_or_else(|e| panic!("{e}"));
     Output {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -62,14 +57,8 @@ impl Running {
             .unwrap_or_else(|e| panic!("{e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
         ]
         .into_iter()
         .flatten()
@@ -82,11 +71,7 @@ impl Running {
                 }
             });
         }
-        let mut running = Self {
-            child,
-            base: String::new(),
-            lines,
-        };
+        let mut running = Self { child, base: String::new(), lines };
         let addr = running.wait_for_line("listen_addr").await;
         let addr = addr.split("listen_addr").nth(1).unwrap_or_default();
         let addr: String = addr
@@ -109,18 +94,12 @@ impl Running {
     }
 
     fn output(&self) -> String {
-        self.lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
 }
 
 fn temp_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "passgate-proc-{}",
-        passgate_core::ids::IdKind::Request.generate()
-    ));
+    let dir = std::env::temp_dir().join(format!("passgate-proc-{}", passgate_core::ids::IdKind::Request.generate()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     dir
 }
@@ -130,13 +109,7 @@ async fn help_lists_every_command() {
     let out = run(&["--help"], &[]).await;
     assert_eq!(out.code, Some(0));
     for command in ["serve", "dev", "migrate", "project", "key", "signing-key"] {
-        assert!(
-            out.stdout
-                .lines()
-                .any(|l| l.trim_start().starts_with(command)),
-            "{command} missing:\n{}",
-            out.stdout
-        );
+        assert!(out.stdout.lines().any(|l| l.trim_start().starts_with(command)), "{command} missing:\n{}", out.stdout);
     }
     let out = run(&["config", "example"], &[]).await;
     assert!(out.stdout.contains("# smtp_url"));
@@ -151,49 +124,17 @@ async fn serve_refuses_to_start_on_a_bad_setting() {
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![secret, database], "PASSGATE_SMTP_URL"),
         (vec![smtp, database], "PASSGATE_SECRET_KEY"),
-        (
-            vec![smtp, secret, ("PASSGATE_SECRET_KEY", "dG9vIHNob3J0")],
-            "at least 32 bytes",
-        ),
-        (
-            vec![
-                smtp,
-                secret,
-                ("PASSGATE_DATABASE_URL", "mysql://localhost/x"),
-            ],
-            "database_url",
-        ),
-        (
-            vec![
-                smtp,
-                secret,
-                (
-                    "PASSGATE_DATABASE_URL",
-                    "sqlite:///proc/passgate-cannot-create/x.db",
-                ),
-            ],
-            "database",
-        ),
-        (
-            vec![
-                smtp,
-                secret,
-                database,
-                ("PASSGATE_LISTEN", "not-an-address"),
-            ],
-            "listen",
-        ),
+        (vec![smtp, secret, ("PASSGATE_SECRET_KEY", "dG9vIHNob3J0")], "at least 32 bytes"),
+        (vec![smtp, secret, ("PASSGATE_DATABASE_URL", "mysql://localhost/x")], "database_url"),
+        (vec![smtp, secret, ("PASSGATE_DATABASE_URL", "sqlite:///proc/passgate-cannot-create/x.db")], "database"),
+        (vec![smtp, secret, database, ("PASSGATE_LISTEN", "not-an-address")], "listen"),
     ];
     for (envs, expected) in cases {
         let out = tokio::time::timeout(Duration::from_secs(20), run(&["serve"], &envs))
             .await
             .unwrap_or_else(|_| panic!("serve did not exit for {envs:?}"));
         assert_ne!(out.code, Some(0), "{envs:?} started");
-        assert!(
-            out.stderr.contains("error:") && out.stderr.contains(expected),
-            "{envs:?}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains("error:") && out.stderr.contains(expected), "{envs:?}: {}", out.stderr);
         assert!(!out.stderr.contains(SECRET_B64));
     }
 }
@@ -222,16 +163,10 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     )
     .await;
     assert_eq!(created.code, Some(0), "{}", created.stderr);
-    let created: Value = serde_json::from_str(created.stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", created.stdout));
-    let project_id = created["projectId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let first_key = created["secretKey"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let created: Value =
+        serde_json::from_str(created.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", created.stdout));
+    let project_id = created["projectId"].as_str().unwrap_or_default().to_string();
+    let first_key = created["secretKey"].as_str().unwrap_or_default().to_string();
     remember_secret(&first_key);
     assert!(project_id.starts_with("prj_") && first_key.starts_with("sk_live_"));
     assert_eq!(created.as_object().map(|o| o.len()), Some(2));
@@ -240,19 +175,12 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     let shown: Value = serde_json::from_str(shown.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(shown["name"], "Acme");
     assert_eq!(shown["appName"], "Acme");
-    assert_eq!(
-        shown["redirectUrls"],
-        json!(["https://app.example.com/cb", "http://localhost:*"])
-    );
+    assert_eq!(shown["redirectUrls"], json!(["https://app.example.com/cb", "http://localhost:*"]));
     assert_eq!(shown["allowedDomains"], json!(["example.com"]));
     assert_eq!(shown["allowedEmails"], json!([]));
     assert_eq!(shown["linkTtlSeconds"], 600);
     assert_eq!(shown["emailsPerMinute"], 600);
-    assert!(
-        shown["createdAt"]
-            .as_str()
-            .is_some_and(|c| c.ends_with('Z'))
-    );
+    assert!(shown["createdAt"].as_str().is_some_and(|c| c.ends_with('Z')));
     assert!(!shown.to_string().contains(&first_key));
 
     let updated = run(
@@ -271,33 +199,16 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
         &env,
     )
     .await;
-    let updated: Value =
-        serde_json::from_str(updated.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
+    let updated: Value = serde_json::from_str(updated.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(updated["appName"], "Acme App");
     assert_eq!(updated["allowedEmails"], json!(["guest@partner.example"]));
-    assert_eq!(
-        updated["allowedDomains"],
-        json!(["example.com"]),
-        "lists not given are kept"
-    );
+    assert_eq!(updated["allowedDomains"], json!(["example.com"]), "lists not given are kept");
     assert_eq!(updated["emailsPerMinute"], 5000);
 
     for bad in [
         vec!["project", "update", &project_id, "--link-ttl", "2h"],
-        vec![
-            "project",
-            "update",
-            &project_id,
-            "--redirect-url",
-            "https://u@app.example.com/cb",
-        ],
-        vec![
-            "project",
-            "update",
-            &project_id,
-            "--allowed-email",
-            "not-an-email",
-        ],
+        vec!["project", "update", &project_id, "--redirect-url", "https://u@app.example.com/cb"],
+        vec!["project", "update", &project_id, "--allowed-email", "not-an-email"],
         vec!["project", "show", "prj_missing"],
         vec!["project", "create", "--name", "x"],
     ] {
@@ -312,28 +223,17 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     remember_secret(key["secretKey"].as_str().unwrap_or_default());
     assert!(key_id.starts_with("key_"));
     let listed = run(&["key", "list", "--project", &project_id, "--json"], &env).await;
-    let listed: Value =
-        serde_json::from_str(listed.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
+    let listed: Value = serde_json::from_str(listed.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
-    assert!(
-        !listed.to_string().contains(&first_key),
-        "keys are never shown again"
-    );
+    assert!(!listed.to_string().contains(&first_key), "keys are never shown again");
     let revoked = run(&["key", "revoke", &key_id], &env).await;
     assert_eq!(revoked.code, Some(0), "{}", revoked.stderr);
     let listed = run(&["key", "list", "--project", &project_id, "--json"], &env).await;
-    let listed: Value =
-        serde_json::from_str(listed.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
-    let revoked_entry = listed
-        .as_array()
-        .and_then(|l| l.iter().find(|k| k["keyId"] == key_id.as_str()))
-        .cloned()
-        .unwrap_or_default();
+    let listed: Value = serde_json::from_str(listed.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
+    let revoked_entry =
+        listed.as_array().and_then(|l| l.iter().find(|k| k["keyId"] == key_id.as_str())).cloned().unwrap_or_default();
     assert!(revoked_entry["revokedAt"].is_string());
-    assert_ne!(
-        run(&["key", "revoke", "key_missing"], &env).await.code,
-        Some(0)
-    );
+    assert_ne!(run(&["key", "revoke", "key_missing"], &env).await.code, Some(0));
 
     // signing-key rotate needs the secret; with it, the JWKS gains a key.
     assert_ne!(run(&["signing-key", "rotate"], &env).await.code, Some(0));
@@ -342,12 +242,8 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     assert_eq!(rotated.code, Some(0), "{}", rotated.stderr);
     let rotated_again = run(&["signing-key", "rotate"], &with_secret).await;
     assert_eq!(rotated_again.code, Some(0));
-    let store = passgate_store_sqlite::SqliteStore::connect(&db)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let keys = passgate_store::Store::signing_keys(&store)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = passgate_store_sqlite::SqliteStore::connect(&db).await.unwrap_or_else(|e| panic!("{e}"));
+    let keys = passgate_store::Store::signing_keys(&store).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(keys.len(), 2);
     assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
 }
@@ -364,29 +260,18 @@ fn smtp_env<'a>(db: &'a str, smtp: &'a str) -> Vec<(&'a str, &'a str)> {
 
 async fn create_project(db: &str) -> String {
     let out = run(
-        &[
-            "project",
-            "create",
-            "--name",
-            "Crash",
-            "--redirect-url",
-            CALLBACK,
-            "--json",
-        ],
+        &["project", "create", "--name", "Crash", "--redirect-url", CALLBACK, "--json"],
         &[("PASSGATE_DATABASE_URL", db)],
     )
     .await;
-    let v: Value =
-        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stderr));
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stderr));
     let key = v["secretKey"].as_str().unwrap_or_default().to_string();
     remember_secret(&key);
     key
 }
 
 fn assert_clean(output: &str) {
-    for secret in [SECRET_B64] {
-        assert!(!output.contains(secret));
-    }
+    assert!(!output.contains(SECRET_B64), "the server secret reached the logs");
 }
 
 /// SECURITY S25 / the crash test: SIGKILL after start returned and before
@@ -397,13 +282,8 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
     let key = create_project(&db).await;
     // A relay that accepts connections and never answers: the first server
     // claims the email and hangs in the SMTP greeting.
-    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let black_hole_url = format!(
-        "smtp://{}",
-        black_hole.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    );
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let black_hole_url = format!("smtp://{}", black_hole.local_addr().unwrap_or_else(|e| panic!("{e}")));
     let held = Arc::new(Mutex::new(Vec::new()));
     let keep = held.clone();
     tokio::spawn(async move {
@@ -431,17 +311,10 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let state = Reply::of(
-        http.get(format!("{}/api/v2/auth/logins/{login_id}", first.base))
-            .bearer_auth(&key)
-            .send()
-            .await,
-    )
-    .await;
-    assert_eq!(
-        state.body["email"]["status"], "queued",
-        "not sent before the kill"
-    );
+    let state =
+        Reply::of(http.get(format!("{}/api/v2/auth/logins/{login_id}", first.base)).bearer_auth(&key).send().await)
+            .await;
+    assert_eq!(state.body["email"]["status"], "queued", "not sent before the kill");
     first.child.kill().await.unwrap_or_else(|e| panic!("{e}"));
     assert_clean(&first.output());
 
@@ -454,13 +327,9 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
     // Give any duplicate a chance to show up (longer than the 2 s lease).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sink.mails().len(), 1, "exactly one email after the crash");
-    let state = Reply::of(
-        http.get(format!("{}/api/v2/auth/logins/{login_id}", second.base))
-            .bearer_auth(&key)
-            .send()
-            .await,
-    )
-    .await;
+    let state =
+        Reply::of(http.get(format!("{}/api/v2/auth/logins/{login_id}", second.base)).bearer_auth(&key).send().await)
+            .await;
     assert_eq!(state.body["email"]["status"], "sent");
     let verified = Reply::of(
         http.post(format!("{}/api/v2/auth/verify", second.base))
@@ -472,10 +341,7 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
     .await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     let output = second.output();
-    assert!(
-        !output.contains(&token) && !output.contains(&key),
-        "secrets in the server's logs"
-    );
+    assert!(!output.contains(&token) && !output.contains(&key), "secrets in the server's logs");
     assert_clean(&output);
 }
 
@@ -498,15 +364,10 @@ async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     .await;
     assert_eq!(started.status, 202);
     let mail = sink.wait_for("ada@example.com").await;
-    let (token, code) = (
-        mail.token().unwrap_or_default(),
-        mail.code().unwrap_or_default(),
-    );
+    let (token, code) = (mail.token().unwrap_or_default(), mail.code().unwrap_or_default());
     let pid = server.child.id().unwrap_or_default();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let killed =
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap_or_else(|e| panic!("{e}"));
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(15), server.child.wait())
         .await
@@ -521,10 +382,7 @@ async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
         assert!(parsed.is_ok(), "not a JSON log line: {line}");
     }
     for secret in [&token, &code, &key] {
-        assert!(
-            !output.contains(secret.as_str()),
-            "a secret reached the server's logs"
-        );
+        assert!(!output.contains(secret.as_str()), "a secret reached the server's logs");
     }
 }
 
@@ -533,11 +391,7 @@ async fn dev_mode_needs_nothing_and_prints_its_key() {
     let dir = temp_dir();
     let dev = Running::spawn(&["dev"], &[], &dir).await;
     let key_line = dev.wait_for_line("Secret key:").await;
-    let key = key_line
-        .split_whitespace()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let key = key_line.split_whitespace().last().unwrap_or_default().to_string();
     assert!(key.starts_with("sk_test_"), "{key_line}");
     assert!(dir.join(".passgate/passgate.db").exists());
     let http = reqwest::Client::new();
@@ -565,13 +419,8 @@ async fn dev_mode_needs_nothing_and_prints_its_key() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let token: String = page
-        .split("token=")
-        .nth(1)
-        .unwrap_or_default()
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect();
+    let token: String =
+        page.split("token=").nth(1).unwrap_or_default().chars().take_while(char::is_ascii_alphanumeric).collect();
     assert_eq!(token.len(), 48, "{page}");
     let verified = Reply::of(
         http.post(format!("{}/api/v2/auth/verify", dev.base))

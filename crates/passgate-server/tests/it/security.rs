@@ -10,22 +10,15 @@ use crate::support::*;
 #[tokio::test]
 async fn the_database_never_holds_a_token_code_or_key_in_clear() {
     let server = TestServer::start().await;
-    let started = server
-        .start_login("ada@example.com", json!({ "includeCode": true }))
-        .await;
+    let started = server.start_login("ada@example.com", json!({ "includeCode": true })).await;
     assert_eq!(started.status, 202);
     let mail = server.sink.wait_for("ada@example.com").await;
-    let (token, code) = (
-        mail.token().unwrap_or_default(),
-        mail.code().unwrap_or_default(),
-    );
+    let (token, code) = (mail.token().unwrap_or_default(), mail.code().unwrap_or_default());
     remember_secret(&token);
     remember_secret(&code);
     // A second, still-queued email: its sealed payload is in the table now.
     server.sink.set_behaviour(Behaviour::RejectRecipient(451));
-    server
-        .start_login("bob@example.com", json!({ "includeCode": true }))
-        .await;
+    server.start_login("bob@example.com", json!({ "includeCode": true })).await;
     let db_url = server.store_url();
     let path = db_url.trim_start_matches("sqlite://");
     let mut dump = Vec::new();
@@ -37,18 +30,9 @@ async fn the_database_never_holds_a_token_code_or_key_in_clear() {
     assert!(dump.len() > 4096, "read the database files");
     let dump = String::from_utf8_lossy(&dump);
     assert!(!dump.contains(&token), "plaintext token in the database");
-    assert!(
-        !dump.contains(&format!("token={}", &token[..8])),
-        "a link in clear in the database"
-    );
-    assert!(
-        !dump.contains(&server.key),
-        "plaintext API key in the database"
-    );
-    assert!(
-        dump.contains("ada@example.com"),
-        "sanity: the dump is readable"
-    );
+    assert!(!dump.contains(&format!("token={}", &token[..8])), "a link in clear in the database");
+    assert!(!dump.contains(&server.key), "plaintext API key in the database");
+    assert!(dump.contains("ada@example.com"), "sanity: the dump is readable");
 }
 
 /// SECURITY S8: a token issued by project A cannot be verified with project B's key.
@@ -58,25 +42,11 @@ async fn tokens_and_logins_are_scoped_to_their_project() {
     let (other_id, other_key) = server.create_project(default_settings()).await;
     assert_ne!(other_id, server.project_id);
     let (login_id, token) = server.login_token("ada@example.com").await;
-    let reply = Reply::of(
-        server
-            .post_as(
-                &other_key,
-                "/api/v2/auth/verify",
-                &json!({ "token": token }),
-            )
-            .send()
-            .await,
-    )
-    .await;
+    let reply =
+        Reply::of(server.post_as(&other_key, "/api/v2/auth/verify", &json!({ "token": token })).send().await).await;
     reply.assert_problem(401, "token_invalid");
     let reply = Reply::of(
-        server
-            .http
-            .get(server.url(&format!("/api/v2/auth/logins/{login_id}")))
-            .bearer_auth(&other_key)
-            .send()
-            .await,
+        server.http.get(server.url(&format!("/api/v2/auth/logins/{login_id}"))).bearer_auth(&other_key).send().await,
     )
     .await;
     reply.assert_problem(404, "not_found");
@@ -107,16 +77,11 @@ async fn validation_url_tricks_are_refused() {
         "https://app.example.com/other",
     ];
     for trick in tricks {
-        let reply = server
-            .start_login("ada@example.com", json!({ "validationUrl": trick }))
-            .await;
+        let reply = server.start_login("ada@example.com", json!({ "validationUrl": trick })).await;
         reply.assert_problem(400, "validation_url_not_allowed");
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(
-        server.sink.mails().is_empty(),
-        "nothing may be sent for a refused start"
-    );
+    assert!(server.sink.mails().is_empty(), "nothing may be sent for a refused start");
 }
 
 /// SECURITY S18: control characters and over-long addresses are refused
@@ -135,16 +100,9 @@ async fn bad_addresses_are_refused_before_anything_is_stored() {
         long_total.as_str(),
         "",
     ] {
-        server
-            .start_login(bad, json!({}))
-            .await
-            .assert_problem(400, "invalid_email");
+        server.start_login(bad, json!({})).await.assert_problem(400, "invalid_email");
     }
-    let events = server
-        .store
-        .list_events(&server.project_id, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let events = server.store.list_events(&server.project_id, 100).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(events.is_empty(), "nothing stored: {events:?}");
     assert!(server.sink.mails().is_empty());
 }
@@ -154,41 +112,12 @@ async fn project_policy_applies_before_anything_is_stored() {
     let mut settings = default_settings();
     settings.allowed_domains = vec!["example.com".into()];
     settings.allowed_emails = vec!["guest@partner.example".into()];
-    let server = TestServer::start_with(Options {
-        settings: Some(settings),
-        ..Options::default()
-    })
-    .await;
-    server
-        .start_login("mallory@evil.example", json!({}))
-        .await
-        .assert_problem(403, "email_not_allowed");
-    server
-        .start_login("ada@sub.example.com", json!({}))
-        .await
-        .assert_problem(403, "email_not_allowed");
-    assert!(
-        server
-            .store
-            .list_events(&server.project_id, 10)
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    );
-    assert_eq!(
-        server
-            .start_login("Ada@Example.com", json!({}))
-            .await
-            .status,
-        202
-    );
-    assert_eq!(
-        server
-            .start_login("guest@partner.example", json!({}))
-            .await
-            .status,
-        202
-    );
+    let server = TestServer::start_with(Options { settings: Some(settings), ..Options::default() }).await;
+    server.start_login("mallory@evil.example", json!({})).await.assert_problem(403, "email_not_allowed");
+    server.start_login("ada@sub.example.com", json!({})).await.assert_problem(403, "email_not_allowed");
+    assert!(server.store.list_events(&server.project_id, 10).await.unwrap_or_default().is_empty());
+    assert_eq!(server.start_login("Ada@Example.com", json!({})).await.status, 202);
+    assert_eq!(server.start_login("guest@partner.example", json!({})).await.status, 202);
     for to in ["ada@example.com", "guest@partner.example"] {
         remember_secret(&server.sink.wait_for(to).await.token().unwrap_or_default());
     }
@@ -199,44 +128,22 @@ async fn project_policy_applies_before_anything_is_stored() {
 async fn send_limits_answer_429_with_retry_after() {
     let mut settings = default_settings();
     settings.emails_per_minute = 8;
-    let server = TestServer::start_with(Options {
-        settings: Some(settings),
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options { settings: Some(settings), ..Options::default() }).await;
     for _ in 0..5 {
-        assert_eq!(
-            server
-                .start_login("ada@example.com", json!({}))
-                .await
-                .status,
-            202
-        );
+        assert_eq!(server.start_login("ada@example.com", json!({})).await.status, 202);
     }
     let limited = server.start_login("ada@example.com", json!({})).await;
     limited.assert_problem(429, "rate_limited");
     assert_eq!(limited.header("retry-after"), Some("900"));
     // Other recipients still get through, until the project's 8 per minute are used.
     for i in 0..3 {
-        assert_eq!(
-            server
-                .start_login(&format!("u{i}@example.com"), json!({}))
-                .await
-                .status,
-            202
-        );
+        assert_eq!(server.start_login(&format!("u{i}@example.com"), json!({})).await.status, 202);
     }
     let project_limited = server.start_login("zed@example.com", json!({})).await;
     project_limited.assert_problem(429, "rate_limited");
     assert_eq!(project_limited.header("retry-after"), Some("60"));
     server.clock.advance_seconds(61);
-    assert_eq!(
-        server
-            .start_login("zed@example.com", json!({}))
-            .await
-            .status,
-        202
-    );
+    assert_eq!(server.start_login("zed@example.com", json!({})).await.status, 202);
     let mails = server.sink.wait_for_count("ada@example.com", 5).await;
     for m in mails {
         remember_secret(&m.token().unwrap_or_default());
@@ -245,22 +152,13 @@ async fn send_limits_answer_429_with_retry_after() {
     // Per end-user IP.
     let server = TestServer::start().await;
     for i in 0..30 {
-        let r = server
-            .start_login(
-                &format!("v{i}@example.com"),
-                json!({ "ipAddress": "203.0.113.7" }),
-            )
-            .await;
+        let r = server.start_login(&format!("v{i}@example.com"), json!({ "ipAddress": "203.0.113.7" })).await;
         assert_eq!(r.status, 202, "{}", r.text);
     }
-    let ip_limited = server
-        .start_login("w@example.com", json!({ "ipAddress": "203.0.113.7" }))
-        .await;
+    let ip_limited = server.start_login("w@example.com", json!({ "ipAddress": "203.0.113.7" })).await;
     ip_limited.assert_problem(429, "rate_limited");
     assert!(ip_limited.header("retry-after").is_some());
-    let other_ip = server
-        .start_login("w@example.com", json!({ "ipAddress": "2001:db8::1" }))
-        .await;
+    let other_ip = server.start_login("w@example.com", json!({ "ipAddress": "2001:db8::1" })).await;
     assert_eq!(other_ip.status, 202);
     server
         .start_login("x@example.com", json!({ "ipAddress": "not-an-ip" }))
@@ -281,11 +179,7 @@ async fn start_answers_the_same_for_known_and_unknown_addresses() {
     let known = server.start_login("known@example.com", json!({})).await;
     let unknown = server.start_login("unknown@example.com", json!({})).await;
     assert_eq!(known.status, unknown.status);
-    let keys = |r: &Reply| {
-        r.body
-            .as_object()
-            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-    };
+    let keys = |r: &Reply| r.body.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
     assert_eq!(keys(&known), keys(&unknown));
     let names = |r: &Reply| {
         let mut n: Vec<String> = r.headers.keys().map(|k| k.to_string()).collect();
@@ -305,21 +199,15 @@ async fn start_answers_the_same_for_known_and_unknown_addresses() {
 #[tokio::test]
 async fn idempotency_key_replays_the_first_response_and_sends_once() {
     let server = TestServer::start().await;
-    let send = |body: serde_json::Value| {
-        server
-            .post("/api/v2/auth/start", &body)
-            .header("Idempotency-Key", "order-42")
-            .send()
-    };
+    let send =
+        |body: serde_json::Value| server.post("/api/v2/auth/start", &body).header("Idempotency-Key", "order-42").send();
     let body = json!({ "email": "ada@example.com", "validationUrl": CALLBACK });
     let first = Reply::of(send(body.clone()).await).await;
     let second = Reply::of(send(body.clone()).await).await;
     assert_eq!(first.status, 202);
     assert_eq!((second.status, &second.body), (202, &first.body));
     let other = json!({ "email": "bob@example.com", "validationUrl": CALLBACK });
-    Reply::of(send(other).await)
-        .await
-        .assert_problem(409, "idempotency_key_reused");
+    Reply::of(send(other).await).await.assert_problem(409, "idempotency_key_reused");
     let mails = server.sink.wait_for_count("ada@example.com", 1).await;
     remember_secret(&mails[0].token().unwrap_or_default());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -327,11 +215,7 @@ async fn idempotency_key_replays_the_first_response_and_sends_once() {
     // Scoped to the project: another project may use the same key.
     let (_, other_key) = server.create_project(default_settings()).await;
     let elsewhere = Reply::of(
-        server
-            .post_as(&other_key, "/api/v2/auth/start", &body)
-            .header("Idempotency-Key", "order-42")
-            .send()
-            .await,
+        server.post_as(&other_key, "/api/v2/auth/start", &body).header("Idempotency-Key", "order-42").send().await,
     )
     .await;
     assert_eq!(elsewhere.status, 202);
@@ -344,79 +228,33 @@ async fn idempotency_key_replays_the_first_response_and_sends_once() {
 async fn keys_are_checked_and_revocation_is_immediate() {
     let server = TestServer::start().await;
     let body = json!({ "email": "ada@example.com", "validationUrl": CALLBACK });
-    let missing = Reply::of(
-        server
-            .http
-            .post(server.url("/api/v2/auth/start"))
-            .json(&body)
-            .send()
-            .await,
-    )
-    .await;
+    let missing = Reply::of(server.http.post(server.url("/api/v2/auth/start")).json(&body).send().await).await;
     missing.assert_problem(401, "unauthorized");
     let wrong = format!("sk_live_{}", "A".repeat(40));
-    Reply::of(
-        server
-            .post_as(&wrong, "/api/v2/auth/start", &body)
-            .send()
-            .await,
-    )
-    .await
-    .assert_problem(401, "unauthorized");
-    Reply::of(
-        server
-            .post_as("garbage", "/api/v2/auth/start", &body)
-            .send()
-            .await,
-    )
-    .await
-    .assert_problem(401, "unauthorized");
-    let keys = server
-        .store
-        .list_api_keys(&server.project_id)
+    Reply::of(server.post_as(&wrong, "/api/v2/auth/start", &body).send().await)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    server
-        .store
-        .revoke_api_key(&keys[0].id, T0)
+        .assert_problem(401, "unauthorized");
+    Reply::of(server.post_as("garbage", "/api/v2/auth/start", &body).send().await)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Reply::of(server.post("/api/v2/auth/start", &body).send().await)
-        .await
-        .assert_problem(401, "key_revoked");
+        .assert_problem(401, "unauthorized");
+    let keys = server.store.list_api_keys(&server.project_id).await.unwrap_or_else(|e| panic!("{e}"));
+    server.store.revoke_api_key(&keys[0].id, T0).await.unwrap_or_else(|e| panic!("{e}"));
+    Reply::of(server.post("/api/v2/auth/start", &body).send().await).await.assert_problem(401, "key_revoked");
 }
 
 #[tokio::test]
 async fn verify_checks_token_shape_and_body_shape() {
     let server = TestServer::start().await;
-    server
-        .verify(json!({ "token": "short" }))
-        .await
-        .assert_problem(400, "invalid_token_format");
-    server
-        .verify(json!({ "token": format!("{}!", "a".repeat(47)) }))
-        .await
-        .assert_problem(400, "invalid_token_format");
-    server
-        .verify(json!({ "token": "a".repeat(48) }))
-        .await
-        .assert_problem(401, "token_invalid");
-    server
-        .verify(json!({}))
-        .await
-        .assert_problem(400, "invalid_request");
+    server.verify(json!({ "token": "short" })).await.assert_problem(400, "invalid_token_format");
+    server.verify(json!({ "token": format!("{}!", "a".repeat(47)) })).await.assert_problem(400, "invalid_token_format");
+    server.verify(json!({ "token": "a".repeat(48) })).await.assert_problem(401, "token_invalid");
+    server.verify(json!({})).await.assert_problem(400, "invalid_request");
     server
         .verify(json!({ "token": "a".repeat(48), "loginId": "lgn_x", "code": "123456" }))
         .await
         .assert_problem(400, "invalid_request");
-    server
-        .verify(json!({ "loginId": "lgn_unknown", "code": "123456" }))
-        .await
-        .assert_problem(401, "token_invalid");
-    server
-        .verify(json!({ "loginId": "lgn_unknown", "code": "12x456" }))
-        .await
-        .assert_problem(400, "invalid_request");
+    server.verify(json!({ "loginId": "lgn_unknown", "code": "123456" })).await.assert_problem(401, "token_invalid");
+    server.verify(json!({ "loginId": "lgn_unknown", "code": "12x456" })).await.assert_problem(400, "invalid_request");
     server
         .verify(json!({ "token": "a".repeat(48), "codeVerifier": "short" }))
         .await

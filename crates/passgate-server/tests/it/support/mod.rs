@@ -35,10 +35,7 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -74,24 +71,15 @@ fn secrets() -> &'static Mutex<Vec<String>> {
 
 /// Records a secret the logs must never contain.
 pub fn remember_secret(s: &str) {
-    secrets()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(s.to_string());
+    secrets().lock().unwrap_or_else(|e| e.into_inner()).push(s.to_string());
 }
 
 /// SECURITY S4: no secret seen by this test process appears in its logs.
 pub fn assert_logs_clean() {
     let logs = logs();
-    assert!(
-        logs.len() > 100,
-        "the log capture saw nothing; is logging wired?"
-    );
+    assert!(logs.len() > 100, "the log capture saw nothing; is logging wired?");
     for secret in secrets().lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        assert!(
-            !logs.contains(secret.as_str()),
-            "a secret appeared in the logs"
-        );
+        assert!(!logs.contains(secret.as_str()), "a secret appeared in the logs");
     }
 }
 
@@ -148,47 +136,28 @@ impl TestServer {
         logs_buffer();
         let sink = SmtpSink::start().await;
         let db_url = temp_db_url();
-        let store = SqliteStore::connect(&db_url)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::connect(&db_url).await.unwrap_or_else(|e| panic!("{e}"));
         store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
         let clock = ManualClock::new(T0);
-        let secret =
-            Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}")));
-        let smtp_url =
-            secrecy::SecretString::from(options.smtp_url.clone().unwrap_or_else(|| sink.url()));
-        let from = "Acme <no-reply@acme.example>"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let mailer = Mailer::new(
-            Some(&smtp_url),
-            from,
-            options.dev_mailbox.then(DevMailbox::default),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        let secret = Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}")));
+        let smtp_url = secrecy::SecretString::from(options.smtp_url.clone().unwrap_or_else(|| sink.url()));
+        let from = "Acme <no-reply@acme.example>".parse().unwrap_or_else(|e| panic!("{e:?}"));
+        let mailer = Mailer::new(Some(&smtp_url), from, options.dev_mailbox.then(DevMailbox::default))
             .unwrap_or_else(|e| panic!("{e}"));
-        let base = format!(
-            "http://{}",
-            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
         let parts = Parts {
             clock: Arc::new(clock.clone()),
             secret,
             public_url: base.clone(),
-            templates: Arc::new(
-                Templates::load(options.templates_dir.as_deref()).unwrap_or_else(|e| panic!("{e}")),
-            ),
+            templates: Arc::new(Templates::load(options.templates_dir.as_deref()).unwrap_or_else(|e| panic!("{e}"))),
             mailer,
             outbox: options.outbox.unwrap_or_else(|| OutboxConfig {
                 idle_poll: std::time::Duration::from_millis(50),
                 ..OutboxConfig::default()
             }),
         };
-        let app = assemble(store.clone(), parts)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let app = assemble(store.clone(), parts).await.unwrap_or_else(|e| panic!("{e}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn({
             async move {
@@ -212,9 +181,7 @@ impl TestServer {
             served: Some(served),
         };
         let settings = options.settings.unwrap_or_else(default_settings);
-        let id = options
-            .project_id
-            .unwrap_or_else(|| IdKind::Project.generate());
+        let id = options.project_id.unwrap_or_else(|| IdKind::Project.generate());
         let (project_id, key) = server.create_project_with_id(id, settings).await;
         server.project_id = project_id;
         server.key = key;
@@ -223,15 +190,10 @@ impl TestServer {
 
     /// Creates another project directly in the store; returns (id, key).
     pub async fn create_project(&self, settings: ProjectSettings) -> (String, String) {
-        self.create_project_with_id(IdKind::Project.generate(), settings)
-            .await
+        self.create_project_with_id(IdKind::Project.generate(), settings).await
     }
 
-    async fn create_project_with_id(
-        &self,
-        id: String,
-        settings: ProjectSettings,
-    ) -> (String, String) {
+    async fn create_project_with_id(&self, id: String, settings: ProjectSettings) -> (String, String) {
         let key = ApiKey::generate(KeyMode::Live);
         remember_secret(key.expose());
         let record = NewApiKey {
@@ -241,16 +203,8 @@ impl TestServer {
             hint: key.hint(),
             created_at: T0,
         };
-        let project = NewProject {
-            id: id.clone(),
-            settings,
-            is_dev: false,
-            created_at: T0,
-        };
-        self.store
-            .create_project(project, record, false)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let project = NewProject { id: id.clone(), settings, is_dev: false, created_at: T0 };
+        self.store.create_project(project, record, false).await.unwrap_or_else(|e| panic!("{e}"));
         (id, key.expose().to_string())
     }
 
@@ -294,9 +248,7 @@ impl TestServer {
             .await
             .pop()
             .unwrap_or_else(|| panic!("no mail"));
-        let token = mail
-            .token()
-            .unwrap_or_else(|| panic!("no token in {}", mail.text));
+        let token = mail.token().unwrap_or_else(|| panic!("no token in {}", mail.text));
         remember_secret(&token);
         (reply.str("loginId"), token)
     }
@@ -336,19 +288,11 @@ impl Reply {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Self {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Self { status, headers, body, text }
     }
 
     pub fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {field} in {}", self.text))
-            .to_string()
+        self.body[field].as_str().unwrap_or_else(|| panic!("no {field} in {}", self.text)).to_string()
     }
 
     pub fn code(&self) -> &str {
@@ -362,15 +306,8 @@ impl Reply {
     /// Asserts a problem document with this status and code.
     pub fn assert_problem(&self, status: u16, code: &str) {
         assert_eq!((self.status, self.code()), (status, code), "{}", self.text);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json")
-        );
-        assert!(
-            self.body["requestId"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("req_"))
-        );
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert!(self.body["requestId"].as_str().is_some_and(|r| r.starts_with("req_")));
         assert_eq!(self.body["type"], format!("urn:passgate:error:{code}"));
     }
 }

@@ -30,19 +30,13 @@ pub struct Mail {
 
 impl Mail {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The first link's `token` parameter in the text part.
     pub fn token(&self) -> Option<String> {
         let start = self.text.find("token=")? + "token=".len();
-        let token: String = self.text[start..]
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect();
+        let token: String = self.text[start..].chars().take_while(char::is_ascii_alphanumeric).collect();
         Some(token)
     }
 
@@ -77,13 +71,8 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .port();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
         let state = Arc::new(State {
             mails: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Accept),
@@ -103,26 +92,15 @@ impl SmtpSink {
     }
 
     pub fn set_behaviour(&self, b: Behaviour) {
-        *self
-            .state
-            .behaviour
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = b;
+        *self.state.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = b;
     }
 
     pub fn mails(&self) -> Vec<Mail> {
-        self.state
-            .mails
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.state.mails.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn mails_to(&self, address: &str) -> Vec<Mail> {
-        self.mails()
-            .into_iter()
-            .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address)))
-            .collect()
+        self.mails().into_iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address))).collect()
     }
 
     /// Waits (10 s at most) until `n` messages to `address` have arrived.
@@ -135,10 +113,7 @@ impl SmtpSink {
                 return got;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!(
-                    "timed out waiting for {n} email(s) to {address}; got {}",
-                    got.len()
-                );
+                panic!("timed out waiting for {n} email(s) to {address}; got {}", got.len());
             }
         }
     }
@@ -194,18 +169,10 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
                 if line == ".\r\n" || line == ".\n" {
                     break;
                 }
-                data.push_str(
-                    line.strip_prefix('.')
-                        .filter(|_| line.starts_with(".."))
-                        .unwrap_or(&line),
-                );
+                data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
             }
             let mail = parse(from.clone(), to.clone(), data);
-            state
-                .mails
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(mail);
+            state.mails.lock().unwrap_or_else(|e| e.into_inner()).push(mail);
             state.arrived.notify_waiters();
             "250 2.0.0 queued".to_string()
         } else if upper == "QUIT" {
@@ -216,11 +183,7 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
         } else {
             "502 not implemented".to_string()
         };
-        if write
-            .write_all(format!("{answer}\r\n").as_bytes())
-            .await
-            .is_err()
-        {
+        if write.write_all(format!("{answer}\r\n").as_bytes()).await.is_err() {
             return;
         }
     }
@@ -244,10 +207,7 @@ fn split_head(raw: &str) -> (Vec<(String, String)>, String) {
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map_or("", |(_, v)| v.as_str())
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map_or("", |(_, v)| v.as_str())
 }
 
 fn decode_qp(body: &str) -> String {
@@ -256,12 +216,13 @@ fn decode_qp(body: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -270,19 +231,12 @@ fn decode_qp(body: &str) -> String {
 }
 
 fn decode(headers: &[(String, String)], body: &str) -> String {
-    match header(headers, "Content-Transfer-Encoding")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    match header(headers, "Content-Transfer-Encoding").to_ascii_lowercase().as_str() {
         "quoted-printable" => decode_qp(body),
         "base64" => {
             let compact: String = body.split_whitespace().collect();
-            String::from_utf8_lossy(
-                &base64::engine::general_purpose::STANDARD
-                    .decode(compact)
-                    .unwrap_or_default(),
-            )
-            .into_owned()
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(compact).unwrap_or_default())
+                .into_owned()
         }
         _ => body.to_string(),
     }
@@ -293,12 +247,7 @@ fn parse(from: String, to: Vec<String>, raw: String) -> Mail {
     let content_type = header(&headers, "Content-Type").to_string();
     let (mut text, mut html) = (String::new(), String::new());
     if let Some(boundary) = content_type.split("boundary=").nth(1) {
-        let boundary = boundary
-            .trim_matches('"')
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim_matches('"');
+        let boundary = boundary.trim_matches('"').split(';').next().unwrap_or_default().trim_matches('"');
         for part in body.split(&format!("--{boundary}")).skip(1) {
             let (part_headers, part_body) = split_head(part.trim_start_matches('\n'));
             let decoded = decode(&part_headers, part_body.trim_end_matches('\n'));
@@ -312,11 +261,5 @@ fn parse(from: String, to: Vec<String>, raw: String) -> Mail {
     } else {
         text = decode(&headers, &body);
     }
-    Mail {
-        from,
-        to,
-        headers,
-        text,
-        html,
-    }
+    Mail { from, to, headers, text, html }
 }
