@@ -159,7 +159,12 @@ pub async fn serve_from_settings(settings: Settings) -> Result<(), StartError> {
     let secret = Arc::new(server_secret(&settings)?);
     let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
     let dev_mailbox = settings.dev.then(DevMailbox::default);
-    let mailer = Mailer::new(settings.smtp_url.as_ref(), settings.email_from.clone(), dev_mailbox)?;
+    let mailer = Mailer::new(
+        settings.smtp_url.as_ref(),
+        settings.smtp_ca_pem.as_deref(),
+        settings.email_from.clone(),
+        dev_mailbox,
+    )?;
     let templates = Arc::new(Templates::load(settings.templates_dir.as_deref())?);
     let outbox = OutboxConfig { lease: settings.outbox_lease, ..OutboxConfig::default() };
     let listener = TcpListener::bind(settings.listen)

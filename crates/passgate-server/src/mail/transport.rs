@@ -113,24 +113,66 @@ impl std::fmt::Debug for Mailer {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the SMTP URL is not usable (check scheme, host, port and tls=)")]
-pub struct SmtpUrlError;
+pub enum SmtpUrlError {
+    // Never carries the URL itself: it may hold a password.
+    #[error("the SMTP URL is not usable: {0}")]
+    Url(&'static str),
+    #[error("the SMTP CA file is not a PEM certificate")]
+    Ca,
+}
 
 /// How many SMTP connections (and so concurrent sends) the pool keeps.
 pub const SMTP_POOL_SIZE: u32 = 8;
 
-impl Mailer {
-    pub fn new(smtp_url: Option<&SecretString>, from: Mailbox, dev: Option<DevMailbox>) -> Result<Self, SmtpUrlError> {
-        let smtp = match smtp_url {
-            Some(url) => Some(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-                    .map_err(|_| SmtpUrlError)?
-                    .timeout(Some(Duration::from_secs(20)))
-                    .pool_config(PoolConfig::new().max_size(SMTP_POOL_SIZE).idle_timeout(Duration::from_secs(30)))
-                    .build(),
-            ),
-            None => None,
+/// Builds the transport from `smtp://` / `smtps://` URLs (the forms of
+/// lettre's `from_url`), adding `ca_pem` to the trusted roots when the
+/// relay's certificate comes from a private CA.
+fn smtp_transport(url: &str, ca_pem: Option<&[u8]>) -> Result<AsyncSmtpTransport<Tokio1Executor>, SmtpUrlError> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+
+    let url = url::Url::parse(url).map_err(|_| SmtpUrlError::Url("not a URL"))?;
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or(SmtpUrlError::Url("no host"))?.to_string();
+    let tls_mode = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    let tls_parameters = || {
+        let mut builder = TlsParameters::builder(host.clone());
+        if let Some(pem) = ca_pem {
+            builder = builder.add_root_certificate(Certificate::from_pem(pem).map_err(|_| SmtpUrlError::Ca)?);
+        }
+        builder.build_rustls().map_err(|_| SmtpUrlError::Url("TLS parameters"))
+    };
+    let (tls, default_port) = match (url.scheme(), tls_mode.as_deref()) {
+        ("smtp", None) => (Tls::None, 25),
+        ("smtp", Some("required")) => (Tls::Required(tls_parameters()?), 587),
+        ("smtp", Some("opportunistic")) => (Tls::Opportunistic(tls_parameters()?), 587),
+        ("smtps", None) => (Tls::Wrapper(tls_parameters()?), 465),
+        _ => return Err(SmtpUrlError::Url("use smtp://, smtp://…?tls=required|opportunistic or smtps://")),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(url.port().unwrap_or(default_port))
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(20)))
+        .pool_config(PoolConfig::new().max_size(SMTP_POOL_SIZE).idle_timeout(Duration::from_secs(30)));
+    if let Some(password) = url.password() {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| SmtpUrlError::Url("credentials are not UTF-8"))
         };
+        builder = builder.credentials(Credentials::new(decode(url.username())?, decode(password)?));
+    }
+    Ok(builder.build())
+}
+
+impl Mailer {
+    pub fn new(
+        smtp_url: Option<&SecretString>,
+        ca_pem: Option<&[u8]>,
+        from: Mailbox,
+        dev: Option<DevMailbox>,
+    ) -> Result<Self, SmtpUrlError> {
+        let smtp = smtp_url.map(|url| smtp_transport(url.expose_secret(), ca_pem)).transpose()?;
         Ok(Self { smtp, from, dev })
     }
 

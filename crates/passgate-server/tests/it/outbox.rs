@@ -110,6 +110,7 @@ async fn several_workers_never_send_one_email_twice() {
     let mailer = || {
         Mailer::new(
             Some(&secrecy::SecretString::from(server.sink.url())),
+            None,
             "x <x@example.com>".parse().unwrap_or_else(|e| panic!("{e:?}")),
             None,
         )
@@ -171,4 +172,87 @@ async fn operators_can_override_templates_globally_and_per_project() {
     remember_secret(&other.token().unwrap_or_default());
     assert_eq!(other.header("Subject"), Some("Your Acme App link"));
     assert!(other.text.starts_with("Sign in to"), "another project keeps the built-in body");
+}
+
+async fn delivered_over(options: Options) -> (TestServer, Value) {
+    let server = TestServer::start_with(options).await;
+    let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
+    let state = wait_email_status(&server, &login_id, "sent").await;
+    (server, state)
+}
+
+#[tokio::test]
+async fn starttls_is_used_when_required_and_the_relay_is_trusted() {
+    let ca = TestCa::new();
+    let ca_pem = ca.ca_pem.clone();
+    let options = Options {
+        sink: Some(SinkOptions { tls: Some((TlsMode::StartTls, ca)), auth: None }),
+        smtp_url: Some("smtp://localhost:{port}?tls=required".into()),
+        smtp_ca_pem: Some(ca_pem),
+        ..Options::default()
+    };
+    let (server, _) = delivered_over(options).await;
+    let mail = server.sink.wait_for("ada@example.com").await;
+    remember_secret(&mail.token().unwrap_or_default());
+    assert!(mail.tls, "the message must travel inside TLS");
+}
+
+#[tokio::test]
+async fn implicit_tls_and_authentication_work_together() {
+    let ca = TestCa::new();
+    let ca_pem = ca.ca_pem.clone();
+    let options = Options {
+        sink: Some(SinkOptions {
+            tls: Some((TlsMode::Implicit, ca)),
+            auth: Some(("mailer".into(), "p@ss word:1".into())),
+        }),
+        smtp_url: Some("smtps://mailer:p%40ss%20word%3A1@localhost:{port}".into()),
+        smtp_ca_pem: Some(ca_pem),
+        ..Options::default()
+    };
+    remember_secret("p@ss word:1");
+    let (server, _) = delivered_over(options).await;
+    let mail = server.sink.wait_for("ada@example.com").await;
+    remember_secret(&mail.token().unwrap_or_default());
+    assert!(mail.tls);
+    assert_eq!(mail.auth_user.as_deref(), Some("mailer"));
+}
+
+#[tokio::test]
+async fn plain_smtp_with_authentication() {
+    let options = Options {
+        sink: Some(SinkOptions { tls: None, auth: Some(("mailer".into(), "hunter2".into())) }),
+        smtp_url: Some("smtp://mailer:hunter2@127.0.0.1:{port}".into()),
+        ..Options::default()
+    };
+    remember_secret("hunter2");
+    let (server, _) = delivered_over(options).await;
+    let mail = server.sink.wait_for("ada@example.com").await;
+    remember_secret(&mail.token().unwrap_or_default());
+    assert_eq!((mail.auth_user.as_deref(), mail.tls), (Some("mailer"), false));
+}
+
+#[tokio::test]
+async fn wrong_credentials_and_untrusted_certificates_are_reported_and_retried() {
+    let options = Options {
+        sink: Some(SinkOptions { tls: None, auth: Some(("mailer".into(), "right".into())) }),
+        smtp_url: Some("smtp://mailer:wrong@127.0.0.1:{port}".into()),
+        ..Options::default()
+    };
+    let server = TestServer::start_with(options).await;
+    let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
+    let state = wait_email_status(&server, &login_id, "retrying").await;
+    assert_eq!(state["email"]["lastError"], "auth_failed (535)");
+
+    // TLS required, but the relay's certificate is from a CA we were not told to trust.
+    let options = Options {
+        sink: Some(SinkOptions { tls: Some((TlsMode::StartTls, TestCa::new())), auth: None }),
+        smtp_url: Some("smtp://localhost:{port}?tls=required".into()),
+        ..Options::default()
+    };
+    let server = TestServer::start_with(options).await;
+    let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
+    let state = wait_email_status(&server, &login_id, "retrying").await;
+    assert_eq!(state["email"]["lastError"], "tls");
+    assert!(server.sink.mails().is_empty());
 }

@@ -21,7 +21,7 @@ use passgate_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-pub use smtp::{Behaviour, SmtpSink};
+pub use smtp::{Behaviour, SinkOptions, SmtpSink, TestCa, TlsMode};
 
 /// 2026-11-21T00:00:00Z.
 pub const T0: Timestamp = Timestamp(1_795_219_200_000);
@@ -108,8 +108,12 @@ pub struct Options {
     pub templates_dir: Option<std::path::PathBuf>,
     pub dev_mailbox: bool,
     pub outbox: Option<OutboxConfig>,
-    /// Send through this relay instead of the sink.
+    /// Send through this relay instead of the sink's plain URL (`{port}` is the sink's port).
     pub smtp_url: Option<String>,
+    /// Extra CA trusted for the relay (PASSGATE_SMTP_CA_FILE).
+    pub smtp_ca_pem: Option<String>,
+    /// Start the sink with TLS and/or AUTH.
+    pub sink: Option<SinkOptions>,
     /// Give the first project this id (per-project template overrides need it up front).
     pub project_id: Option<String>,
 }
@@ -134,15 +138,17 @@ impl TestServer {
 
     pub async fn start_with(options: Options) -> Self {
         logs_buffer();
-        let sink = SmtpSink::start().await;
+        let sink = SmtpSink::start_with(options.sink.unwrap_or_default()).await;
         let db_url = temp_db_url();
         let store = SqliteStore::connect(&db_url).await.unwrap_or_else(|e| panic!("{e}"));
         store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
         let clock = ManualClock::new(T0);
         let secret = Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}")));
-        let smtp_url = secrecy::SecretString::from(options.smtp_url.clone().unwrap_or_else(|| sink.url()));
+        let smtp_url = options.smtp_url.clone().map(|u| u.replace("{port}", &sink.port.to_string()));
+        let smtp_url = secrecy::SecretString::from(smtp_url.unwrap_or_else(|| sink.url()));
         let from = "Acme <no-reply@acme.example>".parse().unwrap_or_else(|e| panic!("{e:?}"));
-        let mailer = Mailer::new(Some(&smtp_url), from, options.dev_mailbox.then(DevMailbox::default))
+        let ca = options.smtp_ca_pem.as_deref().map(str::as_bytes);
+        let mailer = Mailer::new(Some(&smtp_url), ca, from, options.dev_mailbox.then(DevMailbox::default))
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));

@@ -19,8 +19,60 @@ pub enum Behaviour {
     RejectRecipient(u16),
 }
 
+/// Transport security the sink offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    /// Advertises STARTTLS and upgrades when asked.
+    StartTls,
+    /// TLS from the first byte (smtps).
+    Implicit,
+}
+
+/// A sink's TLS identity: a private CA and a certificate for `localhost` it signed.
+pub struct TestCa {
+    pub ca_pem: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "passgate test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap_or_else(|e| panic!("{e}"));
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap_or_else(|e| panic!("{e}"));
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap_or_else(|e| panic!("{e}"));
+        let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self { ca_pem: ca_cert.pem(), acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) }
+    }
+}
+
+#[derive(Default)]
+pub struct SinkOptions {
+    pub tls: Option<(TlsMode, TestCa)>,
+    /// Require `AUTH PLAIN`/`LOGIN` with these credentials before MAIL.
+    pub auth: Option<(String, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Mail {
+    /// The user the client authenticated as, if any.
+    pub auth_user: Option<String>,
+    /// Whether the message came over TLS.
+    pub tls: bool,
     pub from: String,
     pub to: Vec<String>,
     pub headers: Vec<(String, String)>,
@@ -56,14 +108,16 @@ impl Mail {
     }
 }
 
-#[derive(Debug)]
 struct State {
     mails: Mutex<Vec<Mail>>,
     behaviour: Mutex<Behaviour>,
     arrived: Notify,
+    tls_mode: TlsMode,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    auth: Option<(String, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
     state: Arc<State>,
@@ -71,17 +125,28 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
+        Self::start_with(SinkOptions::default()).await
+    }
+
+    pub async fn start_with(options: SinkOptions) -> Self {
+        let (tls_mode, acceptor) = match options.tls {
+            Some((mode, ca)) => (mode, Some(ca.acceptor)),
+            None => (TlsMode::None, None),
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
         let state = Arc::new(State {
             mails: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Accept),
             arrived: Notify::new(),
+            tls_mode,
+            acceptor,
+            auth: options.auth,
         });
         let accept_state = state.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(session(socket, accept_state.clone()));
+                tokio::spawn(connection(socket, accept_state.clone()));
             }
         });
         Self { port, state }
@@ -124,28 +189,84 @@ impl SmtpSink {
     }
 }
 
-async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
-    let (read, mut write) = socket.into_split();
-    let mut lines = BufReader::new(read);
-    let _ = write.write_all(b"220 sink.test ESMTP test sink\r\n").await;
+async fn connection(socket: tokio::net::TcpStream, state: Arc<State>) {
+    let acceptor = state.acceptor.clone();
+    match (state.tls_mode, acceptor) {
+        (TlsMode::Implicit, Some(acceptor)) => {
+            if let Ok(tls) = acceptor.accept(socket).await {
+                session(tls, &state, true, true).await;
+            }
+        }
+        (_, acceptor) => {
+            if let Some(plain) = session(socket, &state, false, true).await
+                && let Some(acceptor) = acceptor
+                && let Ok(tls) = acceptor.accept(plain).await
+            {
+                session(tls, &state, true, false).await;
+            }
+        }
+    }
+}
+
+/// One SMTP conversation. Returns the stream when the client asked for
+/// STARTTLS, so the caller can upgrade it and carry on.
+async fn session<S>(stream: S, state: &State, encrypted: bool, greet: bool) -> Option<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut lines = BufReader::new(stream);
+    if greet {
+        let _ = lines.get_mut().write_all(b"220 sink.test ESMTP test sink\r\n").await;
+    }
     let (mut from, mut to) = (String::new(), Vec::new());
+    let mut auth_user: Option<String> = None;
     let mut line = String::new();
     loop {
         line.clear();
         match lines.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let command = line.trim_end().to_string();
         let upper = command.to_ascii_uppercase();
         let answer = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760".to_string()
+            let mut caps = vec!["sink.test", "8BITMIME", "SMTPUTF8", "SIZE 10485760"];
+            if state.tls_mode == TlsMode::StartTls && !encrypted {
+                caps.push("STARTTLS");
+            }
+            if state.auth.is_some() {
+                caps.push("AUTH PLAIN LOGIN");
+            }
+            let n = caps.len();
+            caps.iter()
+                .enumerate()
+                .map(|(i, c)| format!("250{}{c}", if i + 1 == n { ' ' } else { '-' }))
+                .collect::<Vec<_>>()
+                .join("\r\n")
         } else if upper.starts_with("HELO") {
             "250 sink.test".to_string()
+        } else if upper == "STARTTLS" && state.tls_mode == TlsMode::StartTls && !encrypted {
+            let _ = lines.get_mut().write_all(b"220 2.0.0 ready to start TLS\r\n").await;
+            return Some(lines.into_inner());
+        } else if upper.starts_with("AUTH PLAIN ") {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(command[11..].trim()).unwrap_or_default();
+            let parts: Vec<String> =
+                decoded.split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            match (&state.auth, parts.as_slice()) {
+                (Some((user, pass)), [_, u, p]) if u == user && p == pass => {
+                    auth_user = Some(u.clone());
+                    "235 2.7.0 authenticated".to_string()
+                }
+                _ => "535 5.7.8 authentication failed".to_string(),
+            }
         } else if upper.starts_with("MAIL FROM:") {
-            from = command[10..].trim().trim_matches(['<', '>']).to_string();
-            to.clear();
-            "250 2.1.0 ok".to_string()
+            if state.auth.is_some() && auth_user.is_none() {
+                "530 5.7.0 authentication required".to_string()
+            } else {
+                from = command[10..].trim().trim_matches(['<', '>']).to_string();
+                to.clear();
+                "250 2.1.0 ok".to_string()
+            }
         } else if upper.starts_with("RCPT TO:") {
             let behaviour = *state.behaviour.lock().unwrap_or_else(|e| e.into_inner());
             match behaviour {
@@ -153,17 +274,15 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
                     to.push(command[8..].trim().trim_matches(['<', '>']).to_string());
                     "250 2.1.5 ok".to_string()
                 }
-                Behaviour::RejectRecipient(code) => {
-                    format!("{code} recipient refused by the test sink")
-                }
+                Behaviour::RejectRecipient(code) => format!("{code} recipient refused by the test sink"),
             }
         } else if upper == "DATA" {
-            let _ = write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await;
+            let _ = lines.get_mut().write_all(b"354 end with <CRLF>.<CRLF>\r\n").await;
             let mut data = String::new();
             loop {
                 line.clear();
                 match lines.read_line(&mut line).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return None,
                     Ok(_) => {}
                 }
                 if line == ".\r\n" || line == ".\n" {
@@ -171,20 +290,22 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<State>) {
                 }
                 data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
             }
-            let mail = parse(from.clone(), to.clone(), data);
+            let mut mail = parse(from.clone(), to.clone(), data);
+            mail.auth_user = auth_user.clone();
+            mail.tls = encrypted;
             state.mails.lock().unwrap_or_else(|e| e.into_inner()).push(mail);
             state.arrived.notify_waiters();
             "250 2.0.0 queued".to_string()
         } else if upper == "QUIT" {
-            let _ = write.write_all(b"221 bye\r\n").await;
-            return;
+            let _ = lines.get_mut().write_all(b"221 bye\r\n").await;
+            return None;
         } else if upper == "RSET" || upper == "NOOP" {
             "250 ok".to_string()
         } else {
             "502 not implemented".to_string()
         };
-        if write.write_all(format!("{answer}\r\n").as_bytes()).await.is_err() {
-            return;
+        if lines.get_mut().write_all(format!("{answer}\r\n").as_bytes()).await.is_err() {
+            return None;
         }
     }
 }
@@ -261,5 +382,5 @@ fn parse(from: String, to: Vec<String>, raw: String) -> Mail {
     } else {
         text = decode(&headers, &body);
     }
-    Mail { from, to, headers, text, html }
+    Mail { auth_user: None, tls: false, from, to, headers, text, html }
 }
