@@ -15,3 +15,16 @@ touch crates/passgate-store-sqlite/src/*.rs
 SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/crates/passgate-store-sqlite/.sqlx" \
   DATABASE_URL="sqlite://$sqlite_db" cargo check -q -p passgate-store-sqlite --all-targets
 echo "sqlite: $(ls crates/passgate-store-sqlite/.sqlx | wc -l) queries cached"
+
+# PostgreSQL: a scratch database on the server named by PASSGATE_TEST_POSTGRES_URL.
+admin_url=${PASSGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+scratch_db="passgate_prepare_$$"
+psql "$admin_url" -qc "CREATE DATABASE $scratch_db"
+trap 'psql "$admin_url" -qc "DROP DATABASE IF EXISTS $scratch_db WITH (FORCE)"; rm -rf "$scratch"' EXIT
+pg_url="${admin_url%/*}/$scratch_db"
+for m in crates/passgate-store-postgres/migrations/*.sql; do psql "$pg_url" -q -v ON_ERROR_STOP=1 -f "$m"; done
+rm -rf crates/passgate-store-postgres/.sqlx && mkdir -p crates/passgate-store-postgres/.sqlx
+touch crates/passgate-store-postgres/src/*.rs
+SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/crates/passgate-store-postgres/.sqlx" \
+  DATABASE_URL="$pg_url" cargo check -q -p passgate-store-postgres --all-targets
+echo "postgres: $(ls crates/passgate-store-postgres/.sqlx | wc -l) queries cached"

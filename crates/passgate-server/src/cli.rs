@@ -196,12 +196,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         _ => {
             let settings = load_settings(&cli, false, false)?;
-            let store = server::open_sqlite(&settings.database_url).await?;
-            let result = admin(&cli.command, &store, &settings).await;
-            passgate_store_sqlite::SqliteStore::close(&store).await;
-            result
+            match server::Backend::of(&settings.database_url)? {
+                server::Backend::Sqlite => {
+                    let store = server::open_sqlite(&settings.database_url).await?;
+                    admin_then_close(&cli.command, store, &settings).await
+                }
+                server::Backend::Postgres => {
+                    let store = server::open_postgres(&settings.database_url, settings.pool).await?;
+                    admin_then_close(&cli.command, store, &settings).await
+                }
+            }
         }
     }
+}
+
+async fn admin_then_close<S: Store>(command: &Command, store: S, settings: &Settings) -> Result<(), CliError> {
+    let result = admin(command, &store, settings).await;
+    store.close().await;
+    result
 }
 
 async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> Result<(), CliError> {

@@ -30,8 +30,25 @@ pub struct RawSettings {
     pub templates_dir: Option<String>,
     pub smtp_ca_file: Option<String>,
     pub outbox_lease: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub database_max_connections: Option<String>,
+    pub database_acquire_timeout: Option<String>,
     pub log_format: Option<String>,
     pub log: Option<String>,
+}
+
+/// Accepts `10` as well as `"10"` in the TOML file (the environment only has strings).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Number(i64),
+    }
+    Ok(Option::<Either>::deserialize(d)?.map(|v| match v {
+        Either::Text(t) => t,
+        Either::Number(n) => n.to_string(),
+    }))
 }
 
 /// The settings whose values may come from a file named by `<NAME>_FILE`.
@@ -73,6 +90,8 @@ pub struct Settings {
     /// PEM of extra CA certificates trusted for the SMTP relay.
     pub smtp_ca_pem: Option<Vec<u8>>,
     pub outbox_lease: Duration,
+    /// PostgreSQL pool sizing (SQLite uses one writer and four readers).
+    pub pool: passgate_store_postgres::PoolSettings,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -117,6 +136,8 @@ impl RawSettings {
             "TEMPLATES_DIR",
             "SMTP_CA_FILE",
             "OUTBOX_LEASE",
+            "DATABASE_MAX_CONNECTIONS",
+            "DATABASE_ACQUIRE_TIMEOUT",
             "LOG_FORMAT",
             "LOG",
         ] {
@@ -140,6 +161,8 @@ impl RawSettings {
             "TEMPLATES_DIR" => &mut self.templates_dir,
             "SMTP_CA_FILE" => &mut self.smtp_ca_file,
             "OUTBOX_LEASE" => &mut self.outbox_lease,
+            "DATABASE_MAX_CONNECTIONS" => &mut self.database_max_connections,
+            "DATABASE_ACQUIRE_TIMEOUT" => &mut self.database_acquire_timeout,
             "LOG_FORMAT" => &mut self.log_format,
             "LOG" => &mut self.log,
             "DEV" => {
@@ -228,6 +251,27 @@ impl RawSettings {
             }
             None => Duration::from_secs(60),
         };
+        let max_connections = match self.database_max_connections {
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| invalid("database_max_connections", format!("{text:?}: a number from 1 to 1000")))?,
+            None => 10,
+        };
+        let acquire_timeout = match self.database_acquire_timeout {
+            Some(text) => {
+                let secs = passgate_core::duration::parse_seconds(&text)
+                    .map_err(|e| invalid("database_acquire_timeout", e.to_string()))?;
+                if !(1..=300).contains(&secs) {
+                    return Err(invalid("database_acquire_timeout", "must be between 1s and 5m"));
+                }
+                Duration::from_secs(secs.unsigned_abs())
+            }
+            None => Duration::from_secs(5),
+        };
+        let pool = passgate_store_postgres::PoolSettings { max_connections, acquire_timeout };
         let log_format = match self.log_format.as_deref() {
             None if dev => LogFormat::Pretty,
             None | Some("json") => LogFormat::Json,
@@ -252,6 +296,7 @@ impl RawSettings {
                 None => None,
             },
             outbox_lease,
+            pool,
             log_format,
             log: self.log.unwrap_or_else(|| "info".to_string()),
         })
@@ -339,6 +384,8 @@ mod tests {
             ("PASSGATE_DEV", "maybe", "PASSGATE_DEV"),
             ("PASSGATE_EMAIL_FROM", "not a mailbox", "email_from"),
             ("PASSGATE_OUTBOX_LEASE", "0s", "outbox_lease"),
+            ("PASSGATE_DATABASE_MAX_CONNECTIONS", "0", "database_max_connections"),
+            ("PASSGATE_DATABASE_ACQUIRE_TIMEOUT", "forever", "database_acquire_timeout"),
         ];
         for (var, value, name) in cases {
             let base = [("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525"), ("PASSGATE_SECRET_KEY", SECRET), (var, value)];
@@ -354,6 +401,13 @@ mod tests {
             .overlay_env(env(&[("PASSGATE_LISTEN", "0.0.0.0:8080")]))
             .and_then(|r| r.check(true, true));
         assert!(matches!(dev_public, Err(ConfigError::Invalid { name: "listen", .. })));
+    }
+
+    #[test]
+    fn numbers_may_be_written_bare_in_the_file() {
+        let raw: RawSettings = toml::from_str("database_max_connections = 25").unwrap_or_else(|e| panic!("{e}"));
+        let s = raw.check(true, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.pool.max_connections, 25);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use passgate_core::Clock;
 use passgate_core::secret::ServerSecret;
 use passgate_store::{Store, StoreError};
+use passgate_store_postgres::{PgStore, PoolSettings};
 use passgate_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -114,15 +115,29 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested; draining");
 }
 
-/// Opens the store named by the URL and migrates it. Only SQLite is built
-/// in today; PostgreSQL arrives as its own store crate.
-pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
-    if !url.starts_with("sqlite:") {
+/// The storage backend a database URL names. The one place the backend is
+/// chosen; everything after it is generic over the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Result<Self, StartError> {
         let scheme = url.split(':').next().unwrap_or_default();
-        return Err(StartError::UnsupportedDatabase(format!(
-            "database_url: {scheme:?} databases are not supported by this build; use sqlite://path/to/file.db"
-        )));
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            other => Err(StartError::UnsupportedDatabase(format!(
+                "database_url: {other:?} is not a supported database; use sqlite://path/to/file.db or postgres://..."
+            ))),
+        }
     }
+}
+
+/// Opens (creating if missing) and migrates a SQLite database.
+pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let file = path.split('?').next().unwrap_or_default();
         if let Some(parent) = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -134,6 +149,19 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
     }
     let db_err = |source| StartError::Database { url: url.to_string(), source };
     let store = SqliteStore::connect(url).await.map_err(db_err)?;
+    store.migrate().await.map_err(db_err)?;
+    Ok(store)
+}
+
+/// Connects to and migrates a PostgreSQL database (migrations take an
+/// advisory lock, so instances starting together apply them once).
+pub async fn open_postgres(url: &str, pool: PoolSettings) -> Result<PgStore, StartError> {
+    // Errors name the host and database, never the password.
+    let shown = url::Url::parse(url)
+        .map(|u| format!("postgres://{}{}", u.host_str().unwrap_or_default(), u.path()))
+        .unwrap_or_else(|_| "postgres://…".to_string());
+    let db_err = |source| StartError::Database { url: shown.clone(), source };
+    let store = PgStore::connect(url, pool).await.map_err(db_err)?;
     store.migrate().await.map_err(db_err)?;
     Ok(store)
 }
@@ -153,9 +181,19 @@ pub fn server_secret(settings: &Settings) -> Result<ServerSecret, StartError> {
     .map_err(|e| StartError::Secret(e.to_string()))
 }
 
-/// `passgate serve` / `passgate dev`.
+/// `passgate serve` / `passgate dev`: picks the backend from the URL, then
+/// runs the server monomorphised for it.
 pub async fn serve_from_settings(settings: Settings) -> Result<(), StartError> {
-    let store = open_sqlite(&settings.database_url).await?;
+    match Backend::of(&settings.database_url)? {
+        Backend::Sqlite => serve_with(open_sqlite(&settings.database_url).await?, settings).await,
+        Backend::Postgres => {
+            let store = open_postgres(&settings.database_url, settings.pool).await?;
+            serve_with(store, settings).await
+        }
+    }
+}
+
+async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartError> {
     let secret = Arc::new(server_secret(&settings)?);
     let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
     let dev_mailbox = settings.dev.then(DevMailbox::default);

@@ -237,6 +237,10 @@ impl Store for SqliteStore {
         sqlx::migrate!("./migrations").run(&self.writer).await.map_err(|e| StoreError::Database(Box::new(e)))
     }
 
+    async fn close(&self) {
+        Self::close(self).await;
+    }
+
     async fn ready(&self) -> StoreResult<()> {
         // The newest table existing means the migrations ran.
         sqlx::query!("SELECT COUNT(*) AS n FROM events WHERE 0").fetch_one(&self.reader).await.map_err(db_err)?;

@@ -16,7 +16,8 @@ use crate::*;
 pub const T0: Timestamp = Timestamp(1_795_219_200_000);
 
 /// Generates one `#[tokio::test]` per conformance check, each calling
-/// `$fresh().await` for a new, migrated store.
+/// `$fresh().await` for a new, migrated store and a guard that cleans it up
+/// when the test ends (also when it fails).
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
@@ -30,7 +31,8 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                $crate::conformance::$name($fresh().await).await;
+                let (store, _cleanup) = $fresh().await;
+                $crate::conformance::$name(store).await;
             }
         )*
     };

@@ -44,6 +44,9 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Applies pending migrations (safe to call at every start).
     fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Closes the connections, waiting for those in use to be returned.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+
     /// Whether the database answers and is migrated (for `/readyz`).
     fn ready(&self) -> impl Future<Output = StoreResult<()>> + Send;
 

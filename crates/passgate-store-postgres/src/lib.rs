@@ -1,0 +1,68 @@
+//! The PostgreSQL implementation of [`Store`](passgate_store::Store), for
+//! running several stateless passgate instances on one database.
+//!
+//! Migrations run under sqlx's advisory lock, so instances that start at the
+//! same moment apply them once. The pool's size and timeouts are the
+//! operator's to size (see docs/scale-out.md); a connection is checked
+//! before it is handed out, so the pool recovers by itself after the
+//! database comes back.
+
+mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use passgate_store::{StoreError, StoreResult};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// PostgreSQL-backed store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// Pool sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a free connection (and a new
+    /// connection for the database) before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Database(Box::new(e))
+}
+
+impl PgStore {
+    /// Connects lazily: the first query opens the first connection, so a
+    /// server can start while the database is briefly unreachable and report
+    /// it through `/readyz` instead of dying.
+    pub fn connect_lazy(url: &str, pool: PoolSettings) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(db_err)?.application_name("passgate");
+        let pool = PgPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Connects and checks the database answers.
+    pub async fn connect(url: &str, pool: PoolSettings) -> StoreResult<Self> {
+        let store = Self::connect_lazy(url, pool)?;
+        sqlx::query("SELECT 1").execute(&store.pool).await.map_err(db_err)?;
+        Ok(store)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

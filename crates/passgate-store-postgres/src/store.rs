@@ -1,0 +1,999 @@
+//! `Store` for PostgreSQL: one method, one transaction, at READ COMMITTED.
+//!
+//! What keeps it correct with many instances on one database:
+//! - single use: the conditional `UPDATE … RETURNING` (a concurrent second
+//!   UPDATE waits for the first to commit, re-checks `used_at IS NULL`, and
+//!   matches nothing);
+//! - send limits and idempotency: `start_login` first locks its project's
+//!   row (`SELECT … FOR UPDATE`), so the count-then-insert of two instances
+//!   cannot interleave; a plain row lock, which PostgreSQL-compatible
+//!   distributed databases support, rather than an advisory lock;
+//! - the outbox: `FOR UPDATE SKIP LOCKED` hands each due row to one worker.
+
+use passgate_core::ids::IdKind;
+use passgate_core::limits::{IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES};
+use passgate_core::{Timestamp, constant_time_eq};
+use passgate_store::*;
+use sqlx::{Postgres, Transaction};
+
+use crate::{PgStore, db_err};
+
+type Tx = Transaction<'static, Postgres>;
+
+fn to_json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn from_json(text: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
+}
+
+fn hash32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+/// Seconds until the oldest counted send leaves its window (at least 1).
+fn retry_after(oldest_counted: i64, window_seconds: i64, now: Timestamp) -> i64 {
+    let free_at = oldest_counted + window_seconds * 1000;
+    ((free_at - now.millis() + 999) / 1000).max(1)
+}
+
+struct NewEvent<'a> {
+    project_id: &'a str,
+    kind: &'a str,
+    user_id: Option<&'a str>,
+    login_id: Option<&'a str>,
+    email: Option<&'a str>,
+    reason: Option<&'a str>,
+    ip_address: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    at: Timestamp,
+}
+
+impl<'a> NewEvent<'a> {
+    fn new(project_id: &'a str, kind: &'a str, at: Timestamp) -> Self {
+        Self {
+            project_id,
+            kind,
+            user_id: None,
+            login_id: None,
+            email: None,
+            reason: None,
+            ip_address: None,
+            user_agent: None,
+            at,
+        }
+    }
+}
+
+async fn insert_event(tx: &mut Tx, e: NewEvent<'_>) -> StoreResult<()> {
+    let id = IdKind::Event.generate();
+    let at = e.at.millis();
+    sqlx::query!(
+        "INSERT INTO events (id, project_id, kind, user_id, login_id, email, reason, ip_address, user_agent, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        id,
+        e.project_id,
+        e.kind,
+        e.user_id,
+        e.login_id,
+        e.email,
+        e.reason,
+        e.ip_address,
+        e.user_agent,
+        at
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// A login just consumed by its conditional UPDATE.
+struct Consumed {
+    project_id: String,
+    login_id: String,
+    email: String,
+    state: Option<String>,
+    method: AuthMethod,
+}
+
+struct ProjectRow {
+    id: String,
+    name: String,
+    app_name: Option<String>,
+    redirect_urls: String,
+    allowed_domains: String,
+    allowed_emails: String,
+    link_ttl_seconds: i64,
+    emails_per_minute: i64,
+    is_dev: bool,
+    created_at: i64,
+}
+
+impl ProjectRow {
+    fn into_project(self) -> StoreResult<Project> {
+        Ok(Project {
+            id: self.id,
+            settings: ProjectSettings {
+                name: self.name,
+                app_name: self.app_name,
+                redirect_urls: from_json(&self.redirect_urls)?,
+                allowed_domains: from_json(&self.allowed_domains)?,
+                allowed_emails: from_json(&self.allowed_emails)?,
+                link_ttl_seconds: self.link_ttl_seconds,
+                emails_per_minute: self.emails_per_minute,
+            },
+            is_dev: self.is_dev,
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+impl PgStore {
+    async fn begin(&self) -> StoreResult<Tx> {
+        self.pool.begin().await.map_err(db_err)
+    }
+
+    /// Finds the user of `email` in a project, creating them with `new_id`.
+    async fn upsert_user(
+        tx: &mut Tx,
+        project_id: &str,
+        email: &str,
+        new_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<(User, bool)> {
+        let at = now.millis();
+        let inserted = sqlx::query!(
+            "INSERT INTO users (id, project_id, email, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (project_id, email) DO NOTHING",
+            new_id,
+            project_id,
+            email,
+            at
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query!(
+            r#"SELECT id AS "id!", created_at FROM users WHERE project_id = $1 AND email = $2"#,
+            project_id,
+            email
+        )
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        let user = User {
+            id: row.id,
+            project_id: project_id.to_string(),
+            email: email.to_string(),
+            created_at: Timestamp(row.created_at),
+        };
+        Ok((user, inserted))
+    }
+
+    /// Why a login could not be consumed: it is gone, used, burned or
+    /// expired — or, when it is none of these, its PKCE challenge was not
+    /// answered, which counts as a failed attempt and may burn it.
+    async fn classify_failure(
+        tx: &mut Tx,
+        login_id: &str,
+        used_at: Option<i64>,
+        burned_at: Option<i64>,
+        expires_at: i64,
+        now: Timestamp,
+    ) -> StoreResult<VerifyFailure> {
+        if let Some(used_at) = used_at {
+            return Ok(VerifyFailure::Used { used_at: Timestamp(used_at) });
+        }
+        if burned_at.is_some() {
+            return Ok(VerifyFailure::Burned);
+        }
+        if expires_at <= now.millis() {
+            return Ok(VerifyFailure::Expired { expired_at: Timestamp(expires_at) });
+        }
+        let at = now.millis();
+        sqlx::query!(
+            "UPDATE logins SET verifier_failures = verifier_failures + 1,
+                burned_at = CASE WHEN verifier_failures + 1 >= $1 THEN $2 ELSE burned_at END
+             WHERE id = $3 AND used_at IS NULL AND burned_at IS NULL",
+            MAX_VERIFIER_FAILURES,
+            at,
+            login_id
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        Ok(VerifyFailure::VerifierMismatch)
+    }
+
+    async fn record_failure(
+        tx: &mut Tx,
+        project_id: &str,
+        login_id: Option<&str>,
+        failure: VerifyFailure,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut event = NewEvent::new(project_id, "auth.failed", now);
+        event.login_id = login_id;
+        event.reason = Some(failure.reason());
+        insert_event(tx, event).await
+    }
+
+    async fn finish_verified(
+        mut tx: Tx,
+        consumed: Consumed,
+        new_user_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<VerifyOutcome> {
+        let Consumed { project_id, login_id, email, state, method } = consumed;
+        let project_id = project_id.as_str();
+        let (user, is_new_user) = Self::upsert_user(&mut tx, project_id, &email, new_user_id, now).await?;
+        let mut event = NewEvent::new(project_id, "auth.verified", now);
+        event.user_id = Some(&user.id);
+        event.login_id = Some(&login_id);
+        event.email = Some(&email);
+        event.reason = Some(method.amr());
+        insert_event(&mut tx, event).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
+    }
+}
+
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| StoreError::Database(Box::new(e)))
+    }
+
+    async fn close(&self) {
+        Self::close(self).await;
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        // The newest table existing means the migrations ran.
+        sqlx::query!("SELECT COUNT(*) AS n FROM events WHERE false").fetch_one(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_project(&self, project: NewProject, first_key: NewApiKey, if_absent: bool) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let s = &project.settings;
+        let (redirects, domains, emails) =
+            (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
+        let created_at = project.created_at.millis();
+        let inserted = sqlx::query!(
+            "INSERT INTO projects (id, name, app_name, redirect_urls, allowed_domains, allowed_emails,
+                link_ttl_seconds, emails_per_minute, is_dev, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+            project.id,
+            s.name,
+            s.app_name,
+            redirects,
+            domains,
+            emails,
+            s.link_ttl_seconds,
+            s.emails_per_minute,
+            project.is_dev,
+            created_at
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if inserted == 0 && !if_absent {
+            return Err(StoreError::Conflict(format!("project {} exists", project.id)));
+        }
+        let key_hash = &first_key.key_hash[..];
+        let key_created = first_key.created_at.millis();
+        sqlx::query!(
+            "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+            first_key.id,
+            first_key.project_id,
+            key_hash,
+            first_key.hint,
+            key_created
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn update_project(&self, id: &str, s: ProjectSettings) -> StoreResult<Project> {
+        let mut tx = self.begin().await?;
+        let (redirects, domains, emails) =
+            (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
+        let row = sqlx::query_as!(
+            ProjectRow,
+            "UPDATE projects SET name = $1, app_name = $2, redirect_urls = $3, allowed_domains = $4,
+                allowed_emails = $5, link_ttl_seconds = $6, emails_per_minute = $7
+             WHERE id = $8
+             RETURNING id AS \"id!\", name, app_name, redirect_urls, allowed_domains, allowed_emails,
+                link_ttl_seconds, emails_per_minute, is_dev, created_at",
+            s.name,
+            s.app_name,
+            redirects,
+            domains,
+            emails,
+            s.link_ttl_seconds,
+            s.emails_per_minute,
+            id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(db_err)?;
+        row.into_project()
+    }
+
+    async fn get_project(&self, id: &str) -> StoreResult<Option<Project>> {
+        sqlx::query_as!(
+            ProjectRow,
+            r#"SELECT id AS "id!", name, app_name, redirect_urls, allowed_domains, allowed_emails,
+                link_ttl_seconds, emails_per_minute, is_dev, created_at
+             FROM projects WHERE id = $1"#,
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(ProjectRow::into_project)
+        .transpose()
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query!("SELECT id FROM projects WHERE id = $1", key.project_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let key_hash = &key.key_hash[..];
+        let created_at = key.created_at.millis();
+        sqlx::query!(
+            "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)",
+            key.id,
+            key.project_id,
+            key_hash,
+            key.hint,
+            created_at
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_api_keys(&self, project_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!", project_id, hint, created_at, revoked_at
+             FROM api_keys WHERE project_id = $1 ORDER BY created_at, id"#,
+            project_id
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ApiKeyInfo {
+                id: r.id,
+                project_id: r.project_id,
+                hint: r.hint,
+                created_at: Timestamp(r.created_at),
+                revoked_at: r.revoked_at.map(Timestamp),
+            })
+            .collect())
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let at = now.millis();
+        let found = sqlx::query!("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2", at, key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
+        let hash = &key_hash[..];
+        let Some(r) = sqlx::query!(
+            r#"SELECT k.id AS "key_id!", k.key_hash, k.revoked_at,
+                p.id AS "id!", p.name, p.app_name, p.redirect_urls, p.allowed_domains, p.allowed_emails,
+                p.link_ttl_seconds, p.emails_per_minute, p.is_dev, p.created_at
+             FROM api_keys k JOIN projects p ON p.id = k.project_id
+             WHERE k.key_hash = $1"#,
+            hash
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let project = ProjectRow {
+            id: r.id,
+            name: r.name,
+            app_name: r.app_name,
+            redirect_urls: r.redirect_urls,
+            allowed_domains: r.allowed_domains,
+            allowed_emails: r.allowed_emails,
+            link_ttl_seconds: r.link_ttl_seconds,
+            emails_per_minute: r.emails_per_minute,
+            is_dev: r.is_dev,
+            created_at: r.created_at,
+        }
+        .into_project()?;
+        Ok(Some(AuthenticatedKey {
+            key_id: r.key_id,
+            key_hash: hash32(r.key_hash)?,
+            revoked_at: r.revoked_at.map(Timestamp),
+            project,
+        }))
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query!(
+            r#"SELECT kid AS "kid!", public_key, private_key_sealed, created_at, retired_at
+             FROM signing_keys ORDER BY created_at DESC, kid"#
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SigningKeyRecord {
+                kid: r.kid,
+                public_key: r.public_key,
+                private_key_sealed: r.private_key_sealed,
+                created_at: Timestamp(r.created_at),
+                retired_at: r.retired_at.map(Timestamp),
+            })
+            .collect())
+    }
+
+    async fn insert_first_signing_key(&self, key: SigningKeyRecord) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let created_at = key.created_at.millis();
+        let inserted = sqlx::query!(
+            "INSERT INTO signing_keys (kid, public_key, private_key_sealed, created_at)
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)",
+            key.kid,
+            key.public_key,
+            key.private_key_sealed,
+            created_at
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted == 1)
+    }
+
+    async fn rotate_signing_key(&self, key: SigningKeyRecord, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let at = now.millis();
+        sqlx::query!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL", at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query!(
+            "INSERT INTO signing_keys (kid, public_key, private_key_sealed, created_at) VALUES ($1, $2, $3, $4)",
+            key.kid,
+            key.public_key,
+            key.private_key_sealed,
+            at
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn start_login(&self, login: NewLogin) -> StoreResult<StartOutcome> {
+        let mut tx = self.begin().await?;
+        // Serialise starts per project across every instance: the limit
+        // counts and the idempotency check below must see each other's rows.
+        sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR UPDATE", login.project_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+        let now = login.created_at;
+        let now_ms = now.millis();
+
+        if let Some(claim) = &login.idempotency {
+            let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
+            let previous = sqlx::query!(
+                "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+                 WHERE project_id = $1 AND key = $2 AND created_at > $3",
+                login.project_id,
+                claim.key,
+                since
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some(previous) = previous {
+                return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
+                    StartOutcome::Replayed {
+                        status: u16::try_from(previous.response_status).unwrap_or(200),
+                        body: previous.response_body,
+                    }
+                } else {
+                    StartOutcome::IdempotencyConflict
+                });
+            }
+        }
+
+        // Each limit: is there a limit-th most recent send inside the window?
+        // If so the window is full, and it frees when that send leaves it.
+        let limits = login.limits;
+        let recipient_since = now_ms - limits.per_recipient_window_seconds * 1000;
+        let recipient_offset = limits.per_recipient - 1;
+        let full = sqlx::query_scalar!(
+            "SELECT created_at FROM logins WHERE project_id = $1 AND email = $2 AND created_at > $3
+             ORDER BY created_at DESC LIMIT 1 OFFSET $4",
+            login.project_id,
+            login.email,
+            recipient_since,
+            recipient_offset
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut limited =
+            full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
+        if limited.is_none() {
+            let since = now_ms - 60_000;
+            let offset = limits.per_project_per_minute - 1;
+            let full = sqlx::query_scalar!(
+                "SELECT created_at FROM outbox WHERE project_id = $1 AND created_at > $2
+                 ORDER BY created_at DESC LIMIT 1 OFFSET $3",
+                login.project_id,
+                since,
+                offset
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            limited = full.map(|oldest| (LimitKind::Project, retry_after(oldest, 60, now)));
+        }
+        if let (None, Some(ip)) = (limited, &login.ip_address) {
+            let since = now_ms - 60_000;
+            let offset = limits.per_ip_per_minute - 1;
+            let full = sqlx::query_scalar!(
+                "SELECT created_at FROM logins WHERE project_id = $1 AND ip_address = $2 AND created_at > $3
+                 ORDER BY created_at DESC LIMIT 1 OFFSET $4",
+                login.project_id,
+                ip,
+                since,
+                offset
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            limited = full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)));
+        }
+        if let Some((limit, retry_after_seconds)) = limited {
+            let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
+            event.email = Some(&login.email);
+            event.reason = Some(limit.as_str());
+            event.ip_address = login.ip_address.as_deref();
+            event.user_agent = login.user_agent.as_deref();
+            insert_event(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
+        }
+
+        let token_hash = &login.token_hash[..];
+        let code_hash = login.code_hash.as_ref().map(|h| &h[..]);
+        let expires_at = login.expires_at.millis();
+        sqlx::query!(
+            "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
+                validation_url, ip_address, user_agent, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            login.id,
+            login.project_id,
+            login.email,
+            token_hash,
+            code_hash,
+            login.code_challenge,
+            login.state,
+            login.validation_url,
+            login.ip_address,
+            login.user_agent,
+            now_ms,
+            expires_at
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query!(
+            "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
+            login.email_id,
+            login.project_id,
+            login.id,
+            login.email,
+            login.email_payload_sealed,
+            now_ms,
+            now_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(claim) = &login.idempotency {
+            let fingerprint = &claim.fingerprint[..];
+            let status = i64::from(claim.response_status);
+            sqlx::query!(
+                "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                    response_status = excluded.response_status, response_body = excluded.response_body,
+                    created_at = excluded.created_at",
+                login.project_id,
+                claim.key,
+                fingerprint,
+                status,
+                claim.response_body,
+                now_ms
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        let mut event = NewEvent::new(&login.project_id, "auth.started", now);
+        event.login_id = Some(&login.id);
+        event.email = Some(&login.email);
+        event.ip_address = login.ip_address.as_deref();
+        event.user_agent = login.user_agent.as_deref();
+        insert_event(&mut tx, event).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(StartOutcome::Started)
+    }
+
+    async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
+        let mut tx = self.begin().await?;
+        let hash = &req.token_hash[..];
+        let now_ms = req.now.millis();
+        // The single-use guarantee: one conditional UPDATE.
+        let consumed = sqlx::query!(
+            r#"UPDATE logins SET used_at = $1
+             WHERE project_id = $2 AND token_hash = $3 AND used_at IS NULL AND burned_at IS NULL
+               AND expires_at > $4 AND (code_challenge IS NULL OR code_challenge = $5)
+             RETURNING id AS "id!", email AS "email!", state"#,
+            now_ms,
+            req.project_id,
+            hash,
+            now_ms,
+            req.verifier_challenge
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = consumed {
+            let consumed = Consumed {
+                project_id: req.project_id.clone(),
+                login_id: row.id,
+                email: row.email,
+                state: row.state,
+                method: AuthMethod::EmailLink,
+            };
+            return Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await;
+        }
+        let row = sqlx::query!(
+            r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = $1 AND token_hash = $2"#,
+            req.project_id,
+            hash
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (failure, login_id) = match row {
+            None => (VerifyFailure::Invalid, None),
+            Some(r) => {
+                let f = Self::classify_failure(&mut tx, &r.id, r.used_at, r.burned_at, r.expires_at, req.now).await?;
+                (f, Some(r.id))
+            }
+        };
+        Self::record_failure(&mut tx, &req.project_id, login_id.as_deref(), failure, req.now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(VerifyOutcome::Failed(failure))
+    }
+
+    async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
+        let mut tx = self.begin().await?;
+        let now_ms = req.now.millis();
+        let row = sqlx::query!(
+            r#"SELECT id AS "id!", email, state, code_hash, code_challenge, used_at, burned_at, expires_at
+             FROM logins WHERE project_id = $1 AND id = $2"#,
+            req.project_id,
+            req.login_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else {
+            Self::record_failure(&mut tx, &req.project_id, None, VerifyFailure::Invalid, req.now).await?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(VerifyOutcome::Failed(VerifyFailure::Invalid));
+        };
+        let failure = if let Some(used_at) = row.used_at {
+            Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
+        } else if row.burned_at.is_some() {
+            Some(VerifyFailure::Burned)
+        } else if row.expires_at <= now_ms {
+            Some(VerifyFailure::Expired { expired_at: Timestamp(row.expires_at) })
+        } else {
+            None
+        };
+        let failure = match (failure, &row.code_hash) {
+            (Some(f), _) => Some(f),
+            (None, None) => Some(VerifyFailure::CodeInvalid),
+            (None, Some(stored)) => {
+                // Compare against every candidate without stopping early.
+                let matched = req
+                    .code_hash_candidates
+                    .iter()
+                    .fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored));
+                if !matched {
+                    sqlx::query!(
+                        "UPDATE logins SET code_failures = code_failures + 1,
+                            burned_at = CASE WHEN code_failures + 1 >= $1 THEN $2 ELSE burned_at END
+                         WHERE id = $3 AND used_at IS NULL AND burned_at IS NULL",
+                        MAX_CODE_FAILURES,
+                        now_ms,
+                        row.id
+                    )
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    Some(VerifyFailure::CodeInvalid)
+                } else {
+                    let answered = match (&row.code_challenge, &req.verifier_challenge) {
+                        (None, _) => true,
+                        (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
+                        (Some(_), None) => false,
+                    };
+                    if answered {
+                        None
+                    } else {
+                        Some(Self::classify_failure(&mut tx, &row.id, None, None, row.expires_at, req.now).await?)
+                    }
+                }
+            }
+        };
+        if let Some(failure) = failure {
+            Self::record_failure(&mut tx, &req.project_id, Some(&row.id), failure, req.now).await?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(VerifyOutcome::Failed(failure));
+        }
+        // Still one conditional UPDATE decides who wins.
+        let consumed = sqlx::query!(
+            "UPDATE logins SET used_at = $1
+             WHERE id = $2 AND used_at IS NULL AND burned_at IS NULL AND expires_at > $3",
+            now_ms,
+            row.id,
+            now_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if consumed == 0 {
+            // Another verify won the race: report the login as it stands now.
+            let used_at = sqlx::query_scalar!("SELECT used_at FROM logins WHERE id = $1", row.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .flatten();
+            let failure = used_at.map_or(VerifyFailure::Burned, |at| VerifyFailure::Used { used_at: Timestamp(at) });
+            Self::record_failure(&mut tx, &req.project_id, Some(&row.id), failure, req.now).await?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(VerifyOutcome::Failed(failure));
+        }
+        let consumed = Consumed {
+            project_id: req.project_id.clone(),
+            login_id: row.id,
+            email: row.email,
+            state: row.state,
+            method: AuthMethod::EmailCode,
+        };
+        Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await
+    }
+
+    async fn get_login(&self, project_id: &str, login_id: &str, now: Timestamp) -> StoreResult<Option<LoginView>> {
+        let row = sqlx::query!(
+            r#"SELECT l.id AS "id!", l.created_at, l.expires_at, l.used_at, l.burned_at,
+                o.status AS "email_status?", o.attempts AS "attempts?", o.last_error
+             FROM logins l LEFT JOIN outbox o ON o.login_id = l.id
+             WHERE l.project_id = $1 AND l.id = $2"#,
+            project_id,
+            login_id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(r) = row else { return Ok(None) };
+        let status = if r.used_at.is_some() {
+            LoginStatus::Verified
+        } else if r.burned_at.is_some() {
+            LoginStatus::Burned
+        } else if r.expires_at <= now.millis() {
+            LoginStatus::Expired
+        } else {
+            LoginStatus::Pending
+        };
+        let email_status = r.email_status.as_deref().and_then(EmailStatus::parse).unwrap_or(EmailStatus::Queued);
+        Ok(Some(LoginView {
+            id: r.id,
+            status,
+            email: EmailView { status: email_status, attempts: r.attempts.unwrap_or(0), last_error: r.last_error },
+            created_at: Timestamp(r.created_at),
+            expires_at: Timestamp(r.expires_at),
+            verified_at: r.used_at.map(Timestamp),
+        }))
+    }
+
+    async fn claim_emails(&self, lease: Lease, limit: u32) -> StoreResult<Vec<ClaimedEmail>> {
+        let mut tx = self.begin().await?;
+        let (now, until) = (lease.now.millis(), lease.until.millis());
+        let limit = i64::from(limit);
+        let rows = sqlx::query!(
+            r#"UPDATE outbox SET lease_owner = $1, lease_until = $2
+             WHERE id IN (
+                SELECT id FROM outbox
+                WHERE status IN ('queued', 'retrying') AND next_attempt_at <= $3
+                  AND (lease_until IS NULL OR lease_until <= $4)
+                ORDER BY next_attempt_at LIMIT $5
+                FOR UPDATE SKIP LOCKED)
+             RETURNING id AS "id!", project_id AS "project_id!", login_id, recipient AS "recipient!",
+                payload_sealed, attempts AS "attempts!""#,
+            lease.owner,
+            until,
+            now,
+            now,
+            limit
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ClaimedEmail {
+                    id: r.id,
+                    project_id: r.project_id,
+                    login_id: r.login_id,
+                    recipient: r.recipient,
+                    payload_sealed: r
+                        .payload_sealed
+                        .ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
+                    attempts: r.attempts,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let row = match &result {
+            DeliveryResult::Sent { at } => {
+                let at = at.millis();
+                sqlx::query!(
+                    r#"UPDATE outbox SET status = 'sent', attempts = attempts + 1, settled_at = $1,
+                        payload_sealed = NULL, last_error = NULL, lease_owner = NULL, lease_until = NULL
+                     WHERE id = $2 AND lease_owner = $3 AND status IN ('queued', 'retrying')
+                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                    at,
+                    email_id,
+                    lease_owner
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .map(|r| (r.project_id, r.login_id, r.recipient))
+            }
+            DeliveryResult::Retry { error, retry_at, .. } => {
+                let retry_at = retry_at.millis();
+                sqlx::query!(
+                    r#"UPDATE outbox SET status = 'retrying', attempts = attempts + 1, last_error = $1,
+                        next_attempt_at = $2, lease_owner = NULL, lease_until = NULL
+                     WHERE id = $3 AND lease_owner = $4 AND status IN ('queued', 'retrying')
+                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                    error,
+                    retry_at,
+                    email_id,
+                    lease_owner
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .map(|r| (r.project_id, r.login_id, r.recipient))
+            }
+            DeliveryResult::GaveUp { at, error } => {
+                let at = at.millis();
+                sqlx::query!(
+                    r#"UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1, settled_at = $2,
+                        payload_sealed = NULL, lease_owner = NULL, lease_until = NULL
+                     WHERE id = $3 AND lease_owner = $4 AND status IN ('queued', 'retrying')
+                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                    error,
+                    at,
+                    email_id,
+                    lease_owner
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .map(|r| (r.project_id, r.login_id, r.recipient))
+            }
+        };
+        let Some((project_id, login_id, recipient)) = row else {
+            return Ok(false);
+        };
+        let event = match &result {
+            DeliveryResult::Sent { at } => Some((*at, "email.sent", None)),
+            DeliveryResult::GaveUp { at, error } => Some((*at, "email.failed", Some(error.as_str()))),
+            DeliveryResult::Retry { .. } => None,
+        };
+        if let Some((at, kind, reason)) = event {
+            let mut e = NewEvent::new(&project_id, kind, at);
+            e.login_id = login_id.as_deref();
+            e.email = Some(&recipient);
+            e.reason = reason;
+            insert_event(&mut tx, e).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn next_email_due(&self) -> StoreResult<Option<Timestamp>> {
+        let due = sqlx::query_scalar!(
+            r#"SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) AS "due?: i64"
+             FROM outbox WHERE status IN ('queued', 'retrying')"#
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(due.map(Timestamp))
+    }
+
+    async fn list_events(&self, project_id: &str, limit: u32) -> StoreResult<Vec<Event>> {
+        let limit = i64::from(limit);
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!", project_id, kind, user_id, login_id, email, reason, ip_address, user_agent, created_at
+             FROM events WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"#,
+            project_id,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Event {
+                id: r.id,
+                project_id: r.project_id,
+                kind: r.kind,
+                user_id: r.user_id,
+                login_id: r.login_id,
+                email: r.email,
+                reason: r.reason,
+                ip_address: r.ip_address,
+                user_agent: r.user_agent,
+                created_at: Timestamp(r.created_at),
+            })
+            .collect())
+    }
+}
