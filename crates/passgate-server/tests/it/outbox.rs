@@ -93,15 +93,24 @@ async fn an_unreachable_relay_is_reported_as_connection_refused() {
     assert_eq!(state["email"], json!({ "status": "retrying", "attempts": 1, "lastError": "connection_refused" }));
 }
 
-fn worker(server: &TestServer, mailer: Mailer) -> Outbox<passgate_store_sqlite::SqliteStore> {
+fn worker<S: Store>(store: S, server: &TestServer, mailer: Mailer) -> Outbox<S> {
     Outbox::new(
-        server.store.clone(),
+        store,
         Arc::new(server.clock.clone()),
         Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}"))),
         Arc::new(Templates::load(None).unwrap_or_else(|e| panic!("{e}"))),
         mailer,
         OutboxConfig::default(),
     )
+}
+
+async fn race<S: Store>(workers: &[Outbox<S>]) {
+    let runs = workers.iter().map(|w| async move {
+        for _ in 0..5 {
+            w.run_once().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
+    futures::future::join_all(runs).await;
 }
 
 #[tokio::test]
@@ -116,18 +125,15 @@ async fn several_workers_never_send_one_email_twice() {
         )
         .unwrap_or_else(|e| panic!("{e}"))
     };
-    let workers: Vec<_> = (0..3).map(|_| worker(&server, mailer())).collect();
     let mut login_ids = Vec::new();
     for i in 0..30 {
         login_ids.push(server.start_login(&format!("u{i}@example.com"), json!({})).await.str("loginId"));
     }
     // Three extra workers race the server's own over the same queue.
-    let runs = workers.iter().map(|w| async move {
-        for _ in 0..5 {
-            w.run_once().await.unwrap_or_else(|e| panic!("{e}"));
-        }
-    });
-    futures::future::join_all(runs).await;
+    match &server.store {
+        TestStore::Sqlite(s) => race(&(0..3).map(|_| worker(s.clone(), &server, mailer())).collect::<Vec<_>>()).await,
+        TestStore::Postgres(s) => race(&(0..3).map(|_| worker(s.clone(), &server, mailer())).collect::<Vec<_>>()).await,
+    }
     for i in 0..30 {
         server.sink.wait_for(&format!("u{i}@example.com")).await;
     }

@@ -117,7 +117,8 @@ async fn help_lists_every_command() {
 
 #[tokio::test]
 async fn serve_refuses_to_start_on_a_bad_setting() {
-    let db = temp_db_url();
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
     let smtp = ("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525");
     let secret = ("PASSGATE_SECRET_KEY", SECRET_B64);
     let database = ("PASSGATE_DATABASE_URL", db.as_str());
@@ -141,7 +142,8 @@ async fn serve_refuses_to_start_on_a_bad_setting() {
 
 #[tokio::test]
 async fn the_cli_manages_projects_keys_and_signing_keys() {
-    let db = temp_db_url();
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
     let env = [("PASSGATE_DATABASE_URL", db.as_str())];
     let created = run(
         &[
@@ -242,8 +244,8 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     assert_eq!(rotated.code, Some(0), "{}", rotated.stderr);
     let rotated_again = run(&["signing-key", "rotate"], &with_secret).await;
     assert_eq!(rotated_again.code, Some(0));
-    let store = passgate_store_sqlite::SqliteStore::connect(&db).await.unwrap_or_else(|e| panic!("{e}"));
-    let keys = passgate_store::Store::signing_keys(&store).await.unwrap_or_else(|e| panic!("{e}"));
+    // No server ran, so the first rotation made the first key and the second retired it.
+    let keys = test_db.store().await.signing_keys().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(keys.len(), 2);
     assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
 }
@@ -278,7 +280,8 @@ fn assert_clean(output: &str) {
 /// the email was sent; after a restart the email arrives exactly once.
 #[tokio::test]
 async fn a_killed_server_loses_no_email_and_sends_it_once() {
-    let db = temp_db_url();
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
     let key = create_project(&db).await;
     // A relay that accepts connections and never answers: the first server
     // claims the email and hangs in the SMTP greeting.
@@ -348,7 +351,8 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
 /// Outside dev mode logs are JSON lines; SIGTERM drains and exits cleanly.
 #[tokio::test]
 async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
-    let db = temp_db_url();
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
     let key = create_project(&db).await;
     let sink = SmtpSink::start().await;
     let dir = temp_dir();

@@ -3,6 +3,7 @@
 //! real SMTP sink on loopback, a manual clock, and a log capture that fails
 //! the test if any secret the test saw (token, code, key) was ever logged.
 
+pub mod db;
 pub mod smtp;
 
 use std::io::Write;
@@ -17,10 +18,10 @@ use passgate_server::mail::templates::Templates;
 use passgate_server::mail::transport::{DevMailbox, Mailer};
 use passgate_server::server::{Parts, assemble, run};
 use passgate_store::{NewApiKey, NewProject, ProjectSettings, Store};
-use passgate_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+pub use db::{TestDb, TestStore};
 pub use smtp::{Behaviour, SinkOptions, SmtpSink, TestCa, TlsMode};
 
 /// 2026-11-21T00:00:00Z.
@@ -85,11 +86,6 @@ pub fn assert_logs_clean() {
 
 // ---- the server -------------------------------------------------------------
 
-pub fn temp_db_url() -> String {
-    let path = std::env::temp_dir().join(format!("passgate-it-{}.db", IdKind::Request.generate()));
-    format!("sqlite://{}", path.display())
-}
-
 pub fn default_settings() -> ProjectSettings {
     ProjectSettings {
         name: "Acme".to_string(),
@@ -125,8 +121,8 @@ pub struct TestServer {
     pub project_id: String,
     pub clock: ManualClock,
     pub sink: SmtpSink,
-    pub store: SqliteStore,
-    pub db_url: String,
+    pub store: TestStore,
+    pub db: TestDb,
     stop: Option<oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
 }
@@ -139,9 +135,8 @@ impl TestServer {
     pub async fn start_with(options: Options) -> Self {
         logs_buffer();
         let sink = SmtpSink::start_with(options.sink.unwrap_or_default()).await;
-        let db_url = temp_db_url();
-        let store = SqliteStore::connect(&db_url).await.unwrap_or_else(|e| panic!("{e}"));
-        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let db = TestDb::new().await;
+        let store = db.store().await;
         let clock = ManualClock::new(T0);
         let secret = Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}")));
         let smtp_url = options.smtp_url.clone().map(|u| u.replace("{port}", &sink.port.to_string()));
@@ -163,17 +158,14 @@ impl TestServer {
                 ..OutboxConfig::default()
             }),
         };
-        let app = assemble(store.clone(), parts).await.unwrap_or_else(|e| panic!("{e}"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn({
-            async move {
-                run(app, listener, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            }
-        });
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let served = match &store {
+            TestStore::Sqlite(s) => launch(s.clone(), parts, listener, stopped).await,
+            TestStore::Postgres(s) => launch(s.clone(), parts, listener, stopped).await,
+        };
         let mut server = Self {
             base,
             http: reqwest::Client::new(),
@@ -182,7 +174,7 @@ impl TestServer {
             clock,
             sink,
             store,
-            db_url,
+            db,
             stop: Some(stop),
             served: Some(served),
         };
@@ -212,10 +204,6 @@ impl TestServer {
         let project = NewProject { id: id.clone(), settings, is_dev: false, created_at: T0 };
         self.store.create_project(project, record, false).await.unwrap_or_else(|e| panic!("{e}"));
         (id, key.expose().to_string())
-    }
-
-    pub fn store_url(&self) -> String {
-        self.db_url.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -262,6 +250,19 @@ impl TestServer {
     pub async fn verify(&self, body: Value) -> Reply {
         Reply::of(self.post("/api/v2/auth/verify", &body).send().await).await
     }
+}
+
+/// Assembles and serves the app on `listener` until `stopped` completes.
+async fn launch<S: Store>(
+    store: S,
+    parts: Parts,
+    listener: tokio::net::TcpListener,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let app = assemble(store, parts).await.unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        run(app, listener, stopped).await.unwrap_or_else(|e| panic!("{e}"));
+    })
 }
 
 impl Drop for TestServer {
