@@ -9,4 +9,5 @@ mod auth_flow;
 mod http_hygiene;
 mod outbox;
 mod process;
+mod scale_out;
 mod security;

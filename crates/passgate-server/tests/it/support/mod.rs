@@ -4,6 +4,7 @@
 //! the test if any secret the test saw (token, code, key) was ever logged.
 
 pub mod db;
+pub mod process;
 pub mod smtp;
 
 use std::io::Write;

@@ -1,0 +1,200 @@
+//! Several `passgate serve` processes on one PostgreSQL database: what
+//! docs/scale-out.md promises, shown with real processes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::db::Backend;
+use crate::support::process::*;
+use crate::support::*;
+
+async fn post(http: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> Reply {
+    Reply::of(http.post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await).await
+}
+
+/// SECURITY S6 and S13 across processes; one email per start with three workers.
+#[tokio::test]
+async fn three_instances_on_one_postgres_behave_as_one() {
+    let db = TestDb::on(Backend::Postgres).await;
+    let out = run(
+        &["project", "create", "--name", "Scale", "--redirect-url", CALLBACK, "--emails-per-minute", "100000", "--json"],
+        &[("PASSGATE_DATABASE_URL", db.url.as_str())],
+    )
+    .await;
+    let key = serde_json::from_str::<Value>(out.stdout.trim()).unwrap_or_default()["secretKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("project create failed: {}", out.stderr))
+        .to_string();
+    remember_secret(&key);
+    let sink = SmtpSink::start().await;
+    let sink_url = sink.url();
+    let env = smtp_env(&db.url, &sink_url);
+    let dir = temp_dir();
+    // Started together: their migrations race and must apply once.
+    let (a, b, c) =
+        tokio::join!(Running::spawn(&["serve"], &env, &dir), Running::spawn(&["serve"], &env, &dir), Running::spawn(&["serve"], &env, &dir));
+    let bases = [a.base.clone(), b.base.clone(), c.base.clone()];
+    let http = reqwest::Client::new();
+
+    // Started on one instance, verified on another.
+    let started = post(&http, &bases[0], &key, "/api/v2/auth/start", json!({ "email": "ada@example.com", "validationUrl": CALLBACK })).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let token = sink.wait_for("ada@example.com").await.token().unwrap_or_default();
+    remember_secret(&token);
+    let verified = post(&http, &bases[1], &key, "/api/v2/auth/verify", json!({ "token": token })).await;
+    assert_eq!(verified.status, 200, "{}", verified.text);
+    post(&http, &bases[2], &key, "/api/v2/auth/verify", json!({ "token": token })).await.assert_problem(401, "token_used");
+
+    // 60 concurrent verifies of one token over the three: exactly one 200.
+    post(&http, &bases[2], &key, "/api/v2/auth/start", json!({ "email": "race@example.com", "validationUrl": CALLBACK })).await;
+    let token = sink.wait_for("race@example.com").await.token().unwrap_or_default();
+    remember_secret(&token);
+    let attempts = (0..60).map(|i| {
+        let request = http.post(format!("{}/api/v2/auth/verify", bases[i % 3])).bearer_auth(&key).json(&json!({ "token": token }));
+        tokio::spawn(async move { Reply::of(request.send().await).await })
+    });
+    let mut wins = 0;
+    for reply in futures::future::join_all(attempts).await {
+        let reply = reply.unwrap_or_else(|e| panic!("{e}"));
+        if reply.status == 200 {
+            wins += 1;
+        } else {
+            reply.assert_problem(401, "token_used");
+        }
+    }
+    assert_eq!(wins, 1);
+
+    // One email per start although three outbox workers watch the queue.
+    let starts = (0..30).map(|i| {
+        let (http, base, key) = (http.clone(), bases[i % 3].clone(), key.clone());
+        async move {
+            post(&http, &base, &key, "/api/v2/auth/start", json!({ "email": format!("u{i}@example.com"), "validationUrl": CALLBACK })).await
+        }
+    });
+    for reply in futures::future::join_all(starts).await {
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    for i in 0..30 {
+        remember_secret(&sink.wait_for(&format!("u{i}@example.com")).await.token().unwrap_or_default());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.mails().len(), 32, "exactly one email per start");
+
+    // The per-recipient limit holds across instances, even for concurrent starts.
+    let burst = (0..8).map(|i| {
+        let (http, base, key) = (http.clone(), bases[i % 3].clone(), key.clone());
+        async move { post(&http, &base, &key, "/api/v2/auth/start", json!({ "email": "limit@example.com", "validationUrl": CALLBACK })).await }
+    });
+    let replies = futures::future::join_all(burst).await;
+    let accepted = replies.iter().filter(|r| r.status == 202).count();
+    for r in replies.iter().filter(|r| r.status != 202) {
+        r.assert_problem(429, "rate_limited");
+    }
+    assert_eq!(accepted, 5, "5 per recipient per 15 minutes, whichever instance answers");
+    for m in sink.wait_for_count("limit@example.com", 5).await {
+        remember_secret(&m.token().unwrap_or_default());
+    }
+    for server in [&a, &b, &c] {
+        let output = server.output();
+        assert!(!output.contains(&key) && !output.contains(&token), "a secret reached an instance's logs");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_migrations_apply_once() {
+    let db = TestDb::on(Backend::Postgres).await;
+    let env = [("PASSGATE_DATABASE_URL", db.url.as_str())];
+    let runs = (0..4).map(|_| run(&["migrate"], &env));
+    for out in futures::future::join_all(runs).await {
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    }
+    let created = run(&["project", "create", "--name", "x", "--redirect-url", CALLBACK, "--json"], &env).await;
+    assert_eq!(created.code, Some(0), "{}", created.stderr);
+    remember_secret(serde_json::from_str::<Value>(created.stdout.trim()).unwrap_or_default()["secretKey"].as_str().unwrap_or_default());
+}
+
+/// A TCP proxy to PostgreSQL that a test can cut and restore.
+struct Proxy {
+    port: u16,
+    cut: Arc<Mutex<bool>>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+        let cut = Arc::new(Mutex::new(false));
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let (cut2, links2) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *cut2.lock().unwrap_or_else(|e| e.into_inner()) {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().unwrap_or_else(|e| e.into_inner()).push(link);
+            }
+        });
+        Self { port, cut, links }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        *self.cut.lock().unwrap_or_else(|e| e.into_inner()) = cut;
+        if cut {
+            for link in self.links.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                link.abort();
+            }
+        }
+    }
+}
+
+async fn readyz(http: &reqwest::Client, base: &str) -> u16 {
+    Reply::of(http.get(format!("{base}/readyz")).send().await).await.status
+}
+
+async fn wait_readyz(http: &reqwest::Client, base: &str, want: u16) {
+    for _ in 0..120 {
+        if readyz(http, base).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("/readyz never answered {want}");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database_and_recovers_by_itself() {
+    let db = TestDb::on(Backend::Postgres).await;
+    let url = url::Url::parse(&db.url).unwrap_or_else(|e| panic!("{e}"));
+    let upstream = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432));
+    let proxy = Proxy::start(upstream).await;
+    let mut via_proxy = url.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap_or_else(|e| panic!("{e}"));
+    via_proxy.set_port(Some(proxy.port)).unwrap_or_else(|()| panic!("port"));
+    let sink = SmtpSink::start().await;
+    let sink_url = sink.url();
+    let mut env = smtp_env(via_proxy.as_str(), &sink_url);
+    env.push(("PASSGATE_DATABASE_ACQUIRE_TIMEOUT", "2s"));
+    let server = Running::spawn(&["serve"], &env, &temp_dir()).await;
+    let http = reqwest::Client::new();
+    assert_eq!(readyz(&http, &server.base).await, 200);
+
+    proxy.set_cut(true);
+    wait_readyz(&http, &server.base, 503).await;
+    let reply = Reply::of(http.get(format!("{}/readyz", server.base)).send().await).await;
+    reply.assert_problem(503, "not_ready");
+    assert_eq!(Reply::of(http.get(format!("{}/healthz", server.base)).send().await).await.status, 200, "the process is still up");
+
+    proxy.set_cut(false);
+    wait_readyz(&http, &server.base, 200).await;
+}
