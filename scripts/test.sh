@@ -36,9 +36,11 @@ echo "== tests (server on SQLite; stores on both)"
 PASSGATE_TEST_BACKEND=sqlite run_tests --workspace
 
 echo "== server integration tests on PostgreSQL"
-# scale_out always runs on PostgreSQL and already ran above.
+# The same package selection as above, so nothing is rebuilt; the filter picks
+# the server's integration tests (the rest already ran and do not depend on
+# PASSGATE_TEST_BACKEND).
 if cargo nextest --version >/dev/null 2>&1; then
-  PASSGATE_TEST_BACKEND=postgres run_tests -p passgate-server --test it -E 'not test(/^scale_out::/)'
+  PASSGATE_TEST_BACKEND=postgres run_tests --workspace -E 'binary_id(passgate-server::it)'
 else
-  PASSGATE_TEST_BACKEND=postgres run_tests -p passgate-server --test it -- --skip scale_out::
+  PASSGATE_TEST_BACKEND=postgres run_tests --workspace --test it
 fi

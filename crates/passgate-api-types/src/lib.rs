@@ -47,7 +47,7 @@ pub struct StartLoginResponse {
 
 /// `POST /api/v2/auth/verify`: either `token` (plus `codeVerifier` when the
 /// login has a PKCE challenge) or `loginId` and `code`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyLoginRequest {
     /// The 48-character token from the emailed link.
@@ -62,6 +62,19 @@ pub struct VerifyLoginRequest {
     /// The 6-digit code from the email (with `loginId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+}
+
+/// Redacted: the token, verifier and code are secrets.
+impl std::fmt::Debug for VerifyLoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<String>| if v.is_some() { "[REDACTED]" } else { "None" };
+        f.debug_struct("VerifyLoginRequest")
+            .field("token", &shown(&self.token))
+            .field("code_verifier", &shown(&self.code_verifier))
+            .field("login_id", &self.login_id)
+            .field("code", &shown(&self.code))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -300,6 +313,14 @@ mod tests {
             let json = serde_json::to_value(code).unwrap_or_default();
             assert_eq!(json, code.as_str());
         }
+    }
+
+    #[test]
+    fn verify_requests_never_show_their_secrets_in_debug() {
+        let req =
+            VerifyLoginRequest { token: Some("T0kenT0ken".into()), code: Some("123456".into()), ..Default::default() };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("T0kenT0ken") && !shown.contains("123456"), "{shown}");
     }
 
     #[test]

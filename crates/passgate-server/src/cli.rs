@@ -220,7 +220,7 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
     let now = SystemClock.now();
     match command {
         Command::Migrate => {
-            println!("migrations applied to {}", settings.database_url);
+            println!("migrations applied to {}", server::redacted_url(&settings.database_url));
         }
         Command::Project(ProjectCommand::Create(args)) => {
             let project_settings = checked_settings(ProjectSettings {

@@ -29,15 +29,18 @@ pub struct RawSettings {
     pub dev: Option<bool>,
     pub templates_dir: Option<String>,
     pub smtp_ca_file: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
     pub outbox_lease: Option<String>,
     #[serde(default, deserialize_with = "string_or_number")]
     pub database_max_connections: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
     pub database_acquire_timeout: Option<String>,
     pub log_format: Option<String>,
     pub log: Option<String>,
 }
 
-/// Accepts `10` as well as `"10"` in the TOML file (the environment only has strings).
+/// Accepts `10` as well as `"10"` in the TOML file (the environment only has
+/// strings); a bare number of a duration setting means seconds.
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -24,6 +24,7 @@ use crate::mail::transport::{DevMailbox, Mailer, SmtpUrlError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    // Database errors show `redacted_url`, never a password.
     #[error("database {url}: {source}")]
     Database { url: String, source: StoreError },
     #[error("{0}")]
@@ -136,6 +137,18 @@ impl Backend {
     }
 }
 
+/// A database URL fit to print: the password replaced.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => url.split('@').next_back().map_or_else(String::new, |rest| format!("…@{rest}")),
+    }
+}
+
 /// Opens (creating if missing) and migrates a SQLite database.
 pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
@@ -157,9 +170,7 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
 /// advisory lock, so instances starting together apply them once).
 pub async fn open_postgres(url: &str, pool: PoolSettings) -> Result<PgStore, StartError> {
     // Errors name the host and database, never the password.
-    let shown = url::Url::parse(url)
-        .map(|u| format!("postgres://{}{}", u.host_str().unwrap_or_default(), u.path()))
-        .unwrap_or_else(|_| "postgres://…".to_string());
+    let shown = redacted_url(url);
     let db_err = |source| StartError::Database { url: shown.clone(), source };
     let store = PgStore::connect(url, pool).await.map_err(db_err)?;
     store.migrate().await.map_err(db_err)?;
@@ -232,7 +243,7 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
             "\npassgate dev is running\n  API:         {public_url}/api/v2\n  Mailbox:     {public_url}/_dev/mailbox\n  Project:     {}\n  Secret key:  {}\n  Redirects:   http://localhost:* and http://127.0.0.1:* (any port)\n  Data:        {}\n",
             devmode::DEV_PROJECT_ID,
             key.expose(),
-            settings.database_url,
+            redacted_url(&settings.database_url),
         );
     }
     tracing::info!(listen_addr = %local, public_url = %public_url, dev = settings.dev, "passgate listening");
@@ -240,4 +251,25 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
     store.close().await;
     tracing::info!("passgate stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_database_urls_never_show_the_password() {
+        let shown = redacted_url("postgres://passgate:hunter2@db.internal:5432/passgate");
+        assert_eq!(shown, "postgres://passgate:****@db.internal:5432/passgate");
+        assert_eq!(redacted_url("sqlite://.passgate/passgate.db"), "sqlite://.passgate/passgate.db");
+        assert!(!redacted_url("not a url :hunter2@host").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_backend_is_chosen_from_the_scheme() {
+        assert_eq!(Backend::of("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("postgres://h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::of("postgresql://h/db").ok(), Some(Backend::Postgres));
+        assert!(Backend::of("mysql://h/db").is_err());
+    }
 }

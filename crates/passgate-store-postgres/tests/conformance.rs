@@ -24,7 +24,8 @@ impl Drop for DropDatabase {
             rt.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&support::admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
                 }
             });
         })
@@ -36,7 +37,8 @@ async fn fresh() -> (PgStore, DropDatabase) {
     use sqlx::Connection;
     let name = format!("passgate_test_{}", passgate_core::ids::IdKind::Request.generate().trim_start_matches("req_"));
     let admin_url = support::admin_url();
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| panic!("PostgreSQL at {admin_url}: {e}"));
+    let mut admin =
+        sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| panic!("PostgreSQL at {admin_url}: {e}"));
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap_or_else(|e| panic!("{e}"));
     let guard = DropDatabase(name.clone());
     let url = match admin_url.rsplit_once('/') {

@@ -308,8 +308,10 @@ fn sign_jwt(
 pub async fn get_login<S: Store>(
     State(app): State<App<S>>,
     Project(project): Project,
-    Path(login_id): Path<String>,
+    login_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<LoginStatusResponse>, ApiError> {
+    // A path that is not even UTF-8 names no login: our 404, not axum's text/plain 400.
+    let Ok(Path(login_id)) = login_id else { return Err(ApiError::not_found()) };
     if !IdKind::Login.matches(&login_id) {
         return Err(ApiError::not_found());
     }

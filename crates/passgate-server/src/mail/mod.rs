@@ -10,8 +10,9 @@ use passgate_core::secret::{Purpose, SecretError, ServerSecret};
 use serde::{Deserialize, Serialize};
 
 /// The content of one queued email. It holds the link (and code), so it is
-/// sealed under the server secret before it reaches the database.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// sealed under the server secret before it reaches the database, and its
+/// `Debug` shows neither.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailPayload {
     /// Template set: `login` for now.
@@ -25,6 +26,18 @@ pub struct EmailPayload {
     pub expires_minutes: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+}
+
+impl std::fmt::Debug for EmailPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailPayload")
+            .field("template", &self.template)
+            .field("project_id", &self.project_id)
+            .field("to", &self.to)
+            .field("link", &"[REDACTED]")
+            .field("code", &self.code.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl EmailPayload {
@@ -48,8 +61,8 @@ pub enum PayloadError {
     Malformed,
 }
 
-/// An email ready to send.
-#[derive(Debug, Clone)]
+/// An email ready to send (its body holds the link: no `Debug`).
+#[derive(Clone)]
 pub struct RenderedEmail {
     pub to: String,
     pub subject: String,

@@ -68,8 +68,8 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
     DeliveryError { category, reply_code, permanent }
 }
 
-/// A message as the dev mailbox shows it.
-#[derive(Debug, Clone)]
+/// A message as the dev mailbox shows it (no `Debug`: it holds a live link).
+#[derive(Clone)]
 pub struct DevMail {
     pub at: Timestamp,
     pub to: String,
@@ -79,8 +79,14 @@ pub struct DevMail {
 }
 
 /// The last [`DevMailbox::CAPACITY`] emails, newest first (dev mode only).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct DevMailbox(Arc<Mutex<VecDeque<DevMail>>>);
+
+impl std::fmt::Debug for DevMailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DevMailbox({} messages)", self.list().len())
+    }
+}
 
 impl DevMailbox {
     pub const CAPACITY: usize = 200;

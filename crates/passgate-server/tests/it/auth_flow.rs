@@ -244,5 +244,7 @@ async fn get_login_is_scoped_and_checks_the_id() {
     reply.assert_problem(404, "not_found");
     let reply = Reply::of(server.get("/api/v2/auth/logins/usr_wrongkind").send().await).await;
     reply.assert_problem(404, "not_found");
+    let reply = Reply::of(server.get("/api/v2/auth/logins/%FF%FE").send().await).await;
+    reply.assert_problem(404, "not_found");
     let _: Value = reply.body;
 }

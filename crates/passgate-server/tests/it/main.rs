@@ -1,7 +1,9 @@
 //! Integration tests of the passgate server: one binary, modules by topic.
 //! In-process tests run the real router and outbox worker on a real socket;
 //! `process` runs the real `passgate` binary. All mail goes over real SMTP to
-//! a sink on loopback; all data goes to real SQLite files.
+//! a sink on loopback; all data goes to real databases: SQLite files, or
+//! with `PASSGATE_TEST_BACKEND=postgres` a fresh PostgreSQL database per test
+//! (`scale_out` always uses PostgreSQL).
 
 mod support;
 

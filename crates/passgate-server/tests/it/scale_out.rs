@@ -20,7 +20,17 @@ async fn post(http: &reqwest::Client, base: &str, key: &str, path: &str, body: V
 async fn three_instances_on_one_postgres_behave_as_one() {
     let db = TestDb::on(Backend::Postgres).await;
     let out = run(
-        &["project", "create", "--name", "Scale", "--redirect-url", CALLBACK, "--emails-per-minute", "100000", "--json"],
+        &[
+            "project",
+            "create",
+            "--name",
+            "Scale",
+            "--redirect-url",
+            CALLBACK,
+            "--emails-per-minute",
+            "100000",
+            "--json",
+        ],
         &[("PASSGATE_DATABASE_URL", db.url.as_str())],
     )
     .await;
@@ -34,26 +44,48 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     let env = smtp_env(&db.url, &sink_url);
     let dir = temp_dir();
     // Started together: their migrations race and must apply once.
-    let (a, b, c) =
-        tokio::join!(Running::spawn(&["serve"], &env, &dir), Running::spawn(&["serve"], &env, &dir), Running::spawn(&["serve"], &env, &dir));
+    let (a, b, c) = tokio::join!(
+        Running::spawn(&["serve"], &env, &dir),
+        Running::spawn(&["serve"], &env, &dir),
+        Running::spawn(&["serve"], &env, &dir)
+    );
     let bases = [a.base.clone(), b.base.clone(), c.base.clone()];
     let http = reqwest::Client::new();
 
     // Started on one instance, verified on another.
-    let started = post(&http, &bases[0], &key, "/api/v2/auth/start", json!({ "email": "ada@example.com", "validationUrl": CALLBACK })).await;
+    let started = post(
+        &http,
+        &bases[0],
+        &key,
+        "/api/v2/auth/start",
+        json!({ "email": "ada@example.com", "validationUrl": CALLBACK }),
+    )
+    .await;
     assert_eq!(started.status, 202, "{}", started.text);
     let token = sink.wait_for("ada@example.com").await.token().unwrap_or_default();
     remember_secret(&token);
     let verified = post(&http, &bases[1], &key, "/api/v2/auth/verify", json!({ "token": token })).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
-    post(&http, &bases[2], &key, "/api/v2/auth/verify", json!({ "token": token })).await.assert_problem(401, "token_used");
+    post(&http, &bases[2], &key, "/api/v2/auth/verify", json!({ "token": token }))
+        .await
+        .assert_problem(401, "token_used");
 
     // 60 concurrent verifies of one token over the three: exactly one 200.
-    post(&http, &bases[2], &key, "/api/v2/auth/start", json!({ "email": "race@example.com", "validationUrl": CALLBACK })).await;
+    post(
+        &http,
+        &bases[2],
+        &key,
+        "/api/v2/auth/start",
+        json!({ "email": "race@example.com", "validationUrl": CALLBACK }),
+    )
+    .await;
     let token = sink.wait_for("race@example.com").await.token().unwrap_or_default();
     remember_secret(&token);
     let attempts = (0..60).map(|i| {
-        let request = http.post(format!("{}/api/v2/auth/verify", bases[i % 3])).bearer_auth(&key).json(&json!({ "token": token }));
+        let request = http
+            .post(format!("{}/api/v2/auth/verify", bases[i % 3]))
+            .bearer_auth(&key)
+            .json(&json!({ "token": token }));
         tokio::spawn(async move { Reply::of(request.send().await).await })
     });
     let mut wins = 0;
@@ -71,7 +103,14 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     let starts = (0..30).map(|i| {
         let (http, base, key) = (http.clone(), bases[i % 3].clone(), key.clone());
         async move {
-            post(&http, &base, &key, "/api/v2/auth/start", json!({ "email": format!("u{i}@example.com"), "validationUrl": CALLBACK })).await
+            post(
+                &http,
+                &base,
+                &key,
+                "/api/v2/auth/start",
+                json!({ "email": format!("u{i}@example.com"), "validationUrl": CALLBACK }),
+            )
+            .await
         }
     });
     for reply in futures::future::join_all(starts).await {
@@ -86,7 +125,16 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     // The per-recipient limit holds across instances, even for concurrent starts.
     let burst = (0..8).map(|i| {
         let (http, base, key) = (http.clone(), bases[i % 3].clone(), key.clone());
-        async move { post(&http, &base, &key, "/api/v2/auth/start", json!({ "email": "limit@example.com", "validationUrl": CALLBACK })).await }
+        async move {
+            post(
+                &http,
+                &base,
+                &key,
+                "/api/v2/auth/start",
+                json!({ "email": "limit@example.com", "validationUrl": CALLBACK }),
+            )
+            .await
+        }
     });
     let replies = futures::future::join_all(burst).await;
     let accepted = replies.iter().filter(|r| r.status == 202).count();
@@ -113,7 +161,11 @@ async fn concurrent_migrations_apply_once() {
     }
     let created = run(&["project", "create", "--name", "x", "--redirect-url", CALLBACK, "--json"], &env).await;
     assert_eq!(created.code, Some(0), "{}", created.stderr);
-    remember_secret(serde_json::from_str::<Value>(created.stdout.trim()).unwrap_or_default()["secretKey"].as_str().unwrap_or_default());
+    remember_secret(
+        serde_json::from_str::<Value>(created.stdout.trim()).unwrap_or_default()["secretKey"]
+            .as_str()
+            .unwrap_or_default(),
+    );
 }
 
 /// A TCP proxy to PostgreSQL that a test can cut and restore.
@@ -193,7 +245,11 @@ async fn readiness_follows_the_database_and_recovers_by_itself() {
     wait_readyz(&http, &server.base, 503).await;
     let reply = Reply::of(http.get(format!("{}/readyz", server.base)).send().await).await;
     reply.assert_problem(503, "not_ready");
-    assert_eq!(Reply::of(http.get(format!("{}/healthz", server.base)).send().await).await.status, 200, "the process is still up");
+    assert_eq!(
+        Reply::of(http.get(format!("{}/healthz", server.base)).send().await).await.status,
+        200,
+        "the process is still up"
+    );
 
     proxy.set_cut(false);
     wait_readyz(&http, &server.base, 200).await;

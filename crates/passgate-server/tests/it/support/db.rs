@@ -21,7 +21,8 @@ pub fn backend() -> Backend {
 }
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("PASSGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("PASSGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 /// A database for one test; removed (file or database) when dropped.
@@ -48,8 +49,12 @@ impl TestDb {
                 use sqlx::Connection;
                 let name = format!("passgate_it_{name}");
                 let admin = postgres_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e}"));
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+                let mut conn =
+                    sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
                 let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
                 Self { url: format!("{base}/{name}"), backend, name }
             }

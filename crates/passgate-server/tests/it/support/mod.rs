@@ -1,5 +1,6 @@
 //! The test harness: a real passgate server (the library's router and outbox
-//! worker, on a real TCP socket at 127.0.0.1:0) over a real SQLite file, a
+//! worker, on a real TCP socket at 127.0.0.1:0) over a real database (see
+//! [`db`]: SQLite or PostgreSQL), a
 //! real SMTP sink on loopback, a manual clock, and a log capture that fails
 //! the test if any secret the test saw (token, code, key) was ever logged.
 

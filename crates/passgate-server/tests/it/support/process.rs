@@ -129,4 +129,3 @@ pub async fn create_project(db: &str) -> String {
 pub fn assert_clean(output: &str) {
     assert!(!output.contains(SECRET_B64), "the server secret reached the logs");
 }
-
