@@ -17,7 +17,8 @@ use passgate_core::secret::{Purpose, ServerSecret};
 use passgate_store::{SigningKeyRecord, Store, StoreError};
 
 pub const PUBLISH_RETIRED_FOR_SECONDS: i64 = 60 * 60;
-const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// How often the ring rereads the keys (a rotation reaches every instance within this).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -64,6 +65,7 @@ struct Loaded {
 /// The cached key ring.
 pub struct KeyRing {
     loaded: RwLock<Option<Arc<Loaded>>>,
+    refresh_every: Duration,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -74,11 +76,15 @@ impl std::fmt::Debug for KeyRing {
 
 impl Default for KeyRing {
     fn default() -> Self {
-        Self { loaded: RwLock::new(None) }
+        Self::refreshing_every(REFRESH_EVERY)
     }
 }
 
 impl KeyRing {
+    pub fn refreshing_every(refresh_every: Duration) -> Self {
+        Self { loaded: RwLock::new(None), refresh_every }
+    }
+
     async fn load<S: Store>(store: &S, secret: &ServerSecret, now: Timestamp) -> Result<Loaded, KeyError> {
         let records = store.signing_keys().await?;
         let current = records.iter().find(|k| k.retired_at.is_none()).ok_or(KeyError::NoCurrentKey)?;
@@ -105,7 +111,7 @@ impl KeyRing {
         now: Timestamp,
     ) -> Result<Arc<Loaded>, KeyError> {
         let cached = self.loaded.read().ok().and_then(|l| l.clone());
-        if let Some(loaded) = cached.filter(|l| l.at.elapsed() < REFRESH_EVERY) {
+        if let Some(loaded) = cached.filter(|l| l.at.elapsed() < self.refresh_every) {
             return Ok(loaded);
         }
         let fresh = Arc::new(Self::load(store, secret, now).await?);

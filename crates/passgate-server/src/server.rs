@@ -53,6 +53,8 @@ pub struct Parts {
     pub templates: Arc<Templates>,
     pub mailer: Mailer,
     pub outbox: OutboxConfig,
+    /// How often signing keys are reread ([`crate::keys::REFRESH_EVERY`] in production).
+    pub key_refresh: std::time::Duration,
 }
 
 /// Builds the shared state (and makes sure a signing key exists).
@@ -70,7 +72,7 @@ pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartE
         store,
         clock: parts.clock,
         secret: parts.secret,
-        keys: KeyRing::default(),
+        keys: KeyRing::refreshing_every(parts.key_refresh),
         public_url: parts.public_url,
         outbox,
         dev_mailbox: parts.mailer.dev_mailbox().cloned(),
@@ -233,6 +235,7 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
         templates,
         mailer,
         outbox,
+        key_refresh: crate::keys::REFRESH_EVERY,
     };
     let app = assemble(store.clone(), parts).await?;
     if settings.dev {

@@ -1,6 +1,7 @@
 //! The magic-link login, end to end over HTTP and SMTP.
 
 use base64::Engine;
+use passgate_core::Clock;
 use passgate_core::jwt::verify_signature;
 use serde_json::{Value, json};
 
@@ -247,4 +248,36 @@ async fn get_login_is_scoped_and_checks_the_id() {
     let reply = Reply::of(server.get("/api/v2/auth/logins/%FF%FE").send().await).await;
     reply.assert_problem(404, "not_found");
     let _: Value = reply.body;
+}
+
+/// `signing-key rotate`: new JWTs carry the new `kid`, and a JWT signed
+/// before the rotation still verifies against the published JWKS.
+#[tokio::test]
+async fn a_rotated_signing_key_stays_published_until_its_tokens_expire() {
+    let server = TestServer::start().await;
+    let (_, token) = server.login_token("ada@example.com").await;
+    let before = server.verify(json!({ "token": token })).await.str("jwt");
+    // What `passgate signing-key rotate` does (tested in process.rs), at the server's clock.
+    let secret = passgate_core::secret::ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}"));
+    let record = passgate_server::keys::new_record(&secret, server.clock.now());
+    server.store.rotate_signing_key(record, server.clock.now()).await.unwrap_or_else(|e| panic!("{e}"));
+    let published = jwks(&server).await;
+    assert_eq!(published.len(), 2, "current and previous key");
+    let (_, token) = server.login_token("ada@example.com").await;
+    let after = server.verify(json!({ "token": token })).await.str("jwt");
+    let kid = |jwt: &str| {
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwt.split('.').next().unwrap_or_default())
+            .unwrap_or_default();
+        serde_json::from_slice::<Value>(&header).unwrap_or_default()["kid"].as_str().unwrap_or_default().to_string()
+    };
+    assert_ne!(kid(&before), kid(&after), "new tokens use the new key");
+    for jwt in [&before, &after] {
+        verify_signature(jwt, &published).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // An hour after the rotation, only the new key is left.
+    server.clock.advance_seconds(3601);
+    let later = jwks(&server).await;
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].0, kid(&after));
 }

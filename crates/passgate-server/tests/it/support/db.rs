@@ -161,6 +161,13 @@ impl TestStore {
     pub async fn signing_keys(&self) -> StoreResult<Vec<passgate_store::SigningKeyRecord>> {
         delegate!(self, s => s.signing_keys().await)
     }
+    pub async fn rotate_signing_key(
+        &self,
+        key: passgate_store::SigningKeyRecord,
+        now: passgate_core::Timestamp,
+    ) -> StoreResult<()> {
+        delegate!(self, s => s.rotate_signing_key(key, now).await)
+    }
     pub async fn close(&self) {
         delegate!(self, s => Store::close(s).await)
     }

@@ -155,6 +155,8 @@ impl TestServer {
             public_url: base.clone(),
             templates: Arc::new(Templates::load(options.templates_dir.as_deref()).unwrap_or_else(|e| panic!("{e}"))),
             mailer,
+            // Tests that rotate keys see the rotation at once.
+            key_refresh: std::time::Duration::ZERO,
             outbox: options.outbox.unwrap_or_else(|| OutboxConfig {
                 idle_poll: std::time::Duration::from_millis(50),
                 ..OutboxConfig::default()
