@@ -4,11 +4,12 @@ use passgate_core::ids::IdKind;
 use passgate_core::limits::{IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES};
 use passgate_core::{Timestamp, constant_time_eq};
 use passgate_store::*;
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 
 use crate::{SqliteStore, db_err};
 
-type Tx = Transaction<'static, Sqlite>;
+/// The writer's connection, inside the batch's transaction (see `writer.rs`).
+type Tx = SqliteConnection;
 
 fn to_json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_string())
@@ -73,7 +74,7 @@ async fn insert_event(tx: &mut Tx, e: NewEvent<'_>) -> StoreResult<()> {
         e.user_agent,
         at
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(db_err)?;
     Ok(())
@@ -121,10 +122,6 @@ impl ProjectRow {
 }
 
 impl SqliteStore {
-    async fn begin(&self) -> StoreResult<Tx> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
-    }
-
     /// Finds the user of `email` in a project, creating them with `new_id`.
     async fn upsert_user(
         tx: &mut Tx,
@@ -142,7 +139,7 @@ impl SqliteStore {
             email,
             at
         )
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?
         .rows_affected()
@@ -152,7 +149,7 @@ impl SqliteStore {
             project_id,
             email
         )
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
         let user = User {
@@ -193,7 +190,7 @@ impl SqliteStore {
             at,
             login_id
         )
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         Ok(VerifyFailure::VerifierMismatch)
@@ -213,28 +210,33 @@ impl SqliteStore {
     }
 
     async fn finish_verified(
-        mut tx: Tx,
+        tx: &mut Tx,
         consumed: Consumed,
         new_user_id: &str,
         now: Timestamp,
     ) -> StoreResult<VerifyOutcome> {
         let Consumed { project_id, login_id, email, state, method } = consumed;
         let project_id = project_id.as_str();
-        let (user, is_new_user) = Self::upsert_user(&mut tx, project_id, &email, new_user_id, now).await?;
+        let (user, is_new_user) = Self::upsert_user(&mut *tx, project_id, &email, new_user_id, now).await?;
         let mut event = NewEvent::new(project_id, "auth.verified", now);
         event.user_id = Some(&user.id);
         event.login_id = Some(&login_id);
         event.email = Some(&email);
         event.reason = Some(method.amr());
-        insert_event(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)?;
+        insert_event(&mut *tx, event).await?;
         Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
     }
 }
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations").run(&self.writer).await.map_err(|e| StoreError::Database(Box::new(e)))
+        self.writer
+            .alone(|conn| {
+                Box::pin(async move {
+                    sqlx::migrate!("./migrations").run_direct(conn).await.map_err(|e| StoreError::Database(Box::new(e)))
+                })
+            })
+            .await
     }
 
     async fn close(&self) {
@@ -248,76 +250,84 @@ impl Store for SqliteStore {
     }
 
     async fn create_project(&self, project: NewProject, first_key: NewApiKey, if_absent: bool) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let s = &project.settings;
-        let (redirects, domains, emails) =
-            (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
-        let created_at = project.created_at.millis();
-        let inserted = sqlx::query!(
-            "INSERT INTO projects (id, name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                link_ttl_seconds, emails_per_minute, is_dev, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            project.id,
-            s.name,
-            s.app_name,
-            redirects,
-            domains,
-            emails,
-            s.link_ttl_seconds,
-            s.emails_per_minute,
-            project.is_dev,
-            created_at
-        )
-        .execute(&mut *tx)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let s = &project.settings;
+                let (redirects, domains, emails) =
+                    (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
+                let created_at = project.created_at.millis();
+                let inserted = sqlx::query!(
+                    "INSERT INTO projects (id, name, app_name, redirect_urls, allowed_domains, allowed_emails,
+                    link_ttl_seconds, emails_per_minute, is_dev, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    project.id,
+                    s.name,
+                    s.app_name,
+                    redirects,
+                    domains,
+                    emails,
+                    s.link_ttl_seconds,
+                    s.emails_per_minute,
+                    project.is_dev,
+                    created_at
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                if inserted == 0 && !if_absent {
+                    return Err(StoreError::Conflict(format!("project {} exists", project.id)));
+                }
+                let key_hash = &first_key.key_hash[..];
+                let key_created = first_key.created_at.millis();
+                sqlx::query!(
+                    "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+                    first_key.id,
+                    first_key.project_id,
+                    key_hash,
+                    first_key.hint,
+                    key_created
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        if inserted == 0 && !if_absent {
-            return Err(StoreError::Conflict(format!("project {} exists", project.id)));
-        }
-        let key_hash = &first_key.key_hash[..];
-        let key_created = first_key.created_at.millis();
-        sqlx::query!(
-            "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT DO NOTHING",
-            first_key.id,
-            first_key.project_id,
-            key_hash,
-            first_key.hint,
-            key_created
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn update_project(&self, id: &str, s: ProjectSettings) -> StoreResult<Project> {
-        let mut tx = self.begin().await?;
-        let (redirects, domains, emails) =
-            (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
-        let row = sqlx::query_as!(
-            ProjectRow,
-            "UPDATE projects SET name = ?, app_name = ?, redirect_urls = ?, allowed_domains = ?,
-                allowed_emails = ?, link_ttl_seconds = ?, emails_per_minute = ?
-             WHERE id = ?
-             RETURNING id AS \"id!\", name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                link_ttl_seconds, emails_per_minute, is_dev, created_at",
-            s.name,
-            s.app_name,
-            redirects,
-            domains,
-            emails,
-            s.link_ttl_seconds,
-            s.emails_per_minute,
-            id
-        )
-        .fetch_optional(&mut *tx)
+        let id = id.to_string();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (redirects, domains, emails) =
+                    (to_json(&s.redirect_urls), to_json(&s.allowed_domains), to_json(&s.allowed_emails));
+                let row = sqlx::query_as!(
+                    ProjectRow,
+                    "UPDATE projects SET name = ?, app_name = ?, redirect_urls = ?, allowed_domains = ?,
+                    allowed_emails = ?, link_ttl_seconds = ?, emails_per_minute = ?
+                 WHERE id = ?
+                 RETURNING id AS \"id!\", name, app_name, redirect_urls, allowed_domains, allowed_emails,
+                    link_ttl_seconds, emails_per_minute, is_dev, created_at",
+                    s.name,
+                    s.app_name,
+                    redirects,
+                    domains,
+                    emails,
+                    s.link_ttl_seconds,
+                    s.emails_per_minute,
+                    id
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound)?;
+                row.into_project()
+            })
+        })
         .await
-        .map_err(db_err)?
-        .ok_or(StoreError::NotFound)?;
-        tx.commit().await.map_err(db_err)?;
-        row.into_project()
     }
 
     async fn get_project(&self, id: &str) -> StoreResult<Option<Project>> {
@@ -336,28 +346,32 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_key(&self, key: NewApiKey) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let exists = sqlx::query!("SELECT id FROM projects WHERE id = ?", key.project_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let key_hash = &key.key_hash[..];
-        let created_at = key.created_at.millis();
-        sqlx::query!(
-            "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
-            key.id,
-            key.project_id,
-            key_hash,
-            key.hint,
-            created_at
-        )
-        .execute(&mut *tx)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let exists = sqlx::query!("SELECT id FROM projects WHERE id = ?", key.project_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                let key_hash = &key.key_hash[..];
+                let created_at = key.created_at.millis();
+                sqlx::query!(
+                    "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
+                    key.id,
+                    key.project_id,
+                    key_hash,
+                    key.hint,
+                    created_at
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn list_api_keys(&self, project_id: &str) -> StoreResult<Vec<ApiKeyInfo>> {
@@ -382,15 +396,20 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let at = now.millis();
-        let found = sqlx::query!("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", at, key_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        tx.commit().await.map_err(db_err)?;
-        if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        let key_id = key_id.to_string();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let at = now.millis();
+                let found =
+                    sqlx::query!("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", at, key_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected();
+                if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            })
+        })
+        .await
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
@@ -451,348 +470,365 @@ impl Store for SqliteStore {
     }
 
     async fn insert_first_signing_key(&self, key: SigningKeyRecord) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let created_at = key.created_at.millis();
-        let inserted = sqlx::query!(
-            "INSERT INTO signing_keys (kid, public_key, private_key_sealed, created_at)
-             SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)",
-            key.kid,
-            key.public_key,
-            key.private_key_sealed,
-            created_at
-        )
-        .execute(&mut *tx)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let created_at = key.created_at.millis();
+                let inserted = sqlx::query!(
+                    "INSERT INTO signing_keys (kid, public_key, private_key_sealed, created_at)
+                 SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)",
+                    key.kid,
+                    key.public_key,
+                    key.private_key_sealed,
+                    created_at
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                Ok(inserted == 1)
+            })
+        })
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        tx.commit().await.map_err(db_err)?;
-        Ok(inserted == 1)
     }
 
     async fn rotate_signing_key(&self, key: SigningKeyRecord, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let at = now.millis();
-        sqlx::query!("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query!(
-            "INSERT INTO signing_keys (kid, public_key, private_key_sealed, created_at) VALUES (?, ?, ?, ?)",
-            key.kid,
-            key.public_key,
-            key.private_key_sealed,
-            at
-        )
-        .execute(&mut *tx)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let at = now.millis();
+                sqlx::query!("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                sqlx::query!(
+                    "INSERT INTO signing_keys (kid, public_key, private_key_sealed, created_at) VALUES (?, ?, ?, ?)",
+                    key.kid,
+                    key.public_key,
+                    key.private_key_sealed,
+                    at
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn start_login(&self, login: NewLogin) -> StoreResult<StartOutcome> {
-        let mut tx = self.begin().await?;
-        let now = login.created_at;
-        let now_ms = now.millis();
+        self.write(move |tx| {
+            Box::pin(async move {
+            let now = login.created_at;
+            let now_ms = now.millis();
 
-        if let Some(claim) = &login.idempotency {
-            let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
-            let previous = sqlx::query!(
-                "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-                 WHERE project_id = ? AND key = ? AND created_at > ?",
-                login.project_id,
-                claim.key,
-                since
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if let Some(previous) = previous {
-                return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
-                    StartOutcome::Replayed {
-                        status: u16::try_from(previous.response_status).unwrap_or(200),
-                        body: previous.response_body,
-                    }
-                } else {
-                    StartOutcome::IdempotencyConflict
-                });
+            if let Some(claim) = &login.idempotency {
+                let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
+                let previous = sqlx::query!(
+                    "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+                     WHERE project_id = ? AND key = ? AND created_at > ?",
+                    login.project_id,
+                    claim.key,
+                    since
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if let Some(previous) = previous {
+                    return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
+                        StartOutcome::Replayed {
+                            status: u16::try_from(previous.response_status).unwrap_or(200),
+                            body: previous.response_body,
+                        }
+                    } else {
+                        StartOutcome::IdempotencyConflict
+                    });
+                }
             }
-        }
 
-        // Each limit: is there a limit-th most recent send inside the window?
-        // If so the window is full, and it frees when that send leaves it.
-        let limits = login.limits;
-        let recipient_since = now_ms - limits.per_recipient_window_seconds * 1000;
-        let recipient_offset = limits.per_recipient - 1;
-        let full = sqlx::query_scalar!(
-            "SELECT created_at FROM logins WHERE project_id = ? AND email = ? AND created_at > ?
-             ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-            login.project_id,
-            login.email,
-            recipient_since,
-            recipient_offset
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let mut limited =
-            full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
-        if limited.is_none() {
-            let since = now_ms - 60_000;
-            let offset = limits.per_project_per_minute - 1;
+            // Each limit: is there a limit-th most recent send inside the window?
+            // If so the window is full, and it frees when that send leaves it.
+            let limits = login.limits;
+            let recipient_since = now_ms - limits.per_recipient_window_seconds * 1000;
+            let recipient_offset = limits.per_recipient - 1;
             let full = sqlx::query_scalar!(
-                "SELECT created_at FROM outbox WHERE project_id = ? AND created_at > ?
+                "SELECT created_at FROM logins WHERE project_id = ? AND email = ? AND created_at > ?
                  ORDER BY created_at DESC LIMIT 1 OFFSET ?",
                 login.project_id,
-                since,
-                offset
+                login.email,
+                recipient_since,
+                recipient_offset
             )
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
-            limited = full.map(|oldest| (LimitKind::Project, retry_after(oldest, 60, now)));
-        }
-        if let (None, Some(ip)) = (limited, &login.ip_address) {
-            let since = now_ms - 60_000;
-            let offset = limits.per_ip_per_minute - 1;
-            let full = sqlx::query_scalar!(
-                "SELECT created_at FROM logins WHERE project_id = ? AND ip_address = ? AND created_at > ?
-                 ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-                login.project_id,
-                ip,
-                since,
-                offset
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            limited = full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)));
-        }
-        if let Some((limit, retry_after_seconds)) = limited {
-            let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
-            event.email = Some(&login.email);
-            event.reason = Some(limit.as_str());
-            event.ip_address = login.ip_address.as_deref();
-            event.user_agent = login.user_agent.as_deref();
-            insert_event(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
-        }
+            let mut limited =
+                full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
+            if limited.is_none() {
+                let since = now_ms - 60_000;
+                let offset = limits.per_project_per_minute - 1;
+                let full = sqlx::query_scalar!(
+                    "SELECT created_at FROM outbox WHERE project_id = ? AND created_at > ?
+                     ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+                    login.project_id,
+                    since,
+                    offset
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                limited = full.map(|oldest| (LimitKind::Project, retry_after(oldest, 60, now)));
+            }
+            if let (None, Some(ip)) = (limited, &login.ip_address) {
+                let since = now_ms - 60_000;
+                let offset = limits.per_ip_per_minute - 1;
+                let full = sqlx::query_scalar!(
+                    "SELECT created_at FROM logins WHERE project_id = ? AND ip_address = ? AND created_at > ?
+                     ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+                    login.project_id,
+                    ip,
+                    since,
+                    offset
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                limited = full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)));
+            }
+            if let Some((limit, retry_after_seconds)) = limited {
+                let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
+                event.email = Some(&login.email);
+                event.reason = Some(limit.as_str());
+                event.ip_address = login.ip_address.as_deref();
+                event.user_agent = login.user_agent.as_deref();
+                insert_event(&mut *tx, event).await?;
+                    return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
+            }
 
-        let token_hash = &login.token_hash[..];
-        let code_hash = login.code_hash.as_ref().map(|h| &h[..]);
-        let expires_at = login.expires_at.millis();
-        sqlx::query!(
-            "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-                validation_url, ip_address, user_agent, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            login.id,
-            login.project_id,
-            login.email,
-            token_hash,
-            code_hash,
-            login.code_challenge,
-            login.state,
-            login.validation_url,
-            login.ip_address,
-            login.user_agent,
-            now_ms,
-            expires_at
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query!(
-            "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-            login.email_id,
-            login.project_id,
-            login.id,
-            login.email,
-            login.email_payload_sealed,
-            now_ms,
-            now_ms
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if let Some(claim) = &login.idempotency {
-            let fingerprint = &claim.fingerprint[..];
-            let status = i64::from(claim.response_status);
+            let token_hash = &login.token_hash[..];
+            let code_hash = login.code_hash.as_ref().map(|h| &h[..]);
+            let expires_at = login.expires_at.millis();
             sqlx::query!(
-                "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                    response_status = excluded.response_status, response_body = excluded.response_body,
-                    created_at = excluded.created_at",
+                "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
+                    validation_url, ip_address, user_agent, created_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                login.id,
                 login.project_id,
-                claim.key,
-                fingerprint,
-                status,
-                claim.response_body,
+                login.email,
+                token_hash,
+                code_hash,
+                login.code_challenge,
+                login.state,
+                login.validation_url,
+                login.ip_address,
+                login.user_agent,
+                now_ms,
+                expires_at
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query!(
+                "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at, created_at)
+                 VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                login.email_id,
+                login.project_id,
+                login.id,
+                login.email,
+                login.email_payload_sealed,
+                now_ms,
                 now_ms
             )
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        }
-        let mut event = NewEvent::new(&login.project_id, "auth.started", now);
-        event.login_id = Some(&login.id);
-        event.email = Some(&login.email);
-        event.ip_address = login.ip_address.as_deref();
-        event.user_agent = login.user_agent.as_deref();
-        insert_event(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(StartOutcome::Started)
+            if let Some(claim) = &login.idempotency {
+                let fingerprint = &claim.fingerprint[..];
+                let status = i64::from(claim.response_status);
+                sqlx::query!(
+                    "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                        response_status = excluded.response_status, response_body = excluded.response_body,
+                        created_at = excluded.created_at",
+                    login.project_id,
+                    claim.key,
+                    fingerprint,
+                    status,
+                    claim.response_body,
+                    now_ms
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            let mut event = NewEvent::new(&login.project_id, "auth.started", now);
+            event.login_id = Some(&login.id);
+            event.email = Some(&login.email);
+            event.ip_address = login.ip_address.as_deref();
+            event.user_agent = login.user_agent.as_deref();
+            insert_event(&mut *tx, event).await?;
+            Ok(StartOutcome::Started)
+            })
+        })
+        .await
     }
 
     async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
-        let mut tx = self.begin().await?;
-        let hash = &req.token_hash[..];
-        let now_ms = req.now.millis();
-        // The single-use guarantee: one conditional UPDATE.
-        let consumed = sqlx::query!(
-            r#"UPDATE logins SET used_at = ?
-             WHERE project_id = ? AND token_hash = ? AND used_at IS NULL AND burned_at IS NULL
-               AND expires_at > ? AND (code_challenge IS NULL OR code_challenge = ?)
-             RETURNING id AS "id!", email AS "email!", state"#,
-            now_ms,
-            req.project_id,
-            hash,
-            now_ms,
-            req.verifier_challenge
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if let Some(row) = consumed {
-            let consumed = Consumed {
-                project_id: req.project_id.clone(),
-                login_id: row.id,
-                email: row.email,
-                state: row.state,
-                method: AuthMethod::EmailLink,
-            };
-            return Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await;
-        }
-        let row = sqlx::query!(
-            r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = ? AND token_hash = ?"#,
-            req.project_id,
-            hash
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let (failure, login_id) = match row {
-            None => (VerifyFailure::Invalid, None),
-            Some(r) => {
-                let f = Self::classify_failure(&mut tx, &r.id, r.used_at, r.burned_at, r.expires_at, req.now).await?;
-                (f, Some(r.id))
+        self.write(move |tx| {
+            Box::pin(async move {
+            let hash = &req.token_hash[..];
+            let now_ms = req.now.millis();
+            // The single-use guarantee: one conditional UPDATE.
+            let consumed = sqlx::query!(
+                r#"UPDATE logins SET used_at = ?
+                 WHERE project_id = ? AND token_hash = ? AND used_at IS NULL AND burned_at IS NULL
+                   AND expires_at > ? AND (code_challenge IS NULL OR code_challenge = ?)
+                 RETURNING id AS "id!", email AS "email!", state"#,
+                now_ms,
+                req.project_id,
+                hash,
+                now_ms,
+                req.verifier_challenge
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some(row) = consumed {
+                let consumed = Consumed {
+                    project_id: req.project_id.clone(),
+                    login_id: row.id,
+                    email: row.email,
+                    state: row.state,
+                    method: AuthMethod::EmailLink,
+                };
+                return Self::finish_verified(&mut *tx, consumed, &req.new_user_id, req.now).await;
             }
-        };
-        Self::record_failure(&mut tx, &req.project_id, login_id.as_deref(), failure, req.now).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(VerifyOutcome::Failed(failure))
+            let row = sqlx::query!(
+                r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = ? AND token_hash = ?"#,
+                req.project_id,
+                hash
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let (failure, login_id) = match row {
+                None => (VerifyFailure::Invalid, None),
+                Some(r) => {
+                    let f = Self::classify_failure(&mut *tx, &r.id, r.used_at, r.burned_at, r.expires_at, req.now).await?;
+                    (f, Some(r.id))
+                }
+            };
+            Self::record_failure(&mut *tx, &req.project_id, login_id.as_deref(), failure, req.now).await?;
+            Ok(VerifyOutcome::Failed(failure))
+            })
+        })
+        .await
     }
 
     async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
-        let mut tx = self.begin().await?;
-        let now_ms = req.now.millis();
-        let row = sqlx::query!(
-            r#"SELECT id AS "id!", email, state, code_hash, code_challenge, used_at, burned_at, expires_at
-             FROM logins WHERE project_id = ? AND id = ?"#,
-            req.project_id,
-            req.login_id
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(row) = row else {
-            Self::record_failure(&mut tx, &req.project_id, None, VerifyFailure::Invalid, req.now).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(VerifyOutcome::Failed(VerifyFailure::Invalid));
-        };
-        let failure = if let Some(used_at) = row.used_at {
-            Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
-        } else if row.burned_at.is_some() {
-            Some(VerifyFailure::Burned)
-        } else if row.expires_at <= now_ms {
-            Some(VerifyFailure::Expired { expired_at: Timestamp(row.expires_at) })
-        } else {
-            None
-        };
-        let failure = match (failure, &row.code_hash) {
-            (Some(f), _) => Some(f),
-            (None, None) => Some(VerifyFailure::CodeInvalid),
-            (None, Some(stored)) => {
-                // Compare against every candidate without stopping early.
-                let matched = req
-                    .code_hash_candidates
-                    .iter()
-                    .fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored));
-                if !matched {
-                    sqlx::query!(
-                        "UPDATE logins SET code_failures = code_failures + 1,
-                            burned_at = CASE WHEN code_failures + 1 >= ? THEN ? ELSE burned_at END
-                         WHERE id = ? AND used_at IS NULL AND burned_at IS NULL",
-                        MAX_CODE_FAILURES,
-                        now_ms,
-                        row.id
-                    )
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    Some(VerifyFailure::CodeInvalid)
-                } else {
-                    let answered = match (&row.code_challenge, &req.verifier_challenge) {
-                        (None, _) => true,
-                        (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
-                        (Some(_), None) => false,
-                    };
-                    if answered {
-                        None
-                    } else {
-                        Some(Self::classify_failure(&mut tx, &row.id, None, None, row.expires_at, req.now).await?)
-                    }
-                }
-            }
-        };
-        if let Some(failure) = failure {
-            Self::record_failure(&mut tx, &req.project_id, Some(&row.id), failure, req.now).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(VerifyOutcome::Failed(failure));
-        }
-        // Still one conditional UPDATE decides who wins.
-        let consumed = sqlx::query!(
-            "UPDATE logins SET used_at = ?
-             WHERE id = ? AND used_at IS NULL AND burned_at IS NULL AND expires_at > ?",
-            now_ms,
-            row.id,
-            now_ms
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if consumed == 0 {
-            // Another verify won the race: report the login as it stands now.
-            let used_at = sqlx::query_scalar!("SELECT used_at FROM logins WHERE id = ?", row.id)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now_ms = req.now.millis();
+                let row = sqlx::query!(
+                    r#"SELECT id AS "id!", email, state, code_hash, code_challenge, used_at, burned_at, expires_at
+                 FROM logins WHERE project_id = ? AND id = ?"#,
+                    req.project_id,
+                    req.login_id
+                )
                 .fetch_optional(&mut *tx)
                 .await
+                .map_err(db_err)?;
+                let Some(row) = row else {
+                    Self::record_failure(&mut *tx, &req.project_id, None, VerifyFailure::Invalid, req.now).await?;
+                    return Ok(VerifyOutcome::Failed(VerifyFailure::Invalid));
+                };
+                let failure = if let Some(used_at) = row.used_at {
+                    Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
+                } else if row.burned_at.is_some() {
+                    Some(VerifyFailure::Burned)
+                } else if row.expires_at <= now_ms {
+                    Some(VerifyFailure::Expired { expired_at: Timestamp(row.expires_at) })
+                } else {
+                    None
+                };
+                let failure = match (failure, &row.code_hash) {
+                    (Some(f), _) => Some(f),
+                    (None, None) => Some(VerifyFailure::CodeInvalid),
+                    (None, Some(stored)) => {
+                        // Compare against every candidate without stopping early.
+                        let matched = req
+                            .code_hash_candidates
+                            .iter()
+                            .fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored));
+                        if !matched {
+                            sqlx::query!(
+                                "UPDATE logins SET code_failures = code_failures + 1,
+                                burned_at = CASE WHEN code_failures + 1 >= ? THEN ? ELSE burned_at END
+                             WHERE id = ? AND used_at IS NULL AND burned_at IS NULL",
+                                MAX_CODE_FAILURES,
+                                now_ms,
+                                row.id
+                            )
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                            Some(VerifyFailure::CodeInvalid)
+                        } else {
+                            let answered = match (&row.code_challenge, &req.verifier_challenge) {
+                                (None, _) => true,
+                                (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
+                                (Some(_), None) => false,
+                            };
+                            if answered {
+                                None
+                            } else {
+                                Some(
+                                    Self::classify_failure(&mut *tx, &row.id, None, None, row.expires_at, req.now)
+                                        .await?,
+                                )
+                            }
+                        }
+                    }
+                };
+                if let Some(failure) = failure {
+                    Self::record_failure(&mut *tx, &req.project_id, Some(&row.id), failure, req.now).await?;
+                    return Ok(VerifyOutcome::Failed(failure));
+                }
+                // Still one conditional UPDATE decides who wins.
+                let consumed = sqlx::query!(
+                    "UPDATE logins SET used_at = ?
+                 WHERE id = ? AND used_at IS NULL AND burned_at IS NULL AND expires_at > ?",
+                    now_ms,
+                    row.id,
+                    now_ms
+                )
+                .execute(&mut *tx)
+                .await
                 .map_err(db_err)?
-                .flatten();
-            let failure = used_at.map_or(VerifyFailure::Burned, |at| VerifyFailure::Used { used_at: Timestamp(at) });
-            Self::record_failure(&mut tx, &req.project_id, Some(&row.id), failure, req.now).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(VerifyOutcome::Failed(failure));
-        }
-        let consumed = Consumed {
-            project_id: req.project_id.clone(),
-            login_id: row.id,
-            email: row.email,
-            state: row.state,
-            method: AuthMethod::EmailCode,
-        };
-        Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await
+                .rows_affected();
+                if consumed == 0 {
+                    // Another verify won the race: report the login as it stands now.
+                    let used_at = sqlx::query_scalar!("SELECT used_at FROM logins WHERE id = ?", row.id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .flatten();
+                    let failure =
+                        used_at.map_or(VerifyFailure::Burned, |at| VerifyFailure::Used { used_at: Timestamp(at) });
+                    Self::record_failure(&mut *tx, &req.project_id, Some(&row.id), failure, req.now).await?;
+                    return Ok(VerifyOutcome::Failed(failure));
+                }
+                let consumed = Consumed {
+                    project_id: req.project_id.clone(),
+                    login_id: row.id,
+                    email: row.email,
+                    state: row.state,
+                    method: AuthMethod::EmailCode,
+                };
+                Self::finish_verified(&mut *tx, consumed, &req.new_user_id, req.now).await
+            })
+        })
+        .await
     }
 
     async fn get_login(&self, project_id: &str, login_id: &str, now: Timestamp) -> StoreResult<Option<LoginView>> {
@@ -829,115 +865,123 @@ impl Store for SqliteStore {
     }
 
     async fn claim_emails(&self, lease: Lease, limit: u32) -> StoreResult<Vec<ClaimedEmail>> {
-        let mut tx = self.begin().await?;
-        let (now, until) = (lease.now.millis(), lease.until.millis());
-        let limit = i64::from(limit);
-        let rows = sqlx::query!(
-            r#"UPDATE outbox SET lease_owner = ?, lease_until = ?
-             WHERE id IN (
-                SELECT id FROM outbox
-                WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?
-                  AND (lease_until IS NULL OR lease_until <= ?)
-                ORDER BY next_attempt_at LIMIT ?)
-             RETURNING id AS "id!", project_id AS "project_id!", login_id, recipient AS "recipient!",
-                payload_sealed, attempts AS "attempts!""#,
-            lease.owner,
-            until,
-            now,
-            now,
-            limit
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(ClaimedEmail {
-                    id: r.id,
-                    project_id: r.project_id,
-                    login_id: r.login_id,
-                    recipient: r.recipient,
-                    payload_sealed: r
-                        .payload_sealed
-                        .ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
-                    attempts: r.attempts,
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (now, until) = (lease.now.millis(), lease.until.millis());
+                let limit = i64::from(limit);
+                let rows = sqlx::query!(
+                    r#"UPDATE outbox SET lease_owner = ?, lease_until = ?
+                 WHERE id IN (
+                    SELECT id FROM outbox
+                    WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?
+                      AND (lease_until IS NULL OR lease_until <= ?)
+                    ORDER BY next_attempt_at LIMIT ?)
+                 RETURNING id AS "id!", project_id AS "project_id!", login_id, recipient AS "recipient!",
+                    payload_sealed, attempts AS "attempts!""#,
+                    lease.owner,
+                    until,
+                    now,
+                    now,
+                    limit
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(ClaimedEmail {
+                            id: r.id,
+                            project_id: r.project_id,
+                            login_id: r.login_id,
+                            recipient: r.recipient,
+                            payload_sealed: r
+                                .payload_sealed
+                                .ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
+                            attempts: r.attempts,
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+        })
+        .await
     }
 
     async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let row = match &result {
-            DeliveryResult::Sent { at } => {
-                let at = at.millis();
-                sqlx::query!(
-                    r#"UPDATE outbox SET status = 'sent', attempts = attempts + 1, settled_at = ?,
-                        payload_sealed = NULL, last_error = NULL, lease_owner = NULL, lease_until = NULL
-                     WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
-                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
-                    at,
-                    email_id,
-                    lease_owner
-                )
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .map(|r| (r.project_id, r.login_id, r.recipient))
-            }
-            DeliveryResult::Retry { error, retry_at, .. } => {
-                let retry_at = retry_at.millis();
-                sqlx::query!(
-                    r#"UPDATE outbox SET status = 'retrying', attempts = attempts + 1, last_error = ?,
-                        next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
-                     WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
-                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
-                    error,
-                    retry_at,
-                    email_id,
-                    lease_owner
-                )
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .map(|r| (r.project_id, r.login_id, r.recipient))
-            }
-            DeliveryResult::GaveUp { at, error } => {
-                let at = at.millis();
-                sqlx::query!(
-                    r#"UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, settled_at = ?,
-                        payload_sealed = NULL, lease_owner = NULL, lease_until = NULL
-                     WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
-                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
-                    error,
-                    at,
-                    email_id,
-                    lease_owner
-                )
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .map(|r| (r.project_id, r.login_id, r.recipient))
-            }
-        };
-        let Some((project_id, login_id, recipient)) = row else {
-            return Ok(false);
-        };
-        let event = match &result {
-            DeliveryResult::Sent { at } => Some((*at, "email.sent", None)),
-            DeliveryResult::GaveUp { at, error } => Some((*at, "email.failed", Some(error.as_str()))),
-            DeliveryResult::Retry { .. } => None,
-        };
-        if let Some((at, kind, reason)) = event {
-            let mut e = NewEvent::new(&project_id, kind, at);
-            e.login_id = login_id.as_deref();
-            e.email = Some(&recipient);
-            e.reason = reason;
-            insert_event(&mut tx, e).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        let email_id = email_id.to_string();
+        let lease_owner = lease_owner.to_string();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let row = match &result {
+                    DeliveryResult::Sent { at } => {
+                        let at = at.millis();
+                        sqlx::query!(
+                            r#"UPDATE outbox SET status = 'sent', attempts = attempts + 1, settled_at = ?,
+                            payload_sealed = NULL, last_error = NULL, lease_owner = NULL, lease_until = NULL
+                         WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
+                         RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                            at,
+                            email_id,
+                            lease_owner
+                        )
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .map(|r| (r.project_id, r.login_id, r.recipient))
+                    }
+                    DeliveryResult::Retry { error, retry_at, .. } => {
+                        let retry_at = retry_at.millis();
+                        sqlx::query!(
+                            r#"UPDATE outbox SET status = 'retrying', attempts = attempts + 1, last_error = ?,
+                            next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
+                         WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
+                         RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                            error,
+                            retry_at,
+                            email_id,
+                            lease_owner
+                        )
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .map(|r| (r.project_id, r.login_id, r.recipient))
+                    }
+                    DeliveryResult::GaveUp { at, error } => {
+                        let at = at.millis();
+                        sqlx::query!(
+                        r#"UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, settled_at = ?,
+                            payload_sealed = NULL, lease_owner = NULL, lease_until = NULL
+                         WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
+                         RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                        error,
+                        at,
+                        email_id,
+                        lease_owner
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .map(|r| (r.project_id, r.login_id, r.recipient))
+                    }
+                };
+                let Some((project_id, login_id, recipient)) = row else {
+                    return Ok(false);
+                };
+                let event = match &result {
+                    DeliveryResult::Sent { at } => Some((*at, "email.sent", None)),
+                    DeliveryResult::GaveUp { at, error } => Some((*at, "email.failed", Some(error.as_str()))),
+                    DeliveryResult::Retry { .. } => None,
+                };
+                if let Some((at, kind, reason)) = event {
+                    let mut e = NewEvent::new(&project_id, kind, at);
+                    e.login_id = login_id.as_deref();
+                    e.email = Some(&recipient);
+                    e.reason = reason;
+                    insert_event(&mut *tx, e).await?;
+                }
+                Ok(true)
+            })
+        })
+        .await
     }
 
     async fn next_email_due(&self) -> StoreResult<Option<Timestamp>> {

@@ -25,7 +25,8 @@ macro_rules! conformance_tests {
             project_lifecycle, api_keys, signing_keys, start_then_verify_once, tokens_are_scoped_to_their_project,
             expiry_is_exact, pkce_mismatch_does_not_consume_and_five_burn, fallback_code,
             fifty_concurrent_verifies_one_winner, returning_user_is_not_new, per_recipient_limit,
-            per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results, events_are_recorded);
+            per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results, events_are_recorded,
+            a_failed_operation_does_not_undo_concurrent_ones);
     };
     (@each $fresh:path; $($name:ident),*) => {
         $(
@@ -583,4 +584,31 @@ pub async fn events_are_recorded<S: Store>(store: S) {
     let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids.len(), 3);
     assert!(store.list_events("prj_other", 10).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+}
+
+/// Backends may commit concurrent operations together (SQLite's group
+/// commit); an operation that fails must roll back alone, and every other
+/// one must be there afterwards.
+pub async fn a_failed_operation_does_not_undo_concurrent_ones<S: Store>(store: S) {
+    let taken = project(&store).await;
+    let attempts = (0..20).map(|i| {
+        let store = store.clone();
+        let id = if i % 4 == 0 { taken.clone() } else { IdKind::Project.generate() };
+        let key = key_for(&id, &format!("seed-{i}"));
+        tokio::spawn(async move {
+            let p = NewProject { id: id.clone(), settings: settings("P"), is_dev: false, created_at: T0 };
+            (id, key.key_hash, store.create_project(p, key, false).await)
+        })
+    });
+    for joined in futures::future::join_all(attempts).await {
+        let (id, key_hash, result) = joined.unwrap_or_else(|e| panic!("{e}"));
+        let key = store.find_api_key(&key_hash).await.unwrap_or_else(|e| panic!("{e}"));
+        if id == taken {
+            assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+            assert!(key.is_none(), "a failed create leaves no key behind");
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+            assert_eq!(key.map(|k| k.project.id), Some(id), "a concurrent success is kept");
+        }
+    }
 }

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The benchmark: passgate side by side with a peer on this machine, in one
+# run, with the neutral kit in ../shared/bench (loadgen with its SMTP sink,
+# the better-auth peer, rawdb). Writes BENCHMARKS.md at the project root and
+# the raw reports under bench/results/<date>/.
+#
+#   bench/run.sh                       # everything (about 15 minutes)
+#   USERS="16" DURATION=10 bench/run.sh   # a quicker look
+#
+# Settings (environment): USERS ("1 16 64"), WARMUP (5), DURATION (30),
+# DBS ("sqlite postgres"), PEER (1 to run better-auth too), BENCH_KIT.
+# Needs: Rust, Node 20 + npm, PostgreSQL on 127.0.0.1:5432 (root, as on the
+# benchmark machine: the peer's setup creates its role and database).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+KIT=${BENCH_KIT:-$(cd "$ROOT/../shared/bench" && pwd)}
+USERS=${USERS:-"1 16 64"}
+WARMUP=${WARMUP:-5}
+DURATION=${DURATION:-30}
+DBS=${DBS:-"sqlite postgres"}
+PEER=${PEER:-1}
+DATE=$(date -u +%F)
+OUT=$ROOT/bench/results/$DATE
+WORK=$(mktemp -d)
+PORT=8080
+PEER_PORT=4100
+CALLBACK=http://localhost:3000/auth/callback
+PG_ADMIN=${PASSGATE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_DB=passgate_bench
+mkdir -p "$OUT"
+cd "$ROOT"
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+cleanup() { stop_server; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_http() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+postmaster_pid() { head -n1 "$(pg_lsclusters -h | awk 'NR==1{print $6}')/postmaster.pid"; }
+
+echo "== building (release)"
+cargo build --release --locked -p passgate-server -p passgate-bench
+cargo build --release --manifest-path "$KIT/loadgen/Cargo.toml" --target-dir target/bench-kit
+cargo build --release --manifest-path "$KIT/rawdb/Cargo.toml" --target-dir target/bench-kit
+PASSGATE=$ROOT/target/release/passgate
+LOADGEN=$ROOT/target/bench-kit/release/loadgen
+RAWDB=$ROOT/target/bench-kit/release/rawdb
+command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+if [ "$PEER" = 1 ] && [ ! -d "$KIT/peers/better-auth/node_modules" ]; then
+  echo "== setting up the better-auth peer"
+  "$KIT/peers/better-auth/setup.sh"
+fi
+
+secret=$(head -c 32 /dev/urandom | base64)
+
+# One passgate run: a fresh database, a project whose send limit is raised
+# with the documented setting (every other check stays on), a fresh process.
+run_passgate() {
+  local db=$1 users=$2 url pids=()
+  case $db in
+    sqlite) rm -f "$WORK"/bench.db*; url="sqlite://$WORK/bench.db" ;;
+    postgres)
+      psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" -c "CREATE DATABASE $PG_DB"
+      url="${PG_ADMIN%/*}/$PG_DB" ;;
+  esac
+  local key
+  key=$(PASSGATE_DATABASE_URL=$url "$PASSGATE" project create --name bench --redirect-url "$CALLBACK" \
+        --emails-per-minute 1000000 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secretKey"])')
+  PASSGATE_DATABASE_URL=$url PASSGATE_SMTP_URL=smtp://127.0.0.1:2525 PASSGATE_SECRET_KEY=$secret \
+    PASSGATE_LISTEN=127.0.0.1:$PORT PASSGATE_LOG=warn "$PASSGATE" serve >"$OUT/server-passgate-$db-link-$users.log" 2>&1 &
+  server_pid=$!
+  wait_http "http://127.0.0.1:$PORT/readyz"
+  pids=(--pid "$server_pid")
+  [ "$db" = postgres ] && pids+=(--pid "$(postmaster_pid)" --pid-tree)
+  LOADGEN_API_KEY=$key "$LOADGEN" --target passgate --base-url "http://127.0.0.1:$PORT" --validation-url "$CALLBACK" \
+    --flow link --users "$users" --warmup "$WARMUP" --duration "$DURATION" --time-limit $((WARMUP + DURATION + 60)) \
+    "${pids[@]}" --label "passgate/$db" --json "$OUT/passgate-$db-link-$users.json" >"$OUT/loadgen-passgate-$db-link-$users.txt"
+  stop_server
+}
+
+run_peer() {
+  local db=$1 users=$2 pids=()
+  export PGHOST=127.0.0.1 PGUSER=bench PGPASSWORD=bench PGDATABASE=better_auth_bench
+  case $db in
+    postgres) psql -q -c 'TRUNCATE "user", "session", "account", "verification" CASCADE' ;;
+    sqlite)
+      rm -f "$KIT/peers/better-auth/better-auth.db"*
+      (cd "$KIT/peers/better-auth" && DB_KIND=sqlite BETTER_AUTH_SECRET=migrate-only-secret-0000000000000000 node migrate.mjs >/dev/null) ;;
+  esac
+  DB_KIND=$db PORT=$PEER_PORT "$KIT/peers/better-auth/run.sh" >"$OUT/server-better-auth-$db-link-$users.log" 2>&1 &
+  server_pid=$!
+  wait_http "http://127.0.0.1:$PEER_PORT/healthz"
+  pids=(--pid "$server_pid")
+  [ "$db" = postgres ] && pids+=(--pid "$(postmaster_pid)" --pid-tree)
+  "$LOADGEN" --target better-auth --base-url "http://127.0.0.1:$PEER_PORT" --flow link --users "$users" \
+    --warmup "$WARMUP" --duration "$DURATION" --time-limit $((WARMUP + DURATION + 60)) \
+    "${pids[@]}" --label "better-auth/$db" --json "$OUT/better-auth-$db-link-$users.json" >"$OUT/loadgen-better-auth-$db-link-$users.txt"
+  stop_server
+  unset PGHOST PGUSER PGPASSWORD PGDATABASE
+}
+
+for db in $DBS; do
+  for users in $USERS; do
+    echo "== passgate $db, $users users"
+    run_passgate "$db" "$users"
+    if [ "$PEER" = 1 ]; then
+      echo "== better-auth $db, $users users"
+      run_peer "$db" "$users"
+    fi
+  done
+done
+
+echo "== limits: the database alone, and an axum hello-world"
+"$RAWDB" --synchronous full --duration "$DURATION" >"$OUT/raw-sqlite-full.txt" 2>&1 || true
+"$RAWDB" --synchronous normal --duration "$DURATION" >"$OUT/raw-sqlite-normal.txt" 2>&1 || true
+CLIENTS="16 64" DURATION=$DURATION "$KIT/rawdb/run_pg.sh" >"$OUT/raw-postgres.txt" 2>&1 || true
+"$ROOT/target/release/hello-axum" 127.0.0.1:8090 &
+server_pid=$!
+wait_http http://127.0.0.1:8090/hello
+for c in 16 64; do
+  wrk -t2 -c"$c" -d"${DURATION}s" http://127.0.0.1:8090/hello >"$OUT/hello-axum-$c.txt"
+done
+stop_server
+
+echo "== micro-benchmarks"
+cargo bench --locked -p passgate-core --bench hot_path >"$OUT/micro.txt" 2>&1 || true
+
+python3 "$ROOT/bench/report.py" "$OUT" >"$ROOT/BENCHMARKS.md"
+echo "wrote BENCHMARKS.md (reports in bench/results/$DATE)"
