@@ -3,6 +3,7 @@
 //! durable outbox worker that drives it ([`outbox`]).
 
 pub mod outbox;
+pub mod smtp;
 pub mod templates;
 pub mod transport;
 

@@ -9,10 +9,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::smtp::{Security, SmtpConfig, SmtpPool};
 use passgate_core::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -47,8 +48,21 @@ fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> 
     None
 }
 
-/// Maps lettre's error to our categories.
-pub fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
+/// Maps a failed send to our categories.
+pub fn classify(e: &super::smtp::SendError) -> DeliveryError {
+    use super::smtp::SendError;
+    match e {
+        SendError::Smtp(e) => classify_smtp(e),
+        SendError::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            DeliveryError { category: "timeout", reply_code: None, permanent: false }
+        }
+        SendError::Connect(_) => DeliveryError { category: "connection_refused", reply_code: None, permanent: false },
+        SendError::Tls(_) => DeliveryError { category: "tls", reply_code: None, permanent: false },
+        SendError::Timeout => DeliveryError { category: "timeout", reply_code: None, permanent: false },
+    }
+}
+
+fn classify_smtp(e: &lettre::transport::smtp::Error) -> DeliveryError {
     let reply_code = e.status().map(u16::from);
     let (category, permanent) = match reply_code {
         // 530/535/534/538: authentication problems are the operator's to fix;
@@ -59,6 +73,9 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
         Some(_) => ("message_rejected", false),
         None if e.is_timeout() => ("timeout", false),
         None if e.is_tls() => ("tls", false),
+        // lettre refusing on its own (no AUTH mechanism in common, a reply it
+        // cannot parse): retrying may help once the relay is fixed.
+        None if e.is_client() || e.is_response() => ("message_rejected", false),
         None => match io_kind(e) {
             Some(std::io::ErrorKind::TimedOut) => ("timeout", false),
             Some(std::io::ErrorKind::InvalidData) => ("tls", false),
@@ -107,7 +124,7 @@ impl DevMailbox {
 /// `PASSGATE_SMTP_URL` set).
 #[derive(Clone)]
 pub struct Mailer {
-    smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    smtp: Option<Arc<SmtpPool>>,
     from: Mailbox,
     dev: Option<DevMailbox>,
 }
@@ -128,47 +145,77 @@ pub enum SmtpUrlError {
 }
 
 /// How many SMTP connections (and so concurrent sends) the pool keeps.
-pub const SMTP_POOL_SIZE: u32 = 8;
+pub const SMTP_POOL_SIZE: u32 = 16;
 
-/// Builds the transport from `smtp://` / `smtps://` URLs (the forms of
-/// lettre's `from_url`), adding `ca_pem` to the trusted roots when the
-/// relay's certificate comes from a private CA.
-fn smtp_transport(url: &str, ca_pem: Option<&[u8]>) -> Result<AsyncSmtpTransport<Tokio1Executor>, SmtpUrlError> {
+/// Reads `smtp://` / `smtps://` URLs (the forms of lettre's `from_url`),
+/// adding `ca_pem` to the trusted roots when the relay's certificate comes
+/// from a private CA.
+fn smtp_config(url: &str, ca_pem: Option<&[u8]>) -> Result<SmtpConfig, SmtpUrlError> {
     use lettre::transport::smtp::authentication::Credentials;
-    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::transport::smtp::client::{Certificate, TlsParameters};
 
     let url = url::Url::parse(url).map_err(|_| SmtpUrlError::Url("not a URL"))?;
     let host = url.host_str().filter(|h| !h.is_empty()).ok_or(SmtpUrlError::Url("no host"))?.to_string();
     let tls_mode = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
-    let tls_parameters = || {
+    let starttls = |required: bool| {
         let mut builder = TlsParameters::builder(host.clone());
         if let Some(pem) = ca_pem {
             builder = builder.add_root_certificate(Certificate::from_pem(pem).map_err(|_| SmtpUrlError::Ca)?);
         }
-        builder.build_rustls().map_err(|_| SmtpUrlError::Url("TLS parameters"))
+        let parameters = builder.build_rustls().map_err(|_| SmtpUrlError::Url("TLS parameters"))?;
+        Ok::<_, SmtpUrlError>(Security::StartTls { parameters, required })
     };
-    let (tls, default_port) = match (url.scheme(), tls_mode.as_deref()) {
-        ("smtp", None) => (Tls::None, 25),
-        ("smtp", Some("required")) => (Tls::Required(tls_parameters()?), 587),
-        ("smtp", Some("opportunistic")) => (Tls::Opportunistic(tls_parameters()?), 587),
-        ("smtps", None) => (Tls::Wrapper(tls_parameters()?), 465),
+    let (security, default_port) = match (url.scheme(), tls_mode.as_deref()) {
+        ("smtp", None) => (Security::None, 25),
+        ("smtp", Some("required")) => (starttls(true)?, 587),
+        ("smtp", Some("opportunistic")) => (starttls(false)?, 587),
+        ("smtps", None) => (implicit_tls(&host, ca_pem)?, 465),
         _ => return Err(SmtpUrlError::Url("use smtp://, smtp://…?tls=required|opportunistic or smtps://")),
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(url.port().unwrap_or(default_port))
-        .tls(tls)
-        .timeout(Some(Duration::from_secs(20)))
-        .pool_config(PoolConfig::new().max_size(SMTP_POOL_SIZE).idle_timeout(Duration::from_secs(30)));
-    if let Some(password) = url.password() {
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| SmtpUrlError::Url("credentials are not UTF-8"))
-        };
-        builder = builder.credentials(Credentials::new(decode(url.username())?, decode(password)?));
+    let credentials = match url.password() {
+        Some(password) => {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .map_err(|_| SmtpUrlError::Url("credentials are not UTF-8"))
+            };
+            Some(Credentials::new(decode(url.username())?, decode(password)?))
+        }
+        None => None,
+    };
+    Ok(SmtpConfig {
+        host,
+        port: url.port().unwrap_or(default_port),
+        security,
+        credentials,
+        timeout: Duration::from_secs(20),
+    })
+}
+
+/// rustls for `smtps://`: the public web roots, plus the operator's CA.
+fn implicit_tls(host: &str, ca_pem: Option<&[u8]>) -> Result<Security, SmtpUrlError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = tokio_rustls::rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(pem) = ca_pem {
+        let mut added = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            roots.add(cert.map_err(|_| SmtpUrlError::Ca)?).map_err(|_| SmtpUrlError::Ca)?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(SmtpUrlError::Ca);
+        }
     }
-    Ok(builder.build())
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| SmtpUrlError::Url("TLS parameters"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| SmtpUrlError::Url("host is not a TLS server name"))?;
+    Ok(Security::Implicit { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name })
 }
 
 impl Mailer {
@@ -178,7 +225,10 @@ impl Mailer {
         from: Mailbox,
         dev: Option<DevMailbox>,
     ) -> Result<Self, SmtpUrlError> {
-        let smtp = smtp_url.map(|url| smtp_transport(url.expose_secret(), ca_pem)).transpose()?;
+        let smtp = smtp_url
+            .map(|url| smtp_config(url.expose_secret(), ca_pem))
+            .transpose()?
+            .map(|config| Arc::new(SmtpPool::new(config, SMTP_POOL_SIZE as usize)));
         Ok(Self { smtp, from, dev })
     }
 
@@ -208,7 +258,8 @@ impl Mailer {
     pub async fn send(&self, email: &RenderedEmail, now: Timestamp) -> Result<(), DeliveryError> {
         let message = self.build(email)?;
         if let Some(smtp) = &self.smtp {
-            smtp.send(message).await.map_err(|e| classify(&e))?;
+            let envelope = message.envelope().clone();
+            smtp.send(&envelope, &message.formatted()).await.map_err(|e| classify(&e))?;
         }
         // Recorded once delivered, so a failing relay does not fill the dev
         // mailbox with one copy per attempt.
