@@ -26,3 +26,40 @@ pub const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 60 * 60;
 
 /// Longest `state` a caller may attach to a login.
 pub const MAX_STATE_LEN: usize = 512;
+
+/// The per-project "emails per minute" limit as a sliding minute, estimated
+/// from two fixed one-minute counters (the sliding-window-counter method):
+/// the previous minute's count weighs as much as that minute still overlaps
+/// the last 60 seconds. Counting two rows instead of every send of the last
+/// minute keeps the check O(1) however high a project's limit is set.
+///
+/// Returns `Some(retry_after_seconds)` when one more send would exceed
+/// `limit`: the time until the current minute ends, when the estimate drops.
+pub fn project_minute_limited(current: i64, previous: i64, now_ms: i64, limit: i64) -> Option<i64> {
+    let into_minute = now_ms.rem_euclid(60_000);
+    let estimate = current + previous * (60_000 - into_minute) / 60_000;
+    (estimate >= limit).then(|| ((60_000 - into_minute + 999) / 1000).max(1))
+}
+
+/// The minute bucket a time falls in.
+pub fn minute_bucket(now_ms: i64) -> i64 {
+    now_ms.div_euclid(60_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_previous_minute_fades_out_as_the_current_one_passes() {
+        let start = 1_795_219_200_000; // a minute boundary
+        assert_eq!(project_minute_limited(2, 0, start, 3), None);
+        assert_eq!(project_minute_limited(3, 0, start + 10_000, 3), Some(50));
+        // Just into the next minute the previous one still counts almost fully…
+        assert_eq!(project_minute_limited(1, 10, start + 60_001, 10), Some(60));
+        assert_eq!(project_minute_limited(0, 10, start + 60_001, 10), None);
+        // …and half a minute later only half of it.
+        assert_eq!(project_minute_limited(4, 10, start + 90_000, 10), None);
+        assert_eq!(project_minute_limited(5, 10, start + 90_000, 10), Some(30));
+    }
+}

@@ -11,7 +11,9 @@
 //! - the outbox: `FOR UPDATE SKIP LOCKED` hands each due row to one worker.
 
 use passgate_core::ids::IdKind;
-use passgate_core::limits::{IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES};
+use passgate_core::limits::{
+    IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket, project_minute_limited,
+};
 use passgate_core::{Timestamp, constant_time_eq};
 use passgate_store::*;
 use sqlx::{Postgres, Transaction};
@@ -553,20 +555,21 @@ impl Store for PgStore {
         .map_err(db_err)?;
         let mut limited =
             full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
+        let minute = minute_bucket(now_ms);
+        let previous_minute = minute - 1;
+        let counts = sqlx::query!(
+            "SELECT minute, sent FROM project_send_counts WHERE project_id = $1 AND minute >= $2",
+            login.project_id,
+            previous_minute
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let sent_in = |m: i64| counts.iter().find(|c| c.minute == m).map_or(0, |c| c.sent);
+        let (current, previous) = (sent_in(minute), sent_in(previous_minute));
         if limited.is_none() {
-            let since = now_ms - 60_000;
-            let offset = limits.per_project_per_minute - 1;
-            let full = sqlx::query_scalar!(
-                "SELECT created_at FROM outbox WHERE project_id = $1 AND created_at > $2
-                 ORDER BY created_at DESC LIMIT 1 OFFSET $3",
-                login.project_id,
-                since,
-                offset
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            limited = full.map(|oldest| (LimitKind::Project, retry_after(oldest, 60, now)));
+            limited = project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
+                .map(|retry| (LimitKind::Project, retry));
         }
         if let (None, Some(ip)) = (limited, &login.ip_address) {
             let since = now_ms - 60_000;
@@ -632,6 +635,26 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        sqlx::query!(
+            "INSERT INTO project_send_counts (project_id, minute, sent) VALUES ($1, $2, 1)
+             ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1",
+            login.project_id,
+            minute
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if current == 0 {
+            // First send of a new minute: older counters are no longer needed.
+            sqlx::query!(
+                "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
+                login.project_id,
+                previous_minute
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         if let Some(claim) = &login.idempotency {
             let fingerprint = &claim.fingerprint[..];
             let status = i64::from(claim.response_status);

@@ -1,7 +1,9 @@
 //! `Store` for SQLite: one method, one transaction.
 
 use passgate_core::ids::IdKind;
-use passgate_core::limits::{IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES};
+use passgate_core::limits::{
+    IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket, project_minute_limited,
+};
 use passgate_core::{Timestamp, constant_time_eq};
 use passgate_store::*;
 use sqlx::SqliteConnection;
@@ -563,20 +565,17 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
             let mut limited =
                 full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
-            if limited.is_none() {
-                let since = now_ms - 60_000;
-                let offset = limits.per_project_per_minute - 1;
-                let full = sqlx::query_scalar!(
-                    "SELECT created_at FROM outbox WHERE project_id = ? AND created_at > ?
-                     ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-                    login.project_id,
-                    since,
-                    offset
-                )
-                .fetch_optional(&mut *tx)
+            let minute = minute_bucket(now_ms);
+            let previous_minute = minute - 1;
+            let counts = sqlx::query!("SELECT minute, sent FROM project_send_counts WHERE project_id = ? AND minute >= ?", login.project_id, previous_minute)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                limited = full.map(|oldest| (LimitKind::Project, retry_after(oldest, 60, now)));
+            let sent_in = |m: i64| counts.iter().find(|c| c.minute == m).map_or(0, |c| c.sent);
+            let (current, previous) = (sent_in(minute), sent_in(previous_minute));
+            if limited.is_none() {
+                limited = project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
+                    .map(|retry| (LimitKind::Project, retry));
             }
             if let (None, Some(ip)) = (limited, &login.ip_address) {
                 let since = now_ms - 60_000;
@@ -641,6 +640,18 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+            sqlx::query!("INSERT INTO project_send_counts (project_id, minute, sent) VALUES (?, ?, 1)
+                 ON CONFLICT (project_id, minute) DO UPDATE SET sent = sent + 1", login.project_id, minute)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if current == 0 {
+                // First send of a new minute: older counters are no longer needed.
+                sqlx::query!("DELETE FROM project_send_counts WHERE project_id = ? AND minute < ?", login.project_id, previous_minute)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
             if let Some(claim) = &login.idempotency {
                 let fingerprint = &claim.fingerprint[..];
                 let status = i64::from(claim.response_status);
