@@ -117,8 +117,8 @@ for db in $DBS; do
 done
 
 echo "== limits: the database alone, and an axum hello-world"
-"$RAWDB" --synchronous full --duration "$DURATION" >"$OUT/raw-sqlite-full.txt" 2>&1 || true
-"$RAWDB" --synchronous normal --duration "$DURATION" >"$OUT/raw-sqlite-normal.txt" 2>&1 || true
+"$RAWDB" --synchronous full --duration "$DURATION" --json >"$OUT/raw-sqlite-full.txt" 2>&1 || true
+"$RAWDB" --synchronous normal --duration "$DURATION" --json >"$OUT/raw-sqlite-normal.txt" 2>&1 || true
 CLIENTS="16 64" DURATION=$DURATION "$KIT/rawdb/run_pg.sh" >"$OUT/raw-postgres.txt" 2>&1 || true
 "$ROOT/target/release/hello-axum" 127.0.0.1:8090 &
 server_pid=$!
