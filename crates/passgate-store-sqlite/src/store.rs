@@ -5,6 +5,7 @@ use passgate_core::limits::{
     IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket, project_minute_limited,
 };
 use passgate_core::{Timestamp, constant_time_eq};
+use passgate_store::backend::{Consumed, NewEvent, from_json, hash32, retry_after, to_json};
 use passgate_store::*;
 use sqlx::SqliteConnection;
 
@@ -12,52 +13,6 @@ use crate::{SqliteStore, db_err};
 
 /// The writer's connection, inside the batch's transaction (see `writer.rs`).
 type Tx = SqliteConnection;
-
-fn to_json(list: &[String]) -> String {
-    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_string())
-}
-
-fn from_json(text: &str) -> StoreResult<Vec<String>> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
-}
-
-fn hash32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
-    bytes.try_into().map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
-}
-
-/// Seconds until the oldest counted send leaves its window (at least 1).
-fn retry_after(oldest_counted: i64, window_seconds: i64, now: Timestamp) -> i64 {
-    let free_at = oldest_counted + window_seconds * 1000;
-    ((free_at - now.millis() + 999) / 1000).max(1)
-}
-
-struct NewEvent<'a> {
-    project_id: &'a str,
-    kind: &'a str,
-    user_id: Option<&'a str>,
-    login_id: Option<&'a str>,
-    email: Option<&'a str>,
-    reason: Option<&'a str>,
-    ip_address: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    at: Timestamp,
-}
-
-impl<'a> NewEvent<'a> {
-    fn new(project_id: &'a str, kind: &'a str, at: Timestamp) -> Self {
-        Self {
-            project_id,
-            kind,
-            user_id: None,
-            login_id: None,
-            email: None,
-            reason: None,
-            ip_address: None,
-            user_agent: None,
-            at,
-        }
-    }
-}
 
 async fn insert_event(tx: &mut Tx, e: NewEvent<'_>) -> StoreResult<()> {
     let id = IdKind::Event.generate();
@@ -80,15 +35,6 @@ async fn insert_event(tx: &mut Tx, e: NewEvent<'_>) -> StoreResult<()> {
     .await
     .map_err(db_err)?;
     Ok(())
-}
-
-/// A login just consumed by its conditional UPDATE.
-struct Consumed {
-    project_id: String,
-    login_id: String,
-    email: String,
-    state: Option<String>,
-    method: AuthMethod,
 }
 
 struct ProjectRow {

@@ -11,6 +11,7 @@
 //! - secrets arrive already hashed or sealed: a store never sees a token,
 //!   code or key in clear.
 
+pub mod backend;
 pub mod models;
 
 #[cfg(feature = "conformance")]
