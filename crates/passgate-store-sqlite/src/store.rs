@@ -5,7 +5,7 @@ use passgate_core::limits::{
     IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket, project_minute_limited,
 };
 use passgate_core::{Timestamp, constant_time_eq};
-use passgate_store::backend::{Consumed, NewEvent, from_json, hash32, retry_after, to_json};
+use passgate_store::backend::{Consumed, DeliveryUpdate, NewEvent, from_json, hash32, retry_after, to_json};
 use passgate_store::*;
 use sqlx::SqliteConnection;
 
@@ -868,68 +868,31 @@ impl Store for SqliteStore {
         let lease_owner = lease_owner.to_string();
         self.write(move |tx| {
             Box::pin(async move {
-                let row = match &result {
-                    DeliveryResult::Sent { at } => {
-                        let at = at.millis();
-                        sqlx::query!(
-                            r#"UPDATE outbox SET status = 'sent', attempts = attempts + 1, settled_at = ?,
-                            payload_sealed = NULL, last_error = NULL, lease_owner = NULL, lease_until = NULL
-                         WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
-                         RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
-                            at,
-                            email_id,
-                            lease_owner
-                        )
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_err)?
-                        .map(|r| (r.project_id, r.login_id, r.recipient))
-                    }
-                    DeliveryResult::Retry { error, retry_at, .. } => {
-                        let retry_at = retry_at.millis();
-                        sqlx::query!(
-                            r#"UPDATE outbox SET status = 'retrying', attempts = attempts + 1, last_error = ?,
-                            next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
-                         WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
-                         RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
-                            error,
-                            retry_at,
-                            email_id,
-                            lease_owner
-                        )
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_err)?
-                        .map(|r| (r.project_id, r.login_id, r.recipient))
-                    }
-                    DeliveryResult::GaveUp { at, error } => {
-                        let at = at.millis();
-                        sqlx::query!(
-                        r#"UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, settled_at = ?,
-                            payload_sealed = NULL, lease_owner = NULL, lease_until = NULL
-                         WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
-                         RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
-                        error,
-                        at,
-                        email_id,
-                        lease_owner
-                    )
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?
-                    .map(|r| (r.project_id, r.login_id, r.recipient))
-                    }
-                };
+                let update = DeliveryUpdate::of(&result);
+                let row = sqlx::query!(
+                    r#"UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,
+                        next_attempt_at = COALESCE(?, next_attempt_at), settled_at = ?,
+                        payload_sealed = CASE WHEN ? IS NULL THEN payload_sealed END,
+                        lease_owner = NULL, lease_until = NULL
+                     WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
+                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                    update.status,
+                    update.last_error,
+                    update.next_attempt_at,
+                    update.settled_at,
+                    update.settled_at,
+                    email_id,
+                    lease_owner
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .map(|r| (r.project_id, r.login_id, r.recipient));
                 let Some((project_id, login_id, recipient)) = row else {
                     return Ok(false);
                 };
-                let event = match &result {
-                    DeliveryResult::Sent { at } => Some((*at, "email.sent", None)),
-                    DeliveryResult::GaveUp { at, error } => Some((*at, "email.failed", Some(error.as_str()))),
-                    DeliveryResult::Retry { .. } => None,
-                };
-                if let Some((at, kind, reason)) = event {
-                    let mut e = NewEvent::new(&project_id, kind, at);
+                if let Some((kind, reason)) = update.event {
+                    let mut e = NewEvent::new(&project_id, kind, update.at);
                     e.login_id = login_id.as_deref();
                     e.email = Some(&recipient);
                     e.reason = reason;

@@ -67,6 +67,55 @@ pub struct Consumed {
     pub method: crate::AuthMethod,
 }
 
+/// What recording a delivery result writes to its outbox row, and the
+/// event it records: one shape for the three outcomes, so each backend needs
+/// one `UPDATE`.
+#[derive(Debug)]
+pub struct DeliveryUpdate<'a> {
+    pub status: &'static str,
+    pub last_error: Option<&'a str>,
+    /// When to try again (a retry only).
+    pub next_attempt_at: Option<i64>,
+    /// When the email was settled (sent or given up): its sealed content is
+    /// cleared then.
+    pub settled_at: Option<i64>,
+    /// The event kind and reason to record, if any.
+    pub event: Option<(&'static str, Option<&'a str>)>,
+    pub at: Timestamp,
+}
+
+impl<'a> DeliveryUpdate<'a> {
+    pub fn of(result: &'a crate::DeliveryResult) -> Self {
+        use crate::DeliveryResult::*;
+        match result {
+            Sent { at } => Self {
+                status: "sent",
+                last_error: None,
+                next_attempt_at: None,
+                settled_at: Some(at.millis()),
+                event: Some(("email.sent", None)),
+                at: *at,
+            },
+            Retry { at, error, retry_at } => Self {
+                status: "retrying",
+                last_error: Some(error),
+                next_attempt_at: Some(retry_at.millis()),
+                settled_at: None,
+                event: None,
+                at: *at,
+            },
+            GaveUp { at, error } => Self {
+                status: "failed",
+                last_error: Some(error),
+                next_attempt_at: None,
+                settled_at: Some(at.millis()),
+                event: Some(("email.failed", Some(error))),
+                at: *at,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
