@@ -1,67 +1,120 @@
-//! The embedded SQLite implementation of [`Store`].
+//! The embedded SQLite implementation of [`Store`](passgate_store::Store).
 //!
 //! One file, WAL mode, `synchronous=FULL`: a start that returned 202 has its
-//! login and email on disk. Every write goes to one writer task that owns the
-//! single write connection and commits concurrent operations together (group
-//! commit, see [`writer`]); reads go through a pool of read-only connections.
-//! Transactions start with `BEGIN IMMEDIATE` so a second process on the same
-//! file (the CLI beside a running server) waits for the write lock instead of
-//! failing.
+//! login and email on disk. Every write goes to one writer thread that owns
+//! the single write connection and commits concurrent operations together
+//! (group commit, see [`writer`]); reads use a small pool of read-only
+//! connections (see [`reader`]). Transactions start with `BEGIN IMMEDIATE`
+//! so a second process on the same file (the CLI beside a running server)
+//! waits for the write lock instead of failing.
+//!
+//! The store talks to SQLite's C API directly (rusqlite) rather than through
+//! an async driver: a statement costs a few microseconds, and an async
+//! driver's hand-off to its worker thread per statement cost more than the
+//! statement itself — on the single writer, that hand-off was the ceiling of
+//! the whole server (see BENCHMARKS.md).
 
+mod migrate;
+mod reader;
 mod store;
 mod writer;
 
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use passgate_store::{StoreError, StoreResult};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqlitePool};
+use rusqlite::{Connection, OpenFlags};
 
-/// SQLite-backed store. Cheap to clone (pools are reference-counted).
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite-backed store. Cheap to clone (the connections are shared).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     writer: writer::Writer,
-    reader: SqlitePool,
+    reader: Arc<reader::ReaderPool>,
 }
 
-pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(Box::new(e))
+}
+
+/// The file a `sqlite:` URL names: `sqlite://path`, `sqlite:///abs/path` or
+/// `sqlite:path`, with any `?query` ignored.
+pub fn database_path(url: &str) -> StoreResult<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Database(format!("{url:?} is not a sqlite: URL").into()))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        return Err(StoreError::Database(format!("{url:?} names no database file").into()));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Opens one connection with passgate's settings.
+pub(crate) fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if !read_only {
+        // The journal mode is a property of the file; readers inherit it.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`
     /// (`sqlite://path/to/file.db`, `sqlite:file.db`).
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(db_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let writer = writer::Writer::spawn(options.connect().await.map_err(db_err)?);
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(db_err)?;
+        let path = database_path(url)?;
+        let writer = writer::Writer::spawn(&path).await?;
+        let reader = Arc::new(reader::ReaderPool::new(path));
         Ok(Self { writer, reader })
     }
 
-    /// Closes both pools, waiting for connections to be returned.
+    /// Finishes the writes already queued, then closes the connections.
     pub async fn close(&self) {
         self.writer.close().await;
-        self.reader.close().await;
+        self.reader.close();
     }
 
-    /// Runs `f` in the writer's next batch transaction.
+    /// Runs `f` in the writer's next batch transaction; returns once committed.
     pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> writer::BoxFuture<'c, StoreResult<R>> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
         self.writer.write(f).await
+    }
+
+    /// Runs `f` on a read-only connection.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+        self.reader.read(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_file() {
+        let path = |url| database_path(url).ok();
+        assert_eq!(path("sqlite://data/p.db"), Some(PathBuf::from("data/p.db")));
+        assert_eq!(path("sqlite:///var/lib/p.db"), Some(PathBuf::from("/var/lib/p.db")));
+        assert_eq!(path("sqlite:p.db?mode=rwc"), Some(PathBuf::from("p.db")));
+        assert_eq!(path("sqlite://"), None);
+        assert_eq!(path("postgres://x/y"), None);
     }
 }

@@ -1,0 +1,147 @@
+//! Schema migrations: the SQL files of `migrations/`, compiled in, applied
+//! in order, each in its own transaction with its version recorded.
+
+use passgate_store::{StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::db_err;
+
+/// (version, name, SQL), in order. A migration, once released, never changes.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "project_send_counts", include_str!("../migrations/0002_project_send_counts.sql")),
+];
+
+/// Applies the migrations this database lacks. Refuses a database migrated
+/// by a newer passgate rather than run against a schema it does not know.
+pub(crate) fn run(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at INTEGER NOT NULL
+        ) STRICT",
+    )
+    .map_err(db_err)?;
+    adopt_sqlx_history(conn)?;
+    let newest: Option<i64> =
+        conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0)).map_err(db_err)?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if let Some(newest) = newest.filter(|v| *v > known) {
+        return Err(StoreError::Database(
+            format!(
+                "the database is at schema version {newest}, newer than this passgate knows ({known}); upgrade passgate"
+            )
+            .into(),
+        ));
+    }
+    for (version, name, sql) in MIGRATIONS {
+        if newest.is_some_and(|v| v >= *version) {
+            continue;
+        }
+        // IMMEDIATE: a second process migrating the same file waits, then
+        // sees the version recorded and skips it.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+        let applied = (|| {
+            let done: Option<i64> = conn
+                .query_row("SELECT version FROM schema_migrations WHERE version = ?", [version], |r| r.get(0))
+                .optional()?;
+            if done.is_none() {
+                conn.execute_batch(sql)?;
+                // Bookkeeping only, so SQLite's clock is fine here.
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at)
+                     VALUES (?, ?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+                    rusqlite::params![version, name],
+                )?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = applied {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Database(format!("migration {version} ({name}) failed: {e}").into()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether every migration this passgate knows has been applied.
+pub(crate) fn check_current(conn: &Connection) -> StoreResult<()> {
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT MAX(version) FROM schema_migrations")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_err)?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if newest.unwrap_or(0) < known {
+        return Err(StoreError::Database(format!("the database is not migrated to version {known}").into()));
+    }
+    Ok(())
+}
+
+/// Databases created before passgate ran its own migrations recorded them
+/// in sqlx's `_sqlx_migrations` table; carry those versions over once.
+fn adopt_sqlx_history(conn: &Connection) -> StoreResult<()> {
+    let has_sqlx: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if has_sqlx {
+        conn.execute(
+            "INSERT OR IGNORE INTO schema_migrations (version, name, applied_at)
+             SELECT version, description, CAST(strftime('%s', installed_on) AS INTEGER) * 1000
+             FROM _sqlx_migrations WHERE success",
+            [],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_in_order_and_unique() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "migration {} is out of order", pair[1].0);
+        }
+    }
+
+    #[test]
+    fn migrating_twice_applies_each_once_and_a_newer_schema_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let conn = Connection::open_in_memory()?;
+        run(&conn)?;
+        run(&conn)?;
+        let count: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))?;
+        assert_eq!(usize::try_from(count)?, MIGRATIONS.len());
+        conn.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 0)", [])?;
+        let refused = run(&conn).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("9999"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn history_recorded_by_sqlx_is_adopted() -> Result<(), Box<dyn std::error::Error>> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+                installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL,
+                checksum BLOB NOT NULL, execution_time BIGINT NOT NULL);
+             INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                VALUES (1, 'init', TRUE, x'00', 0);",
+        )?;
+        // The schema of version 1 exists already: applying it again would fail.
+        conn.execute_batch(MIGRATIONS[0].2)?;
+        run(&conn)?;
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+        Ok(())
+    }
+}
