@@ -5,7 +5,10 @@
 # the raw reports under bench/results/<date>/.
 #
 #   bench/run.sh                       # everything (about 15 minutes)
-#   USERS="16" DURATION=10 bench/run.sh   # a quicker look
+#   QUICK=1 USERS=64 DURATION=10 DBS=sqlite PEER=0 bench/run.sh   # a quick look
+#
+# QUICK=1 runs only the login rows, into a scratch folder, and leaves
+# BENCHMARKS.md alone (its figures come from full runs only).
 #
 # Settings (environment): USERS ("1 16 64"), WARMUP (5), DURATION (30),
 # DBS ("sqlite postgres"), PEER (1 to run better-auth too), BENCH_KIT.
@@ -20,8 +23,10 @@ DURATION=${DURATION:-30}
 DBS=${DBS:-"sqlite postgres"}
 PEER=${PEER:-1}
 DATE=$(date -u +%F)
-OUT=$ROOT/bench/results/$DATE
+QUICK=${QUICK:-0}
 WORK=$(mktemp -d)
+OUT=$ROOT/bench/results/$DATE
+[ "$QUICK" = 1 ] && OUT=$WORK/results
 PORT=8080
 PEER_PORT=4100
 CALLBACK=http://localhost:3000/auth/callback
@@ -115,6 +120,11 @@ for db in $DBS; do
     fi
   done
 done
+
+if [ "$QUICK" = 1 ]; then
+  for f in "$OUT"/loadgen-*.txt; do echo "-- $f"; cat "$f"; done
+  exit 0
+fi
 
 echo "== limits: the database alone, and an axum hello-world"
 "$RAWDB" --synchronous full --duration "$DURATION" --json >"$OUT/raw-sqlite-full.txt" 2>&1 || true

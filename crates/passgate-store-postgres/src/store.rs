@@ -568,14 +568,17 @@ impl Store for PgStore {
         .await
         .map_err(db_err)?;
         sqlx::query!(
-            "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
+            "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
+                lease_owner, lease_until, created_at)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
             login.email_id,
             login.project_id,
             login.id,
             login.email,
             login.email_payload_sealed,
             now_ms,
+            login.email_lease.as_ref().map(|l| l.owner.as_str()),
+            login.email_lease.as_ref().map(|l| l.until.millis()),
             now_ms
         )
         .execute(&mut *tx)

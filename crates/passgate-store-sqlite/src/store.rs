@@ -284,8 +284,9 @@ fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome>
     ])
     .db()?;
     conn.prepare_cached(
-        "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at, created_at)
-         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+        "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
+            lease_owner, lease_until, created_at)
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
     )
     .db()?
     .execute(params![
@@ -295,6 +296,8 @@ fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome>
         login.email,
         login.email_payload_sealed,
         now_ms,
+        login.email_lease.as_ref().map(|l| &l.owner),
+        login.email_lease.as_ref().map(|l| l.until.millis()),
         now_ms
     ])
     .db()?;

@@ -25,7 +25,8 @@ macro_rules! conformance_tests {
             project_lifecycle, api_keys, signing_keys, start_then_verify_once, tokens_are_scoped_to_their_project,
             expiry_is_exact, pkce_mismatch_does_not_consume_and_five_burn, fallback_code,
             fifty_concurrent_verifies_one_winner, returning_user_is_not_new, per_recipient_limit,
-            per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results, events_are_recorded,
+            per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results,
+            an_email_leased_at_start_is_its_owners_until_the_lease_lapses, events_are_recorded,
             a_failed_operation_does_not_undo_concurrent_ones);
     };
     (@each $fresh:path; $($name:ident),*) => {
@@ -95,6 +96,7 @@ pub fn new_login(project_id: &str, email: &str, token: &str, now: Timestamp) -> 
         expires_at: now.plus_seconds(LINK_TTL_DEFAULT_SECONDS),
         email_id: IdKind::Email.generate(),
         email_payload_sealed: vec![1, 2, 3],
+        email_lease: None,
         limits: default_limits(),
         idempotency: None,
     }
@@ -564,6 +566,35 @@ pub async fn outbox_leases_and_results<S: Store>(store: S) {
     assert_eq!(failed_event.login_id.as_deref(), Some(failing_login.as_str()));
     assert_eq!(failed_event.reason.as_deref(), Some("recipient_rejected (550)"));
     assert!(events.iter().any(|e| e.kind == "email.sent" && e.login_id.as_deref() == Some(login_id.as_str())));
+}
+
+pub async fn an_email_leased_at_start_is_its_owners_until_the_lease_lapses<S: Store>(store: S) {
+    let p = project(&store).await;
+    let mut login = new_login(&p, "ada@example.com", "h1", T0);
+    login.email_lease = Some(EmailLease { owner: "starter".into(), until: T0.plus_seconds(60) });
+    let (email_id, login_id) = (login.email_id.clone(), login.id.clone());
+    start(&store, login).await;
+    let claim = |owner: &str, now: Timestamp| {
+        let store = store.clone();
+        let lease = Lease { owner: owner.into(), now, until: now.plus_seconds(60) };
+        async move { store.claim_emails(lease, 10).await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    assert!(claim("other", T0.plus_seconds(59)).await.is_empty(), "a handed-off email is not claimed twice");
+    assert_eq!(store.next_email_due().await.unwrap_or_else(|e| panic!("{e}")), Some(T0.plus_seconds(60)));
+    let sent = DeliveryResult::Sent { at: T0.plus_seconds(1) };
+    assert!(store.record_delivery(&email_id, "starter", sent).await.unwrap_or_else(|e| panic!("{e}")));
+    let view = login_view(&store, &p, &login_id, T0.plus_seconds(2)).await;
+    assert_eq!(view.email, EmailView { status: EmailStatus::Sent, attempts: 1, last_error: None });
+
+    // The starter died before sending: once its lease lapses, another worker sends it.
+    let mut login = new_login(&p, "bob@example.com", "h2", T0);
+    login.email_lease = Some(EmailLease { owner: "dead".into(), until: T0.plus_seconds(60) });
+    let orphan = login.email_id.clone();
+    start(&store, login).await;
+    let taken = claim("other", T0.plus_seconds(60)).await;
+    assert_eq!(taken.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [orphan.as_str()]);
+    let late = DeliveryResult::Sent { at: T0.plus_seconds(61) };
+    assert!(!store.record_delivery(&orphan, "dead", late).await.unwrap_or_else(|e| panic!("{e}")));
 }
 
 pub async fn events_are_recorded<S: Store>(store: S) {

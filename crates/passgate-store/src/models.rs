@@ -114,8 +114,20 @@ pub struct NewLogin {
     /// secret (it holds the link, so it is never stored in clear).
     pub email_id: String,
     pub email_payload_sealed: Vec<u8>,
+    /// Stores the email already leased, so the starting instance can hand it
+    /// straight to its own sender after the commit instead of having its
+    /// worker claim it in a second transaction. If that instance dies first,
+    /// the lease lapses and any worker claims the email as usual.
+    pub email_lease: Option<EmailLease>,
     pub limits: SendLimits,
     pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// A lease taken on an email as it is queued (see [`NewLogin::email_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailLease {
+    pub owner: String,
+    pub until: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,14 +21,15 @@ use passgate_core::redirect::{ValidationUrl, parse_allowed};
 use passgate_core::secret::Purpose;
 use passgate_core::token::LinkToken;
 use passgate_store::{
-    IdempotencyClaim, NewLogin, SendLimits, StartOutcome, Store, VerifiedLogin, VerifyByCode, VerifyByToken,
-    VerifyOutcome,
+    ClaimedEmail, IdempotencyClaim, NewLogin, SendLimits, StartOutcome, Store, VerifiedLogin, VerifyByCode,
+    VerifyByToken, VerifyOutcome,
 };
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Project};
 use crate::app::App;
 use crate::mail::EmailPayload;
+use crate::mail::outbox::Handoff;
 
 const MAX_USER_AGENT_LEN: usize = 512;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -142,6 +143,18 @@ pub async fn start<S: Store>(
     };
     let response = StartLoginResponse { login_id: login_id.clone(), expires_at: expires_at.to_rfc3339() };
     let response_body = serde_json::to_string(&response).unwrap_or_default();
+    let handoff = app.outbox.reserve();
+    let email_id = IdKind::Email.generate();
+    let email_payload_sealed = payload.seal(&app.secret);
+    // What the worker needs to send it, if it can take it straight away.
+    let handed_over = handoff.as_ref().map(|_| ClaimedEmail {
+        id: email_id.clone(),
+        project_id: project.id.clone(),
+        login_id: Some(login_id.clone()),
+        recipient: email.to_string(),
+        payload_sealed: email_payload_sealed.clone(),
+        attempts: 0,
+    });
     let login = NewLogin {
         id: login_id,
         project_id: project.id.clone(),
@@ -155,8 +168,9 @@ pub async fn start<S: Store>(
         user_agent,
         created_at: now,
         expires_at,
-        email_id: IdKind::Email.generate(),
-        email_payload_sealed: payload.seal(&app.secret),
+        email_id,
+        email_payload_sealed,
+        email_lease: handoff.as_ref().map(Handoff::lease),
         limits: SendLimits {
             per_recipient: PER_RECIPIENT_EMAILS,
             per_recipient_window_seconds: PER_RECIPIENT_WINDOW_SECONDS,
@@ -172,7 +186,10 @@ pub async fn start<S: Store>(
     };
     match app.store.start_login(login).await? {
         StartOutcome::Started => {
-            app.outbox.wake();
+            match (handoff, handed_over) {
+                (Some(handoff), Some(email)) => handoff.send(email),
+                _ => app.outbox.wake(),
+            }
             Ok((StatusCode::ACCEPTED, Json(response)).into_response())
         }
         StartOutcome::Replayed { status, body } => {

@@ -1,6 +1,13 @@
-//! The outbox worker: claims due emails with a lease, sends them, records
-//! the outcome, and retries failures with exponential backoff until it gives
-//! up (recorded as an `email.failed` event).
+//! The outbox worker: sends queued emails, records the outcome, and retries
+//! failures with exponential backoff until it gives up (recorded as an
+//! `email.failed` event).
+//!
+//! Emails reach it two ways. A start on this instance stores its email
+//! already leased to this worker and, once committed, hands it over in
+//! memory ([`Outbox::reserve`]): no claiming transaction, no wait for the
+//! next look at the table. Everything else — retries, other instances'
+//! emails, leases that lapsed, starts that found the hand-off queue full —
+//! is claimed from the table with a lease when it is due.
 //!
 //! Durability comes from the store: an email is a row written in the same
 //! transaction as its login, and only the lease holder may settle it. If a
@@ -17,8 +24,10 @@ use futures::StreamExt;
 use passgate_core::Clock;
 use passgate_core::ids::IdKind;
 use passgate_core::secret::ServerSecret;
-use passgate_store::{ClaimedEmail, DeliveryResult, Lease, Store, StoreError};
-use tokio::sync::{Notify, watch};
+use passgate_store::{ClaimedEmail, DeliveryResult, EmailLease, Lease, Store, StoreError};
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::EmailPayload;
 use super::templates::Templates;
@@ -38,6 +47,9 @@ pub struct OutboxConfig {
     /// Longest sleep between looks at the table (other instances' emails,
     /// lapsed leases); a start on this instance wakes the worker at once.
     pub idle_poll: Duration,
+    /// Emails handed over by starts and not yet being sent; when full, a
+    /// start queues its email for claiming instead.
+    pub handoff_capacity: usize,
 }
 
 impl Default for OutboxConfig {
@@ -49,6 +61,7 @@ impl Default for OutboxConfig {
             backoff_base: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(300),
             idle_poll: Duration::from_secs(1),
+            handoff_capacity: 1024,
         }
     }
 }
@@ -74,8 +87,33 @@ pub struct Outbox<S: Store> {
     templates: Arc<Templates>,
     mailer: Mailer,
     config: OutboxConfig,
-    owner: String,
+    owner: Arc<str>,
     wake: Arc<Notify>,
+    handoff: mpsc::Sender<ClaimedEmail>,
+    /// The receiving end, taken by [`Outbox::run`].
+    handed_over: Arc<Mutex<Option<mpsc::Receiver<ClaimedEmail>>>>,
+    /// One permit per email being sent: at most as many as SMTP connections.
+    sending: Arc<Semaphore>,
+}
+
+/// A place reserved in the worker's queue for an email about to be
+/// committed; see [`Outbox::reserve`].
+#[derive(Debug)]
+pub struct Handoff {
+    permit: mpsc::OwnedPermit<ClaimedEmail>,
+    lease: EmailLease,
+}
+
+impl Handoff {
+    /// The lease to store the email under.
+    pub fn lease(&self) -> EmailLease {
+        self.lease.clone()
+    }
+
+    /// Hands the committed email to the worker.
+    pub fn send(self, email: ClaimedEmail) {
+        self.permit.send(email);
+    }
 }
 
 impl<S: Store> std::fmt::Debug for Outbox<S> {
@@ -95,8 +133,30 @@ impl<S: Store> Outbox<S> {
     ) -> Self {
         // A fresh owner id per process: a restarted server must not mistake
         // its predecessor's leases for its own.
-        let owner = format!("worker_{}", IdKind::Request.generate().trim_start_matches("req_"));
-        Self { store, clock, secret, templates, mailer, config, owner, wake: Arc::new(Notify::new()) }
+        let owner = format!("worker_{}", IdKind::Request.generate().trim_start_matches("req_")).into();
+        let (handoff, handed_over) = mpsc::channel(config.handoff_capacity.max(1));
+        Self {
+            store,
+            clock,
+            secret,
+            templates,
+            mailer,
+            config,
+            owner,
+            wake: Arc::new(Notify::new()),
+            handoff,
+            handed_over: Arc::new(Mutex::new(Some(handed_over))),
+            sending: Arc::new(Semaphore::new(SMTP_POOL_SIZE as usize)),
+        }
+    }
+
+    /// Reserves a place in the hand-off queue for a start's email, with the
+    /// lease to store it under; `None` when the queue is full (the email is
+    /// then queued for claiming and the worker woken, see [`Outbox::wake`]).
+    pub fn reserve(&self) -> Option<Handoff> {
+        let permit = self.handoff.clone().try_reserve_owned().ok()?;
+        let until = self.clock.now().plus_millis(millis(self.config.lease));
+        Some(Handoff { permit, lease: EmailLease { owner: self.owner.to_string(), until } })
     }
 
     /// Asks the worker to look at the table now (after a start).
@@ -107,7 +167,7 @@ impl<S: Store> Outbox<S> {
     /// Claims what is due now and settles it. Returns how many emails were handled.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let lease = Lease { owner: self.owner.clone(), now, until: now.plus_millis(millis(self.config.lease)) };
+        let lease = Lease { owner: self.owner.to_string(), now, until: now.plus_millis(millis(self.config.lease)) };
         let claimed = self.store.claim_emails(lease, self.config.batch).await?;
         let count = claimed.len();
         futures::stream::iter(claimed).for_each_concurrent(SMTP_POOL_SIZE as usize, |email| self.deliver(email)).await;
@@ -115,6 +175,12 @@ impl<S: Store> Outbox<S> {
     }
 
     async fn deliver(&self, email: ClaimedEmail) {
+        let result = self.attempt(&email).await;
+        self.record(&email, result).await;
+    }
+
+    /// Renders and sends one email; says what to record.
+    async fn attempt(&self, email: &ClaimedEmail) -> DeliveryResult {
         let attempt = email.attempts + 1;
         let sent = match EmailPayload::open(&self.secret, &email.payload_sealed) {
             Ok(payload) => match self.templates.render(&payload) {
@@ -132,7 +198,7 @@ impl<S: Store> Outbox<S> {
             }
         };
         let at = self.clock.now();
-        let result = match sent {
+        match sent {
             Ok(()) => {
                 tracing::info!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, "email sent");
                 DeliveryResult::Sent { at }
@@ -146,7 +212,10 @@ impl<S: Store> Outbox<S> {
                 tracing::warn!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, %error, retry_at = %retry_at.to_rfc3339(), "email failed; will retry");
                 DeliveryResult::Retry { at, error, retry_at }
             }
-        };
+        }
+    }
+
+    async fn record(&self, email: &ClaimedEmail, result: DeliveryResult) {
         match self.store.record_delivery(&email.id, &self.owner, result).await {
             Ok(true) => {}
             Ok(false) => {
@@ -174,23 +243,78 @@ impl<S: Store> Outbox<S> {
         }
     }
 
-    /// Runs until `shutdown` turns true; an in-progress batch is finished first.
+    /// Sends `email` on a task of its own once an SMTP slot is free (waiting
+    /// for the slot is the worker's back-pressure).
+    async fn spawn_delivery(&self, tasks: &mut JoinSet<()>, email: ClaimedEmail) {
+        let Ok(slot) = self.sending.clone().acquire_owned().await else { return };
+        let this = self.clone();
+        tasks.spawn(async move {
+            let result = this.attempt(&email).await;
+            // The next email may use the connection while this outcome commits.
+            drop::<OwnedSemaphorePermit>(slot);
+            this.record(&email, result).await;
+        });
+    }
+
+    /// Claims the emails due now and starts sending them.
+    async fn claim_due(&self, tasks: &mut JoinSet<()>) -> usize {
+        let now = self.clock.now();
+        let lease = Lease { owner: self.owner.to_string(), now, until: now.plus_millis(millis(self.config.lease)) };
+        match self.store.claim_emails(lease, self.config.batch).await {
+            Ok(claimed) => {
+                let count = claimed.len();
+                for email in claimed {
+                    self.spawn_delivery(tasks, email).await;
+                }
+                count
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox cannot claim emails");
+                0
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true; the emails handed over or being
+    /// sent by then are finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "outbox worker started");
+        let mut handed_over = self.handed_over.lock().await.take();
+        let mut tasks = JoinSet::new();
+        let mut next_look = Instant::now();
         while !*shutdown.borrow() {
-            match self.run_once().await {
-                Ok(n) if n as u32 >= self.config.batch => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox cannot claim emails"),
-            }
-            let wait = self.idle_wait().await;
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.wake.notified() => {}
+                Some(email) = recv(&mut handed_over) => self.spawn_delivery(&mut tasks, email).await,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = tokio::time::sleep_until(next_look) => {
+                    // A read first: an idle server does not write to claim nothing.
+                    let mut wait = self.idle_wait().await;
+                    if wait.is_zero() && (self.claim_due(&mut tasks).await as u32) < self.config.batch {
+                        // A full batch means more may be due: look again at once.
+                        wait = self.idle_wait().await;
+                    }
+                    next_look = Instant::now() + wait;
+                }
+                () = self.wake.notified() => next_look = Instant::now(),
                 _ = shutdown.changed() => {}
             }
         }
+        if let Some(mut queue) = handed_over {
+            queue.close();
+            while let Some(email) = queue.recv().await {
+                self.spawn_delivery(&mut tasks, email).await;
+            }
+        }
+        while tasks.join_next().await.is_some() {}
         tracing::info!("outbox worker stopped");
+    }
+}
+
+/// The next handed-over email; never, once there is no queue.
+async fn recv(queue: &mut Option<mpsc::Receiver<ClaimedEmail>>) -> Option<ClaimedEmail> {
+    match queue {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -13,28 +13,12 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-async fn login_state(server: &TestServer, login_id: &str) -> Value {
-    Reply::of(server.get(&format!("/api/v2/auth/logins/{login_id}")).send().await).await.body
-}
-
-/// Polls the login until its email has this status (the worker runs in the background).
-async fn wait_email_status(server: &TestServer, login_id: &str, status: &str) -> Value {
-    for _ in 0..200 {
-        let state = login_state(server, login_id).await;
-        if state["email"]["status"] == status {
-            return state;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("email of {login_id} never reached {status}: {}", login_state(server, login_id).await);
-}
-
 #[tokio::test]
 async fn a_permanent_rejection_gives_up_at_once_and_is_recorded() {
     let server = TestServer::start().await;
     server.sink.set_behaviour(Behaviour::RejectRecipient(550));
     let login_id = server.start_login("nobody@example.com", json!({})).await.str("loginId");
-    let state = wait_email_status(&server, &login_id, "failed").await;
+    let state = server.wait_email_status(&login_id, "failed").await;
     assert_eq!(state["email"], json!({ "status": "failed", "attempts": 1, "lastError": "recipient_rejected (550)" }));
     let events = server.store.list_events(&server.project_id, 10).await.unwrap_or_else(|e| panic!("{e}"));
     let failed = events.iter().find(|e| e.kind == "email.failed").unwrap_or_else(|| panic!("no email.failed event"));
@@ -47,7 +31,7 @@ async fn a_temporary_failure_is_retried_with_backoff_until_it_is_sent() {
     let server = TestServer::start().await;
     server.sink.set_behaviour(Behaviour::RejectRecipient(451));
     let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
-    let state = wait_email_status(&server, &login_id, "retrying").await;
+    let state = server.wait_email_status(&login_id, "retrying").await;
     assert_eq!(state["email"], json!({ "status": "retrying", "attempts": 1, "lastError": "message_rejected (451)" }));
     server.sink.set_behaviour(Behaviour::Accept);
     // Not before the backoff (5 s on the server's clock) has passed.
@@ -56,7 +40,7 @@ async fn a_temporary_failure_is_retried_with_backoff_until_it_is_sent() {
     server.clock.advance_seconds(5);
     let mail = server.sink.wait_for("ada@example.com").await;
     remember_secret(&mail.token().unwrap_or_default());
-    let state = wait_email_status(&server, &login_id, "sent").await;
+    let state = server.wait_email_status(&login_id, "sent").await;
     assert_eq!(state["email"], json!({ "status": "sent", "attempts": 2 }));
 }
 
@@ -66,16 +50,16 @@ async fn retries_end_in_a_recorded_failure_never_in_silence() {
     let server = TestServer::start_with(Options { outbox: Some(outbox), ..Options::default() }).await;
     server.sink.set_behaviour(Behaviour::RejectRecipient(421));
     let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
-    wait_email_status(&server, &login_id, "retrying").await;
+    server.wait_email_status(&login_id, "retrying").await;
     server.clock.advance_seconds(5);
     for _ in 0..200 {
-        if login_state(&server, &login_id).await["email"]["attempts"] == 2 {
+        if server.login_state(&login_id).await["email"]["attempts"] == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     server.clock.advance_seconds(10);
-    let state = wait_email_status(&server, &login_id, "failed").await;
+    let state = server.wait_email_status(&login_id, "failed").await;
     assert_eq!(state["email"]["attempts"], 3);
     assert_eq!(state["email"]["lastError"], "message_rejected (421)");
     let events = server.store.list_events(&server.project_id, 10).await.unwrap_or_default();
@@ -89,7 +73,7 @@ async fn an_unreachable_relay_is_reported_as_connection_refused() {
     drop(closed);
     let server = TestServer::start_with(Options { smtp_url: Some(dead_url), ..Options::default() }).await;
     let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
-    let state = wait_email_status(&server, &login_id, "retrying").await;
+    let state = server.wait_email_status(&login_id, "retrying").await;
     assert_eq!(state["email"], json!({ "status": "retrying", "attempts": 1, "lastError": "connection_refused" }));
 }
 
@@ -144,7 +128,7 @@ async fn several_workers_never_send_one_email_twice() {
     }
     assert_eq!(mails.len(), 30, "exactly one email per start");
     for id in login_ids {
-        assert_eq!(login_state(&server, &id).await["email"]["attempts"], 1);
+        assert_eq!(server.login_state(&id).await["email"]["attempts"], 1);
     }
 }
 
@@ -183,7 +167,7 @@ async fn operators_can_override_templates_globally_and_per_project() {
 async fn delivered_over(options: Options) -> (TestServer, Value) {
     let server = TestServer::start_with(options).await;
     let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
-    let state = wait_email_status(&server, &login_id, "sent").await;
+    let state = server.wait_email_status(&login_id, "sent").await;
     (server, state)
 }
 
@@ -247,7 +231,7 @@ async fn wrong_credentials_and_untrusted_certificates_are_reported_and_retried()
     };
     let server = TestServer::start_with(options).await;
     let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
-    let state = wait_email_status(&server, &login_id, "retrying").await;
+    let state = server.wait_email_status(&login_id, "retrying").await;
     assert_eq!(state["email"]["lastError"], "auth_failed (535)");
 
     // TLS required, but the relay's certificate is from a CA we were not told to trust.
@@ -258,7 +242,7 @@ async fn wrong_credentials_and_untrusted_certificates_are_reported_and_retried()
     };
     let server = TestServer::start_with(options).await;
     let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
-    let state = wait_email_status(&server, &login_id, "retrying").await;
+    let state = server.wait_email_status(&login_id, "retrying").await;
     assert_eq!(state["email"]["lastError"], "tls");
     assert!(server.sink.mails().is_empty());
 }

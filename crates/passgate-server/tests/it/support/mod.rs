@@ -254,6 +254,25 @@ impl TestServer {
     pub async fn verify(&self, body: Value) -> Reply {
         Reply::of(self.post("/api/v2/auth/verify", &body).send().await).await
     }
+
+    /// `GET /api/v2/auth/logins/{id}`'s body.
+    pub async fn login_state(&self, login_id: &str) -> Value {
+        Reply::of(self.get(&format!("/api/v2/auth/logins/{login_id}")).send().await).await.body
+    }
+
+    /// Polls the login until its email has this status: the worker records
+    /// an outcome just after the relay accepted the message, so a test that
+    /// saw the message arrive may be a moment ahead of the record.
+    pub async fn wait_email_status(&self, login_id: &str, status: &str) -> Value {
+        for _ in 0..200 {
+            let state = self.login_state(login_id).await;
+            if state["email"]["status"] == status {
+                return state;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("email of {login_id} never reached {status}: {}", self.login_state(login_id).await);
+    }
 }
 
 /// Assembles and serves the app on `listener` until `stopped` completes.
