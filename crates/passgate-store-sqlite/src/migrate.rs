@@ -10,6 +10,7 @@ use crate::db_err;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "project_send_counts", include_str!("../migrations/0002_project_send_counts.sql")),
+    (3, "clustered_tables", include_str!("../migrations/0003_clustered_tables.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated
@@ -121,6 +122,30 @@ mod tests {
         conn.execute("INSERT INTO schema_migrations VALUES (9999, 'future', 0)", [])?;
         let refused = run(&conn).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(refused.contains("9999"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn rows_survive_the_move_to_clustered_tables() -> Result<(), Box<dyn std::error::Error>> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+            applied_at INTEGER NOT NULL) STRICT; INSERT INTO schema_migrations VALUES (1, 'init', 0), (2, 'counts', 0);")?;
+        conn.execute_batch(MIGRATIONS[0].2)?;
+        conn.execute_batch(MIGRATIONS[1].2)?;
+        conn.execute_batch(
+            "INSERT INTO projects VALUES ('prj_1', 'p', NULL, '[]', '[]', '[]', 900, 10, 0, 1);
+             INSERT INTO logins (id, project_id, email, token_hash, validation_url, created_at, expires_at)
+                VALUES ('lgn_1', 'prj_1', 'a@example.com', x'01', 'https://a.example/cb', 1, 2);
+             INSERT INTO events (id, project_id, kind, created_at) VALUES ('evt_1', 'prj_1', 'auth.started', 1);",
+        )?;
+        run(&conn)?;
+        let email: String = conn.query_row("SELECT email FROM logins WHERE token_hash = x'01'", [], |r| r.get(0))?;
+        assert_eq!(email, "a@example.com");
+        let events: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        assert_eq!(events, 1);
+        let clustered: i64 =
+            conn.query_row("SELECT COUNT(*) FROM pragma_table_list WHERE wr = 1 AND name IN ('logins', 'outbox', 'users', 'events', 'project_send_counts', 'idempotency_keys')", [], |r| r.get(0))?;
+        assert_eq!(clustered, 6);
         Ok(())
     }
 
