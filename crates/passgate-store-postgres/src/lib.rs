@@ -8,6 +8,7 @@
 //! database comes back.
 
 mod store;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The hot-path writes, group-committed (see [`writer`]).
+    writer: writer::Writer,
 }
 
 /// Pool sizing.
@@ -52,7 +55,8 @@ impl PgStore {
             .acquire_timeout(pool.acquire_timeout)
             .test_before_acquire(true)
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        let writer = writer::Writer::spawn(pool.clone());
+        Ok(Self { pool, writer })
     }
 
     /// Connects and checks the database answers.
@@ -62,7 +66,18 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Finishes the writes already queued, then closes the pool.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
+    }
+
+    /// Runs `f` in the writer's next batch transaction; returns once committed.
+    pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> writer::BoxFuture<'c, StoreResult<R>> + Send + 'static,
+    {
+        self.writer.write(f).await
     }
 }

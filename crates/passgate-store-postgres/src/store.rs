@@ -17,11 +17,13 @@ use passgate_core::limits::{
 use passgate_core::{Timestamp, constant_time_eq};
 use passgate_store::backend::{Consumed, DeliveryUpdate, NewEvent, from_json, hash32, retry_after, to_json};
 use passgate_store::*;
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::{PgStore, db_err};
 
-type Tx = Transaction<'static, Postgres>;
+/// A connection inside a transaction: the writer's batch (hot path) or a
+/// transaction of its own (everything else).
+type Tx = PgConnection;
 
 async fn insert_event(tx: &mut Tx, e: NewEvent<'_>) -> StoreResult<()> {
     let id = IdKind::Event.generate();
@@ -40,7 +42,7 @@ async fn insert_event(tx: &mut Tx, e: NewEvent<'_>) -> StoreResult<()> {
         e.user_agent,
         at
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(db_err)?;
     Ok(())
@@ -79,7 +81,7 @@ impl ProjectRow {
 }
 
 impl PgStore {
-    async fn begin(&self) -> StoreResult<Tx> {
+    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_err)
     }
 
@@ -100,7 +102,7 @@ impl PgStore {
             email,
             at
         )
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?
         .rows_affected()
@@ -110,7 +112,7 @@ impl PgStore {
             project_id,
             email
         )
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
         let user = User {
@@ -151,7 +153,7 @@ impl PgStore {
             at,
             login_id
         )
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         Ok(VerifyFailure::VerifierMismatch)
@@ -171,21 +173,20 @@ impl PgStore {
     }
 
     async fn finish_verified(
-        mut tx: Tx,
+        tx: &mut Tx,
         consumed: Consumed,
         new_user_id: &str,
         now: Timestamp,
     ) -> StoreResult<VerifyOutcome> {
         let Consumed { project_id, login_id, email, state, method } = consumed;
         let project_id = project_id.as_str();
-        let (user, is_new_user) = Self::upsert_user(&mut tx, project_id, &email, new_user_id, now).await?;
+        let (user, is_new_user) = Self::upsert_user(tx, project_id, &email, new_user_id, now).await?;
         let mut event = NewEvent::new(project_id, "auth.verified", now);
         event.user_id = Some(&user.id);
         event.login_id = Some(&login_id);
         event.email = Some(&email);
         event.reason = Some(method.amr());
-        insert_event(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)?;
+        insert_event(tx, event).await?;
         Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
     }
 }
@@ -448,340 +449,350 @@ impl Store for PgStore {
     }
 
     async fn start_login(&self, login: NewLogin) -> StoreResult<StartOutcome> {
-        let mut tx = self.begin().await?;
-        // Serialise starts per project across every instance: the limit
-        // counts and the idempotency check below must see each other's rows.
-        sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR UPDATE", login.project_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound)?;
-        let now = login.created_at;
-        let now_ms = now.millis();
+        self.write(move |tx| {
+            Box::pin(async move {
+                // Serialise starts per project across every instance: the limit
+                // counts and the idempotency check below must see each other's rows.
+                sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR UPDATE", login.project_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .ok_or(StoreError::NotFound)?;
+                let now = login.created_at;
+                let now_ms = now.millis();
 
-        if let Some(claim) = &login.idempotency {
-            let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
-            let previous = sqlx::query!(
-                "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-                 WHERE project_id = $1 AND key = $2 AND created_at > $3",
-                login.project_id,
-                claim.key,
-                since
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if let Some(previous) = previous {
-                return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
-                    StartOutcome::Replayed {
-                        status: u16::try_from(previous.response_status).unwrap_or(200),
-                        body: previous.response_body,
+                if let Some(claim) = &login.idempotency {
+                    let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
+                    let previous = sqlx::query!(
+                        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+                         WHERE project_id = $1 AND key = $2 AND created_at > $3",
+                        login.project_id,
+                        claim.key,
+                        since
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    if let Some(previous) = previous {
+                        return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
+                            StartOutcome::Replayed {
+                                status: u16::try_from(previous.response_status).unwrap_or(200),
+                                body: previous.response_body,
+                            }
+                        } else {
+                            StartOutcome::IdempotencyConflict
+                        });
                     }
-                } else {
-                    StartOutcome::IdempotencyConflict
-                });
-            }
-        }
+                }
 
-        // Each limit: is there a limit-th most recent send inside the window?
-        // If so the window is full, and it frees when that send leaves it.
-        let limits = login.limits;
-        let recipient_since = now_ms - limits.per_recipient_window_seconds * 1000;
-        let recipient_offset = limits.per_recipient - 1;
-        let full = sqlx::query_scalar!(
-            "SELECT created_at FROM logins WHERE project_id = $1 AND email = $2 AND created_at > $3
-             ORDER BY created_at DESC LIMIT 1 OFFSET $4",
-            login.project_id,
-            login.email,
-            recipient_since,
-            recipient_offset
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let mut limited =
-            full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
-        let minute = minute_bucket(now_ms);
-        let previous_minute = minute - 1;
-        let counts = sqlx::query!(
-            "SELECT minute, sent FROM project_send_counts WHERE project_id = $1 AND minute >= $2",
-            login.project_id,
-            previous_minute
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let sent_in = |m: i64| counts.iter().find(|c| c.minute == m).map_or(0, |c| c.sent);
-        let (current, previous) = (sent_in(minute), sent_in(previous_minute));
-        if limited.is_none() {
-            limited = project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
-                .map(|retry| (LimitKind::Project, retry));
-        }
-        if let (None, Some(ip)) = (limited, &login.ip_address) {
-            let since = now_ms - 60_000;
-            let offset = limits.per_ip_per_minute - 1;
-            let full = sqlx::query_scalar!(
-                "SELECT created_at FROM logins WHERE project_id = $1 AND ip_address = $2 AND created_at > $3
-                 ORDER BY created_at DESC LIMIT 1 OFFSET $4",
-                login.project_id,
-                ip,
-                since,
-                offset
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            limited = full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)));
-        }
-        if let Some((limit, retry_after_seconds)) = limited {
-            let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
-            event.email = Some(&login.email);
-            event.reason = Some(limit.as_str());
-            event.ip_address = login.ip_address.as_deref();
-            event.user_agent = login.user_agent.as_deref();
-            insert_event(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
-        }
+                // Each limit: is there a limit-th most recent send inside the window?
+                // If so the window is full, and it frees when that send leaves it.
+                let limits = login.limits;
+                let recipient_since = now_ms - limits.per_recipient_window_seconds * 1000;
+                let recipient_offset = limits.per_recipient - 1;
+                let full = sqlx::query_scalar!(
+                    "SELECT created_at FROM logins WHERE project_id = $1 AND email = $2 AND created_at > $3
+                     ORDER BY created_at DESC LIMIT 1 OFFSET $4",
+                    login.project_id,
+                    login.email,
+                    recipient_since,
+                    recipient_offset
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let mut limited =
+                    full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
+                let minute = minute_bucket(now_ms);
+                let previous_minute = minute - 1;
+                let counts = sqlx::query!(
+                    "SELECT minute, sent FROM project_send_counts WHERE project_id = $1 AND minute >= $2",
+                    login.project_id,
+                    previous_minute
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let sent_in = |m: i64| counts.iter().find(|c| c.minute == m).map_or(0, |c| c.sent);
+                let (current, previous) = (sent_in(minute), sent_in(previous_minute));
+                if limited.is_none() {
+                    limited = project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
+                        .map(|retry| (LimitKind::Project, retry));
+                }
+                if let (None, Some(ip)) = (limited, &login.ip_address) {
+                    let since = now_ms - 60_000;
+                    let offset = limits.per_ip_per_minute - 1;
+                    let full = sqlx::query_scalar!(
+                        "SELECT created_at FROM logins WHERE project_id = $1 AND ip_address = $2 AND created_at > $3
+                         ORDER BY created_at DESC LIMIT 1 OFFSET $4",
+                        login.project_id,
+                        ip,
+                        since,
+                        offset
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    limited = full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)));
+                }
+                if let Some((limit, retry_after_seconds)) = limited {
+                    let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
+                    event.email = Some(&login.email);
+                    event.reason = Some(limit.as_str());
+                    event.ip_address = login.ip_address.as_deref();
+                    event.user_agent = login.user_agent.as_deref();
+                    insert_event(&mut *tx, event).await?;
+                    return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
+                }
 
-        let token_hash = &login.token_hash[..];
-        let code_hash = login.code_hash.as_ref().map(|h| &h[..]);
-        let expires_at = login.expires_at.millis();
-        sqlx::query!(
-            "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-                validation_url, ip_address, user_agent, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            login.id,
-            login.project_id,
-            login.email,
-            token_hash,
-            code_hash,
-            login.code_challenge,
-            login.state,
-            login.validation_url,
-            login.ip_address,
-            login.user_agent,
-            now_ms,
-            expires_at
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query!(
-            "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
-                lease_owner, lease_until, created_at)
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
-            login.email_id,
-            login.project_id,
-            login.id,
-            login.email,
-            login.email_payload_sealed,
-            now_ms,
-            login.email_lease.as_ref().map(|l| l.owner.as_str()),
-            login.email_lease.as_ref().map(|l| l.until.millis()),
-            now_ms
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query!(
-            "INSERT INTO project_send_counts (project_id, minute, sent) VALUES ($1, $2, 1)
-             ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1",
-            login.project_id,
-            minute
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if current == 0 {
-            // First send of a new minute: older counters are no longer needed.
-            sqlx::query!(
-                "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
-                login.project_id,
-                previous_minute
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        if let Some(claim) = &login.idempotency {
-            let fingerprint = &claim.fingerprint[..];
-            let status = i64::from(claim.response_status);
-            sqlx::query!(
-                "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                    response_status = excluded.response_status, response_body = excluded.response_body,
-                    created_at = excluded.created_at",
-                login.project_id,
-                claim.key,
-                fingerprint,
-                status,
-                claim.response_body,
-                now_ms
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        let mut event = NewEvent::new(&login.project_id, "auth.started", now);
-        event.login_id = Some(&login.id);
-        event.email = Some(&login.email);
-        event.ip_address = login.ip_address.as_deref();
-        event.user_agent = login.user_agent.as_deref();
-        insert_event(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(StartOutcome::Started)
-    }
-
-    async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
-        let mut tx = self.begin().await?;
-        let hash = &req.token_hash[..];
-        let now_ms = req.now.millis();
-        // The single-use guarantee: one conditional UPDATE.
-        let consumed = sqlx::query!(
-            r#"UPDATE logins SET used_at = $1
-             WHERE project_id = $2 AND token_hash = $3 AND used_at IS NULL AND burned_at IS NULL
-               AND expires_at > $4 AND (code_challenge IS NULL OR code_challenge = $5)
-             RETURNING id AS "id!", email AS "email!", state"#,
-            now_ms,
-            req.project_id,
-            hash,
-            now_ms,
-            req.verifier_challenge
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if let Some(row) = consumed {
-            let consumed = Consumed {
-                project_id: req.project_id.clone(),
-                login_id: row.id,
-                email: row.email,
-                state: row.state,
-                method: AuthMethod::EmailLink,
-            };
-            return Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await;
-        }
-        let row = sqlx::query!(
-            r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = $1 AND token_hash = $2"#,
-            req.project_id,
-            hash
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let (failure, login_id) = match row {
-            None => (VerifyFailure::Invalid, None),
-            Some(r) => {
-                let f = Self::classify_failure(&mut tx, &r.id, r.used_at, r.burned_at, r.expires_at, req.now).await?;
-                (f, Some(r.id))
-            }
-        };
-        Self::record_failure(&mut tx, &req.project_id, login_id.as_deref(), failure, req.now).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(VerifyOutcome::Failed(failure))
-    }
-
-    async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
-        let mut tx = self.begin().await?;
-        let now_ms = req.now.millis();
-        let row = sqlx::query!(
-            r#"SELECT id AS "id!", email, state, code_hash, code_challenge, used_at, burned_at, expires_at
-             FROM logins WHERE project_id = $1 AND id = $2"#,
-            req.project_id,
-            req.login_id
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(row) = row else {
-            Self::record_failure(&mut tx, &req.project_id, None, VerifyFailure::Invalid, req.now).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(VerifyOutcome::Failed(VerifyFailure::Invalid));
-        };
-        let failure = if let Some(used_at) = row.used_at {
-            Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
-        } else if row.burned_at.is_some() {
-            Some(VerifyFailure::Burned)
-        } else if row.expires_at <= now_ms {
-            Some(VerifyFailure::Expired { expired_at: Timestamp(row.expires_at) })
-        } else {
-            None
-        };
-        let failure = match (failure, &row.code_hash) {
-            (Some(f), _) => Some(f),
-            (None, None) => Some(VerifyFailure::CodeInvalid),
-            (None, Some(stored)) => {
-                // Compare against every candidate without stopping early.
-                let matched = req
-                    .code_hash_candidates
-                    .iter()
-                    .fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored));
-                if !matched {
+                let token_hash = &login.token_hash[..];
+                let code_hash = login.code_hash.as_ref().map(|h| &h[..]);
+                let expires_at = login.expires_at.millis();
+                sqlx::query!(
+                    "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
+                        validation_url, ip_address, user_agent, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    login.id,
+                    login.project_id,
+                    login.email,
+                    token_hash,
+                    code_hash,
+                    login.code_challenge,
+                    login.state,
+                    login.validation_url,
+                    login.ip_address,
+                    login.user_agent,
+                    now_ms,
+                    expires_at
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                sqlx::query!(
+                    "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
+                        lease_owner, lease_until, created_at)
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
+                    login.email_id,
+                    login.project_id,
+                    login.id,
+                    login.email,
+                    login.email_payload_sealed,
+                    now_ms,
+                    login.email_lease.as_ref().map(|l| l.owner.as_str()),
+                    login.email_lease.as_ref().map(|l| l.until.millis()),
+                    now_ms
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                sqlx::query!(
+                    "INSERT INTO project_send_counts (project_id, minute, sent) VALUES ($1, $2, 1)
+                     ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1",
+                    login.project_id,
+                    minute
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if current == 0 {
+                    // First send of a new minute: older counters are no longer needed.
                     sqlx::query!(
-                        "UPDATE logins SET code_failures = code_failures + 1,
-                            burned_at = CASE WHEN code_failures + 1 >= $1 THEN $2 ELSE burned_at END
-                         WHERE id = $3 AND used_at IS NULL AND burned_at IS NULL",
-                        MAX_CODE_FAILURES,
-                        now_ms,
-                        row.id
+                        "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
+                        login.project_id,
+                        previous_minute
                     )
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                    Some(VerifyFailure::CodeInvalid)
-                } else {
-                    let answered = match (&row.code_challenge, &req.verifier_challenge) {
-                        (None, _) => true,
-                        (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
-                        (Some(_), None) => false,
-                    };
-                    if answered {
-                        None
-                    } else {
-                        Some(Self::classify_failure(&mut tx, &row.id, None, None, row.expires_at, req.now).await?)
-                    }
                 }
-            }
-        };
-        if let Some(failure) = failure {
-            Self::record_failure(&mut tx, &req.project_id, Some(&row.id), failure, req.now).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(VerifyOutcome::Failed(failure));
-        }
-        // Still one conditional UPDATE decides who wins.
-        let consumed = sqlx::query!(
-            "UPDATE logins SET used_at = $1
-             WHERE id = $2 AND used_at IS NULL AND burned_at IS NULL AND expires_at > $3",
-            now_ms,
-            row.id,
-            now_ms
-        )
-        .execute(&mut *tx)
+                if let Some(claim) = &login.idempotency {
+                    let fingerprint = &claim.fingerprint[..];
+                    let status = i64::from(claim.response_status);
+                    sqlx::query!(
+                        "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                            response_status = excluded.response_status, response_body = excluded.response_body,
+                            created_at = excluded.created_at",
+                        login.project_id,
+                        claim.key,
+                        fingerprint,
+                        status,
+                        claim.response_body,
+                        now_ms
+                    )
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
+                let mut event = NewEvent::new(&login.project_id, "auth.started", now);
+                event.login_id = Some(&login.id);
+                event.email = Some(&login.email);
+                event.ip_address = login.ip_address.as_deref();
+                event.user_agent = login.user_agent.as_deref();
+                insert_event(&mut *tx, event).await?;
+                Ok(StartOutcome::Started)
+                })
+        })
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        if consumed == 0 {
-            // Another verify won the race: report the login as it stands now.
-            let used_at = sqlx::query_scalar!("SELECT used_at FROM logins WHERE id = $1", row.id)
+    }
+
+    async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let hash = &req.token_hash[..];
+                let now_ms = req.now.millis();
+                // The single-use guarantee: one conditional UPDATE.
+                let consumed = sqlx::query!(
+                    r#"UPDATE logins SET used_at = $1
+                     WHERE project_id = $2 AND token_hash = $3 AND used_at IS NULL AND burned_at IS NULL
+                       AND expires_at > $4 AND (code_challenge IS NULL OR code_challenge = $5)
+                     RETURNING id AS "id!", email AS "email!", state"#,
+                    now_ms,
+                    req.project_id,
+                    hash,
+                    now_ms,
+                    req.verifier_challenge
+                )
                 .fetch_optional(&mut *tx)
                 .await
+                .map_err(db_err)?;
+                if let Some(row) = consumed {
+                    let consumed = Consumed {
+                        project_id: req.project_id.clone(),
+                        login_id: row.id,
+                        email: row.email,
+                        state: row.state,
+                        method: AuthMethod::EmailLink,
+                    };
+                    return Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await;
+                }
+                let row = sqlx::query!(
+                    r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = $1 AND token_hash = $2"#,
+                    req.project_id,
+                    hash
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let (failure, login_id) = match row {
+                    None => (VerifyFailure::Invalid, None),
+                    Some(r) => {
+                        let f = Self::classify_failure(&mut *tx, &r.id, r.used_at, r.burned_at, r.expires_at, req.now).await?;
+                        (f, Some(r.id))
+                    }
+                };
+                Self::record_failure(&mut *tx, &req.project_id, login_id.as_deref(), failure, req.now).await?;
+                Ok(VerifyOutcome::Failed(failure))
+                })
+        })
+        .await
+    }
+
+    async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let now_ms = req.now.millis();
+                let row = sqlx::query!(
+                    r#"SELECT id AS "id!", email, state, code_hash, code_challenge, used_at, burned_at, expires_at
+                     FROM logins WHERE project_id = $1 AND id = $2"#,
+                    req.project_id,
+                    req.login_id
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let Some(row) = row else {
+                    Self::record_failure(&mut *tx, &req.project_id, None, VerifyFailure::Invalid, req.now).await?;
+                    return Ok(VerifyOutcome::Failed(VerifyFailure::Invalid));
+                };
+                let failure = if let Some(used_at) = row.used_at {
+                    Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
+                } else if row.burned_at.is_some() {
+                    Some(VerifyFailure::Burned)
+                } else if row.expires_at <= now_ms {
+                    Some(VerifyFailure::Expired { expired_at: Timestamp(row.expires_at) })
+                } else {
+                    None
+                };
+                let failure = match (failure, &row.code_hash) {
+                    (Some(f), _) => Some(f),
+                    (None, None) => Some(VerifyFailure::CodeInvalid),
+                    (None, Some(stored)) => {
+                        // Compare against every candidate without stopping early.
+                        let matched = req
+                            .code_hash_candidates
+                            .iter()
+                            .fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored));
+                        if !matched {
+                            sqlx::query!(
+                                "UPDATE logins SET code_failures = code_failures + 1,
+                                    burned_at = CASE WHEN code_failures + 1 >= $1 THEN $2 ELSE burned_at END
+                                 WHERE id = $3 AND used_at IS NULL AND burned_at IS NULL",
+                                MAX_CODE_FAILURES,
+                                now_ms,
+                                row.id
+                            )
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                            Some(VerifyFailure::CodeInvalid)
+                        } else {
+                            let answered = match (&row.code_challenge, &req.verifier_challenge) {
+                                (None, _) => true,
+                                (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
+                                (Some(_), None) => false,
+                            };
+                            if answered {
+                                None
+                            } else {
+                                Some(
+                                    Self::classify_failure(&mut *tx, &row.id, None, None, row.expires_at, req.now)
+                                        .await?,
+                                )
+                            }
+                        }
+                    }
+                };
+                if let Some(failure) = failure {
+                    Self::record_failure(&mut *tx, &req.project_id, Some(&row.id), failure, req.now).await?;
+                    return Ok(VerifyOutcome::Failed(failure));
+                }
+                // Still one conditional UPDATE decides who wins.
+                let consumed = sqlx::query!(
+                    "UPDATE logins SET used_at = $1
+                     WHERE id = $2 AND used_at IS NULL AND burned_at IS NULL AND expires_at > $3",
+                    now_ms,
+                    row.id,
+                    now_ms
+                )
+                .execute(&mut *tx)
+                .await
                 .map_err(db_err)?
-                .flatten();
-            let failure = used_at.map_or(VerifyFailure::Burned, |at| VerifyFailure::Used { used_at: Timestamp(at) });
-            Self::record_failure(&mut tx, &req.project_id, Some(&row.id), failure, req.now).await?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(VerifyOutcome::Failed(failure));
-        }
-        let consumed = Consumed {
-            project_id: req.project_id.clone(),
-            login_id: row.id,
-            email: row.email,
-            state: row.state,
-            method: AuthMethod::EmailCode,
-        };
-        Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await
+                .rows_affected();
+                if consumed == 0 {
+                    // Another verify won the race: report the login as it stands now.
+                    let used_at = sqlx::query_scalar!("SELECT used_at FROM logins WHERE id = $1", row.id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .flatten();
+                    let failure =
+                        used_at.map_or(VerifyFailure::Burned, |at| VerifyFailure::Used { used_at: Timestamp(at) });
+                    Self::record_failure(&mut *tx, &req.project_id, Some(&row.id), failure, req.now).await?;
+                    return Ok(VerifyOutcome::Failed(failure));
+                }
+                let consumed = Consumed {
+                    project_id: req.project_id.clone(),
+                    login_id: row.id,
+                    email: row.email,
+                    state: row.state,
+                    method: AuthMethod::EmailCode,
+                };
+                Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await
+            })
+        })
+        .await
     }
 
     async fn get_login(&self, project_id: &str, login_id: &str, now: Timestamp) -> StoreResult<Option<LoginView>> {
@@ -858,38 +869,42 @@ impl Store for PgStore {
     }
 
     async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let update = DeliveryUpdate::of(&result);
-        let row = sqlx::query!(
-            r#"UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
-                next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
-                payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
-                lease_owner = NULL, lease_until = NULL
-             WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'retrying')
-             RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
-            update.status,
-            update.last_error,
-            update.next_attempt_at,
-            update.settled_at,
-            email_id,
-            lease_owner
-        )
-        .fetch_optional(&mut *tx)
+        let (email_id, lease_owner) = (email_id.to_string(), lease_owner.to_string());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let update = DeliveryUpdate::of(&result);
+                let row = sqlx::query!(
+                    r#"UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
+                        next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
+                        payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
+                        lease_owner = NULL, lease_until = NULL
+                     WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'retrying')
+                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                    update.status,
+                    update.last_error,
+                    update.next_attempt_at,
+                    update.settled_at,
+                    email_id,
+                    lease_owner
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .map(|r| (r.project_id, r.login_id, r.recipient));
+                let Some((project_id, login_id, recipient)) = row else {
+                    return Ok(false);
+                };
+                if let Some((kind, reason)) = update.event {
+                    let mut e = NewEvent::new(&project_id, kind, update.at);
+                    e.login_id = login_id.as_deref();
+                    e.email = Some(&recipient);
+                    e.reason = reason;
+                    insert_event(&mut *tx, e).await?;
+                }
+                Ok(true)
+            })
+        })
         .await
-        .map_err(db_err)?
-        .map(|r| (r.project_id, r.login_id, r.recipient));
-        let Some((project_id, login_id, recipient)) = row else {
-            return Ok(false);
-        };
-        if let Some((kind, reason)) = update.event {
-            let mut e = NewEvent::new(&project_id, kind, update.at);
-            e.login_id = login_id.as_deref();
-            e.email = Some(&recipient);
-            e.reason = reason;
-            insert_event(&mut tx, e).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
     }
 
     async fn next_email_due(&self) -> StoreResult<Option<Timestamp>> {
