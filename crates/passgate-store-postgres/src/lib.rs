@@ -55,7 +55,7 @@ impl PgStore {
             .acquire_timeout(pool.acquire_timeout)
             .test_before_acquire(true)
             .connect_lazy_with(options);
-        let writer = writer::Writer::spawn(pool.clone());
+        let writer = writer::Writer::spawn(&pool);
         Ok(Self { pool, writer })
     }
 
@@ -73,11 +73,11 @@ impl PgStore {
     }
 
     /// Runs `f` in the writer's next batch transaction; returns once committed.
-    pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    pub(crate) async fn write<R, F>(&self, lane: writer::Lane, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> writer::BoxFuture<'c, StoreResult<R>> + Send + 'static,
     {
-        self.writer.write(f).await
+        self.writer.write(lane, f).await
     }
 }

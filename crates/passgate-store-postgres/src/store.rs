@@ -19,6 +19,7 @@ use passgate_store::backend::{Consumed, DeliveryUpdate, NewEvent, from_json, has
 use passgate_store::*;
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use crate::writer::Lane;
 use crate::{PgStore, db_err};
 
 /// A connection inside a transaction: the writer's batch (hot path) or a
@@ -85,45 +86,6 @@ impl PgStore {
         self.pool.begin().await.map_err(db_err)
     }
 
-    /// Finds the user of `email` in a project, creating them with `new_id`.
-    async fn upsert_user(
-        tx: &mut Tx,
-        project_id: &str,
-        email: &str,
-        new_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<(User, bool)> {
-        let at = now.millis();
-        let inserted = sqlx::query!(
-            "INSERT INTO users (id, project_id, email, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (project_id, email) DO NOTHING",
-            new_id,
-            project_id,
-            email,
-            at
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query!(
-            r#"SELECT id AS "id!", created_at FROM users WHERE project_id = $1 AND email = $2"#,
-            project_id,
-            email
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let user = User {
-            id: row.id,
-            project_id: project_id.to_string(),
-            email: email.to_string(),
-            created_at: Timestamp(row.created_at),
-        };
-        Ok((user, inserted))
-    }
-
     /// Why a login could not be consumed: it is gone, used, burned or
     /// expired — or, when it is none of these, its PKCE challenge was not
     /// answered, which counts as a failed attempt and may burn it.
@@ -172,6 +134,10 @@ impl PgStore {
         insert_event(tx, event).await
     }
 
+    /// Finds or creates the login's user and records `auth.verified`, in one
+    /// statement. `DO UPDATE` (a no-op) rather than `DO NOTHING`, so the row
+    /// comes back even when a concurrent verify created it a moment ago; the
+    /// user is new exactly when the id that comes back is the one we offered.
     async fn finish_verified(
         tx: &mut Tx,
         consumed: Consumed,
@@ -179,14 +145,30 @@ impl PgStore {
         now: Timestamp,
     ) -> StoreResult<VerifyOutcome> {
         let Consumed { project_id, login_id, email, state, method } = consumed;
-        let project_id = project_id.as_str();
-        let (user, is_new_user) = Self::upsert_user(tx, project_id, &email, new_user_id, now).await?;
-        let mut event = NewEvent::new(project_id, "auth.verified", now);
-        event.user_id = Some(&user.id);
-        event.login_id = Some(&login_id);
-        event.email = Some(&email);
-        event.reason = Some(method.amr());
-        insert_event(tx, event).await?;
+        let at = now.millis();
+        let event_id = IdKind::Event.generate();
+        let row = sqlx::query!(
+            r#"WITH the_user AS (
+                INSERT INTO users (id, project_id, email, created_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
+                RETURNING id, created_at),
+              verified AS (
+                INSERT INTO events (id, project_id, kind, user_id, login_id, email, reason, created_at)
+                SELECT $5, $2, 'auth.verified', the_user.id, $6, $3, $7, $4 FROM the_user)
+             SELECT id AS "id!", created_at AS "created_at!" FROM the_user"#,
+            new_user_id,
+            project_id,
+            email,
+            at,
+            event_id,
+            login_id,
+            method.amr()
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let is_new_user = row.id == new_user_id;
+        let user = User { id: row.id, project_id, email, created_at: Timestamp(row.created_at) };
         Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
     }
 }
@@ -449,7 +431,7 @@ impl Store for PgStore {
     }
 
     async fn start_login(&self, login: NewLogin) -> StoreResult<StartOutcome> {
-        self.write(move |tx| {
+        self.write(Lane::Starts, move |tx| {
             Box::pin(async move {
                 // Serialise starts per project across every instance: the limit
                 // counts and the idempotency check below must see each other's rows.
@@ -487,54 +469,41 @@ impl Store for PgStore {
 
                 // Each limit: is there a limit-th most recent send inside the window?
                 // If so the window is full, and it frees when that send leaves it.
+                // One statement, after the lock, so it sees every earlier start.
                 let limits = login.limits;
-                let recipient_since = now_ms - limits.per_recipient_window_seconds * 1000;
-                let recipient_offset = limits.per_recipient - 1;
-                let full = sqlx::query_scalar!(
-                    "SELECT created_at FROM logins WHERE project_id = $1 AND email = $2 AND created_at > $3
-                     ORDER BY created_at DESC LIMIT 1 OFFSET $4",
-                    login.project_id,
-                    login.email,
-                    recipient_since,
-                    recipient_offset
-                )
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let mut limited =
-                    full.map(|oldest| (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)));
                 let minute = minute_bucket(now_ms);
                 let previous_minute = minute - 1;
-                let counts = sqlx::query!(
-                    "SELECT minute, sent FROM project_send_counts WHERE project_id = $1 AND minute >= $2",
+                let probe = sqlx::query!(
+                    r#"SELECT
+                        (SELECT created_at FROM logins WHERE project_id = $1 AND email = $2 AND created_at > $3
+                         ORDER BY created_at DESC LIMIT 1 OFFSET $4) AS recipient_full,
+                        (SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $5) AS current_sent,
+                        (SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $6) AS previous_sent,
+                        (SELECT created_at FROM logins WHERE project_id = $1 AND ip_address = $7 AND created_at > $8
+                         ORDER BY created_at DESC LIMIT 1 OFFSET $9) AS ip_full"#,
                     login.project_id,
-                    previous_minute
+                    login.email,
+                    now_ms - limits.per_recipient_window_seconds * 1000,
+                    limits.per_recipient - 1,
+                    minute,
+                    previous_minute,
+                    login.ip_address,
+                    now_ms - 60_000,
+                    limits.per_ip_per_minute - 1
                 )
-                .fetch_all(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                let sent_in = |m: i64| counts.iter().find(|c| c.minute == m).map_or(0, |c| c.sent);
-                let (current, previous) = (sent_in(minute), sent_in(previous_minute));
-                if limited.is_none() {
-                    limited = project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
-                        .map(|retry| (LimitKind::Project, retry));
-                }
-                if let (None, Some(ip)) = (limited, &login.ip_address) {
-                    let since = now_ms - 60_000;
-                    let offset = limits.per_ip_per_minute - 1;
-                    let full = sqlx::query_scalar!(
-                        "SELECT created_at FROM logins WHERE project_id = $1 AND ip_address = $2 AND created_at > $3
-                         ORDER BY created_at DESC LIMIT 1 OFFSET $4",
-                        login.project_id,
-                        ip,
-                        since,
-                        offset
-                    )
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    limited = full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)));
-                }
+                let (current, previous) = (probe.current_sent.unwrap_or(0), probe.previous_sent.unwrap_or(0));
+                let limited = if let Some(oldest) = probe.recipient_full {
+                    Some((LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)))
+                } else if let Some(retry) =
+                    project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
+                {
+                    Some((LimitKind::Project, retry))
+                } else {
+                    probe.ip_full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)))
+                };
                 if let Some((limit, retry_after_seconds)) = limited {
                     let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
                     event.email = Some(&login.email);
@@ -545,51 +514,41 @@ impl Store for PgStore {
                     return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
                 }
 
-                let token_hash = &login.token_hash[..];
-                let code_hash = login.code_hash.as_ref().map(|h| &h[..]);
-                let expires_at = login.expires_at.millis();
+                // The login, its leased or queued email, the send counter and
+                // the auth.started event: one statement.
+                let event_id = IdKind::Event.generate();
                 sqlx::query!(
-                    "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-                        validation_url, ip_address, user_agent, created_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "WITH login AS (
+                        INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
+                            validation_url, ip_address, user_agent, created_at, expires_at)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)),
+                      email AS (
+                        INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status,
+                            next_attempt_at, lease_owner, lease_until, created_at)
+                        VALUES ($13, $2, $1, $3, $14, 'queued', $11, $15, $16, $11)),
+                      counted AS (
+                        INSERT INTO project_send_counts (project_id, minute, sent) VALUES ($2, $17, 1)
+                        ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1)
+                     INSERT INTO events (id, project_id, kind, login_id, email, ip_address, user_agent, created_at)
+                     VALUES ($18, $2, 'auth.started', $1, $3, $9, $10, $11)",
                     login.id,
                     login.project_id,
                     login.email,
-                    token_hash,
-                    code_hash,
+                    &login.token_hash[..],
+                    login.code_hash.as_ref().map(|h| &h[..]),
                     login.code_challenge,
                     login.state,
                     login.validation_url,
                     login.ip_address,
                     login.user_agent,
                     now_ms,
-                    expires_at
-                )
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                sqlx::query!(
-                    "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
-                        lease_owner, lease_until, created_at)
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
+                    login.expires_at.millis(),
                     login.email_id,
-                    login.project_id,
-                    login.id,
-                    login.email,
                     login.email_payload_sealed,
-                    now_ms,
                     login.email_lease.as_ref().map(|l| l.owner.as_str()),
                     login.email_lease.as_ref().map(|l| l.until.millis()),
-                    now_ms
-                )
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                sqlx::query!(
-                    "INSERT INTO project_send_counts (project_id, minute, sent) VALUES ($1, $2, 1)
-                     ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1",
-                    login.project_id,
-                    minute
+                    minute,
+                    event_id
                 )
                 .execute(&mut *tx)
                 .await
@@ -625,12 +584,6 @@ impl Store for PgStore {
                     .await
                     .map_err(db_err)?;
                 }
-                let mut event = NewEvent::new(&login.project_id, "auth.started", now);
-                event.login_id = Some(&login.id);
-                event.email = Some(&login.email);
-                event.ip_address = login.ip_address.as_deref();
-                event.user_agent = login.user_agent.as_deref();
-                insert_event(&mut *tx, event).await?;
                 Ok(StartOutcome::Started)
                 })
         })
@@ -638,7 +591,7 @@ impl Store for PgStore {
     }
 
     async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
-        self.write(move |tx| {
+        self.write(Lane::Verifies, move |tx| {
             Box::pin(async move {
                 let hash = &req.token_hash[..];
                 let now_ms = req.now.millis();
@@ -690,7 +643,7 @@ impl Store for PgStore {
     }
 
     async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
-        self.write(move |tx| {
+        self.write(Lane::Verifies, move |tx| {
             Box::pin(async move {
                 let now_ms = req.now.millis();
                 let row = sqlx::query!(
@@ -870,38 +823,40 @@ impl Store for PgStore {
 
     async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
         let (email_id, lease_owner) = (email_id.to_string(), lease_owner.to_string());
-        self.write(move |tx| {
+        self.write(Lane::Deliveries, move |tx| {
             Box::pin(async move {
                 let update = DeliveryUpdate::of(&result);
-                let row = sqlx::query!(
-                    r#"UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
-                        next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
-                        payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
-                        lease_owner = NULL, lease_until = NULL
-                     WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'retrying')
-                     RETURNING project_id AS "project_id!", login_id, recipient AS "recipient!""#,
+                let (kind, reason) = update.event.map_or((None, None), |(kind, reason)| (Some(kind), reason));
+                let event_id = IdKind::Event.generate();
+                // The outcome and its event, if any: one statement.
+                let recorded = sqlx::query_scalar!(
+                    r#"WITH settled AS (
+                        UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
+                            next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
+                            payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
+                            lease_owner = NULL, lease_until = NULL
+                        WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'retrying')
+                        RETURNING project_id, login_id, recipient),
+                      recorded AS (
+                        INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
+                        SELECT $7, project_id, $8, login_id, recipient, $9, $10 FROM settled
+                        WHERE $8::TEXT IS NOT NULL)
+                     SELECT COUNT(*) AS "count!" FROM settled"#,
                     update.status,
                     update.last_error,
                     update.next_attempt_at,
                     update.settled_at,
                     email_id,
-                    lease_owner
+                    lease_owner,
+                    event_id,
+                    kind,
+                    reason,
+                    update.at.millis()
                 )
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(db_err)?
-                .map(|r| (r.project_id, r.login_id, r.recipient));
-                let Some((project_id, login_id, recipient)) = row else {
-                    return Ok(false);
-                };
-                if let Some((kind, reason)) = update.event {
-                    let mut e = NewEvent::new(&project_id, kind, update.at);
-                    e.login_id = login_id.as_deref();
-                    e.email = Some(&recipient);
-                    e.reason = reason;
-                    insert_event(&mut *tx, e).await?;
-                }
-                Ok(true)
+                .map_err(db_err)?;
+                Ok(recorded == 1)
             })
         })
         .await

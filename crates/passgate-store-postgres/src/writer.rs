@@ -1,6 +1,13 @@
-//! Group commit for the hot path: one task per instance runs the writes of
-//! logins (start, verify, delivery outcome) that arrive together in one
-//! transaction on one connection, each job in its own `SAVEPOINT`.
+//! Group commit for the hot path: the writes of logins that arrive together
+//! run in one transaction on one connection, each job in its own
+//! `SAVEPOINT`. There is one such lane per kind of write — starts,
+//! verifies, delivery outcomes — each with its own task and connection, so
+//! the three kinds proceed side by side (a lane spends most of its time
+//! waiting on round trips to the database, not working).
+//!
+//! The lanes never wait on each other's locks: starts lock their project
+//! and insert new rows; verifies lock existing logins and users; outcomes
+//! lock outbox rows. So a lane's batch cannot deadlock with another lane's.
 //!
 //! Why: every start takes its project's row lock (so limits hold across
 //! instances) and holds it through its commit's WAL flush, so starts of one
@@ -14,6 +21,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use passgate_store::{StoreError, StoreResult};
+// A plain string runs over the simple-query protocol, which takes several
+// statements at once.
 use sqlx::{Executor, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,21 +48,32 @@ fn closed() -> StoreError {
     StoreError::Database("the PostgreSQL writer is closed".into())
 }
 
-/// The sending side, held by every clone of the store.
+/// Which lane a write takes (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lane {
+    Starts = 0,
+    Verifies = 1,
+    Deliveries = 2,
+}
+
+/// The sending sides, held by every clone of the store.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    sender: mpsc::UnboundedSender<Message>,
+    lanes: [mpsc::UnboundedSender<Message>; 3],
 }
 
 impl Writer {
-    pub(crate) fn spawn(pool: PgPool) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, receiver));
-        Self { sender }
+    pub(crate) fn spawn(pool: &PgPool) -> Self {
+        let lane = || {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(run(pool.clone(), receiver));
+            sender
+        };
+        Self { lanes: [lane(), lane(), lane()] }
     }
 
-    /// Runs `f` inside the next batch's transaction; returns once committed.
-    pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    /// Runs `f` inside the lane's next batch transaction; returns once committed.
+    pub(crate) async fn write<R, F>(&self, lane: Lane, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
@@ -72,15 +92,17 @@ impl Writer {
                 (ok, deliver)
             })
         });
-        self.sender.send(Message::Write(job)).map_err(|_| closed())?;
+        self.lanes[lane as usize].send(Message::Write(job)).map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
     /// Finishes the jobs already sent; later writes fail.
     pub(crate) async fn close(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.sender.send(Message::Close(done)).is_ok() {
-            let _ = wait.await;
+        for lane in &self.lanes {
+            let (done, wait) = oneshot::channel();
+            if lane.send(Message::Close(done)).is_ok() {
+                let _ = wait.await;
+            }
         }
     }
 }
@@ -126,20 +148,31 @@ async fn commit_batch(pool: &PgPool, batch: Vec<Job>) {
         }
     };
     let mut deliveries = Vec::with_capacity(batch.len());
+    // Closing one job's savepoint and opening the next's share a round trip
+    // (the simple-query protocol takes several statements at once).
+    let mut opening = "SAVEPOINT job";
     for job in batch {
-        let deliver = match (&mut *tx).execute("SAVEPOINT job").await {
+        let deliver = match (&mut *tx).execute(opening).await {
             Ok(_) => {
                 let (ok, deliver) = job(Ok(&mut *tx)).await;
                 // A job that failed half-way leaves nothing behind; the others keep theirs.
-                if !ok {
-                    let _ = (&mut *tx).execute("ROLLBACK TO SAVEPOINT job").await;
-                }
-                let _ = (&mut *tx).execute("RELEASE SAVEPOINT job").await;
+                opening = if ok {
+                    "RELEASE SAVEPOINT job; SAVEPOINT job"
+                } else {
+                    "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job"
+                };
                 deliver
             }
-            Err(e) => job(Err(db_err(e))).await.1,
+            Err(e) => {
+                opening = "SAVEPOINT job";
+                job(Err(db_err(e))).await.1
+            }
         };
         deliveries.push(deliver);
+    }
+    // The last job's savepoint: rolled back if it failed, else committed with the rest.
+    if opening.starts_with("ROLLBACK") {
+        let _ = (&mut *tx).execute("ROLLBACK TO SAVEPOINT job").await;
     }
     let committed = tx.commit().await.map_err(db_err);
     if let Err(e) = &committed {
