@@ -435,7 +435,11 @@ impl Store for PgStore {
             Box::pin(async move {
                 // Serialise starts per project across every instance: the limit
                 // counts and the idempotency check below must see each other's rows.
-                sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR UPDATE", login.project_id)
+                // NO KEY UPDATE, not UPDATE: it excludes other starts but not
+                // the KEY SHARE locks that every foreign-key check on the
+                // project takes (a verify's event insert would otherwise wait
+                // for the whole start batch to commit).
+                sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", login.project_id)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db_err)?

@@ -1,13 +1,14 @@
 //! Group commit for the hot path: the writes of logins that arrive together
 //! run in one transaction on one connection, each job in its own
-//! `SAVEPOINT`. There is one such lane per kind of write — starts,
-//! verifies, delivery outcomes — each with its own task and connection, so
-//! the three kinds proceed side by side (a lane spends most of its time
+//! `SAVEPOINT`. There are lanes per kind of write — one for starts, one for
+//! delivery outcomes, several for verifies — each with its own task and
+//! connection, so they proceed side by side (a lane spends most of its time
 //! waiting on round trips to the database, not working).
 //!
-//! The lanes never wait on each other's locks: starts lock their project
-//! and insert new rows; verifies lock existing logins and users; outcomes
-//! lock outbox rows. So a lane's batch cannot deadlock with another lane's.
+//! Lanes of different kinds never wait on each other's locks: starts lock
+//! their project (`FOR NO KEY UPDATE`, which foreign-key checks do not wait
+//! for) and insert new rows; verifies lock existing logins and users;
+//! outcomes lock outbox rows.
 //!
 //! Why: every start takes its project's row lock (so limits hold across
 //! instances) and holds it through its commit's WAL flush, so starts of one
@@ -19,11 +20,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use passgate_store::{StoreError, StoreResult};
 // A plain string runs over the simple-query protocol, which takes several
 // statements at once.
-use sqlx::{Executor, PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db_err;
@@ -51,25 +55,45 @@ fn closed() -> StoreError {
 /// Which lane a write takes (see the module's documentation).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Lane {
-    Starts = 0,
-    Verifies = 1,
-    Deliveries = 2,
+    Starts,
+    Verifies,
+    Deliveries,
 }
+
+/// Verifies get several lanes: unlike starts, which queue on their
+/// project's row lock anyway, they only wait on round trips. Two of them can
+/// deadlock only when the same logins are verified twice at once in crossed
+/// order (a replay); PostgreSQL then fails one of the two, and the other
+/// goes through.
+const VERIFY_LANES: usize = 4;
 
 /// The sending sides, held by every clone of the store.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    lanes: [mpsc::UnboundedSender<Message>; 3],
+    /// Starts, deliveries, then the verify lanes.
+    lanes: Arc<[mpsc::UnboundedSender<Message>]>,
+    next_verify: Arc<AtomicUsize>,
 }
 
 impl Writer {
     pub(crate) fn spawn(pool: &PgPool) -> Self {
-        let lane = || {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run(pool.clone(), receiver));
-            sender
+        let lanes = (0..2 + VERIFY_LANES)
+            .map(|_| {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                tokio::spawn(run(pool.clone(), receiver));
+                sender
+            })
+            .collect();
+        Self { lanes, next_verify: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    fn lane(&self, lane: Lane) -> &mpsc::UnboundedSender<Message> {
+        let index = match lane {
+            Lane::Starts => 0,
+            Lane::Deliveries => 1,
+            Lane::Verifies => 2 + self.next_verify.fetch_add(1, Ordering::Relaxed) % VERIFY_LANES,
         };
-        Self { lanes: [lane(), lane(), lane()] }
+        &self.lanes[index]
     }
 
     /// Runs `f` inside the lane's next batch transaction; returns once committed.
@@ -92,13 +116,13 @@ impl Writer {
                 (ok, deliver)
             })
         });
-        self.lanes[lane as usize].send(Message::Write(job)).map_err(|_| closed())?;
+        self.lane(lane).send(Message::Write(job)).map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
     /// Finishes the jobs already sent; later writes fail.
     pub(crate) async fn close(&self) {
-        for lane in &self.lanes {
+        for lane in self.lanes.iter() {
             let (done, wait) = oneshot::channel();
             if lane.send(Message::Close(done)).is_ok() {
                 let _ = wait.await;
@@ -108,6 +132,9 @@ impl Writer {
 }
 
 async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>) {
+    // The lane keeps its connection between batches: taking one from the
+    // pool per batch would queue the lane behind every read.
+    let mut held = None;
     let mut closing = None;
     while closing.is_none() {
         let Some(first) = receiver.recv().await else { break };
@@ -125,26 +152,44 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>) {
                 next = receiver.try_recv().ok();
             }
         }
-        commit_batch(&pool, batch).await;
+        commit_batch(&pool, &mut held, batch).await;
     }
     if let Some(done) = closing {
         let _ = done.send(());
     }
 }
 
-async fn commit_batch(pool: &PgPool, batch: Vec<Job>) {
+async fn fail_all(batch: Vec<Job>, message: &str) {
+    for job in batch {
+        let (_, deliver) = job(Err(StoreError::Database(message.to_string().into()))).await;
+        deliver(Ok(()));
+    }
+}
+
+async fn commit_batch(pool: &PgPool, held: &mut Option<PoolConnection<Postgres>>, batch: Vec<Job>) {
     if batch.is_empty() {
         return;
     }
-    let mut tx = match pool.begin().await {
+    if held.is_none() {
+        match pool.acquire().await {
+            Ok(conn) => *held = Some(conn),
+            Err(e) => return fail_all(batch, &e.to_string()).await,
+        }
+    }
+    let Some(conn) = held.as_mut() else { return };
+    if !run_batch(conn, batch).await {
+        // Most likely the connection broke: the next batch takes a fresh one.
+        *held = None;
+    }
+}
+
+/// Runs and commits a batch; says whether the connection still looks usable.
+async fn run_batch(conn: &mut PgConnection, batch: Vec<Job>) -> bool {
+    let mut tx = match conn.begin().await {
         Ok(tx) => tx,
         Err(e) => {
-            let message = e.to_string();
-            for job in batch {
-                let (_, deliver) = job(Err(StoreError::Database(message.clone().into()))).await;
-                deliver(Ok(()));
-            }
-            return;
+            fail_all(batch, &e.to_string()).await;
+            return false;
         }
     };
     let mut deliveries = Vec::with_capacity(batch.len());
@@ -185,4 +230,5 @@ async fn commit_batch(pool: &PgPool, batch: Vec<Job>) {
         };
         deliver(result);
     }
+    committed.is_ok()
 }
