@@ -138,7 +138,8 @@ for c, t in sorted(hello.items()):
 w("")
 best = {db: max([r["rate"] for (t, d, u), r in runs.items() if t == "passgate" and d == db and r] or [0]) for db in ("sqlite", "postgres")}
 w("passgate as a fraction of those limits (its best logins/s; a login is 3 HTTP requests and, on the database, "
-  "4 transactions: start, outbox claim, delivery record, verify):")
+  "3 writes — start, delivery outcome, verify — that are group-committed with others, so many logins share one "
+  "commit):")
 w("")
 if full and best["sqlite"]:
     w(f"- SQLite: {fmt(best['sqlite'])} logins/s = {100 * best['sqlite'] / full['pairsPerSecond']:.0f}% of the raw "

@@ -1,11 +1,13 @@
-//! `Store` for PostgreSQL: one method, one transaction, at READ COMMITTED.
+//! `Store` for PostgreSQL: one method, one transaction (or, on the hot
+//! path, one savepoint of a group-committed batch, see `writer.rs`), at
+//! READ COMMITTED.
 //!
 //! What keeps it correct with many instances on one database:
 //! - single use: the conditional `UPDATE … RETURNING` (a concurrent second
 //!   UPDATE waits for the first to commit, re-checks `used_at IS NULL`, and
 //!   matches nothing);
 //! - send limits and idempotency: `start_login` first locks its project's
-//!   row (`SELECT … FOR UPDATE`), so the count-then-insert of two instances
+//!   row (`SELECT … FOR NO KEY UPDATE`), so the count-then-insert of two instances
 //!   cannot interleave; a plain row lock, which PostgreSQL-compatible
 //!   distributed databases support, rather than an advisory lock;
 //! - the outbox: `FOR UPDATE SKIP LOCKED` hands each due row to one worker.

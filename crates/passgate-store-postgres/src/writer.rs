@@ -132,8 +132,9 @@ impl Writer {
 }
 
 async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>) {
-    // The lane keeps its connection between batches: taking one from the
-    // pool per batch would queue the lane behind every read.
+    // A busy lane keeps its connection from batch to batch: taking one from
+    // the pool per batch would queue the lane behind every read. An idle
+    // lane gives it back, so lanes never starve reads, whatever the pool's size.
     let mut held = None;
     let mut closing = None;
     while closing.is_none() {
@@ -153,6 +154,9 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>) {
             }
         }
         commit_batch(&pool, &mut held, batch).await;
+        if receiver.is_empty() {
+            held = None;
+        }
     }
     if let Some(done) = closing {
         let _ = done.send(());

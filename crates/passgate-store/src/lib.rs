@@ -37,7 +37,9 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The storage contract. Every method is one transaction.
+/// The storage contract. Every method is atomic: one transaction, or one
+/// savepoint of a group-committed batch whose result is reported only after
+/// the batch committed — either way all of it or none of it is stored.
 ///
 /// Methods return `impl Future + Send` so the generic server can hold them
 /// across `.await` in axum handlers; implementations simply write `async fn`.
