@@ -29,7 +29,6 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Project};
 use crate::app::App;
 use crate::mail::EmailPayload;
-use crate::mail::outbox::Handoff;
 
 const MAX_USER_AGENT_LEN: usize = 512;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -143,17 +142,19 @@ pub async fn start<S: Store>(
     };
     let response = StartLoginResponse { login_id: login_id.clone(), expires_at: expires_at.to_rfc3339() };
     let response_body = serde_json::to_string(&response).unwrap_or_default();
-    let handoff = app.outbox.reserve();
     let email_id = IdKind::Email.generate();
     let email_payload_sealed = payload.seal(&app.secret);
-    // What the worker needs to send it, if it can take it straight away.
-    let handed_over = handoff.as_ref().map(|_| ClaimedEmail {
-        id: email_id.clone(),
-        project_id: project.id.clone(),
-        login_id: Some(login_id.clone()),
-        recipient: email.to_string(),
-        payload_sealed: email_payload_sealed.clone(),
-        attempts: 0,
+    // If the worker can take the email straight away: its place, and what it needs to send it.
+    let handoff = app.outbox.reserve().map(|place| {
+        let email = ClaimedEmail {
+            id: email_id.clone(),
+            project_id: project.id.clone(),
+            login_id: Some(login_id.clone()),
+            recipient: email.to_string(),
+            payload_sealed: email_payload_sealed.clone(),
+            attempts: 0,
+        };
+        (place, email)
     });
     let login = NewLogin {
         id: login_id,
@@ -170,7 +171,7 @@ pub async fn start<S: Store>(
         expires_at,
         email_id,
         email_payload_sealed,
-        email_lease: handoff.as_ref().map(Handoff::lease),
+        email_lease: handoff.as_ref().map(|(place, _)| place.lease()),
         limits: SendLimits {
             per_recipient: PER_RECIPIENT_EMAILS,
             per_recipient_window_seconds: PER_RECIPIENT_WINDOW_SECONDS,
@@ -186,9 +187,9 @@ pub async fn start<S: Store>(
     };
     match app.store.start_login(login).await? {
         StartOutcome::Started => {
-            match (handoff, handed_over) {
-                (Some(handoff), Some(email)) => handoff.send(email),
-                _ => app.outbox.wake(),
+            match handoff {
+                Some((place, email)) => place.send(email),
+                None => app.outbox.wake(),
             }
             Ok((StatusCode::ACCEPTED, Json(response)).into_response())
         }
