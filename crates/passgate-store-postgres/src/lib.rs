@@ -76,7 +76,9 @@ impl PgStore {
     pub(crate) async fn write<R, F>(&self, lane: writer::Lane, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> writer::BoxFuture<'c, StoreResult<R>> + Send + 'static,
+        F: for<'c> Fn(&'c mut sqlx::PgConnection, &'c mut writer::BatchState) -> writer::BoxFuture<'c, StoreResult<R>>
+            + Send
+            + 'static,
     {
         self.writer.write(lane, f).await
     }

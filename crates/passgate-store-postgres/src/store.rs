@@ -1,6 +1,6 @@
 //! `Store` for PostgreSQL: one method, one transaction (or, on the hot
-//! path, one savepoint of a group-committed batch, see `writer.rs`), at
-//! READ COMMITTED.
+//! path, a part of a group-committed batch that is rolled back and re-run
+//! alone if anything in the batch fails, see `writer.rs`), at READ COMMITTED.
 //!
 //! What keeps it correct with many instances on one database:
 //! - single use: the conditional `UPDATE … RETURNING` (a concurrent second
@@ -19,6 +19,8 @@ use passgate_core::limits::{
 use passgate_core::{Timestamp, constant_time_eq};
 use passgate_store::backend::{Consumed, DeliveryUpdate, NewEvent, from_json, hash32, retry_after, to_json};
 use passgate_store::*;
+use std::sync::Arc;
+
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::writer::Lane;
@@ -433,19 +435,25 @@ impl Store for PgStore {
     }
 
     async fn start_login(&self, login: NewLogin) -> StoreResult<StartOutcome> {
-        self.write(Lane::Starts, move |tx| {
+        let login = Arc::new(login);
+        self.write(Lane::Starts, move |tx, batch| {
+            let login = Arc::clone(&login);
             Box::pin(async move {
                 // Serialise starts per project across every instance: the limit
                 // counts and the idempotency check below must see each other's rows.
                 // NO KEY UPDATE, not UPDATE: it excludes other starts but not
                 // the KEY SHARE locks that every foreign-key check on the
                 // project takes (a verify's event insert would otherwise wait
-                // for the whole start batch to commit).
-                sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", login.project_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?
-                    .ok_or(StoreError::NotFound)?;
+                // for the whole start batch to commit). Once per batch: the
+                // lock lasts until the batch commits.
+                if !batch.has_locked(&login.project_id) {
+                    sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", login.project_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?
+                        .ok_or(StoreError::NotFound)?;
+                    batch.locked(&login.project_id);
+                }
                 let now = login.created_at;
                 let now_ms = now.millis();
 
@@ -473,70 +481,52 @@ impl Store for PgStore {
                     }
                 }
 
-                // Each limit: is there a limit-th most recent send inside the window?
-                // If so the window is full, and it frees when that send leaves it.
-                // One statement, after the lock, so it sees every earlier start.
+                // One statement, after the lock, so it sees every earlier
+                // start: probe every limit and, if none is reached, insert the
+                // login, its leased or queued email, the send counter and the
+                // auth.started event. Each limit: is there a limit-th most
+                // recent send inside the window? If so the window is full, and
+                // it frees when that send leaves it. The project's per-minute
+                // estimate is `project_minute_limited` (passgate-core) in SQL;
+                // which limit it was is decided below, in Rust, from the same figures.
                 let limits = login.limits;
                 let minute = minute_bucket(now_ms);
                 let previous_minute = minute - 1;
-                let probe = sqlx::query!(
-                    r#"SELECT
-                        (SELECT created_at FROM logins WHERE project_id = $1 AND email = $2 AND created_at > $3
-                         ORDER BY created_at DESC LIMIT 1 OFFSET $4) AS recipient_full,
-                        (SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $5) AS current_sent,
-                        (SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $6) AS previous_sent,
-                        (SELECT created_at FROM logins WHERE project_id = $1 AND ip_address = $7 AND created_at > $8
-                         ORDER BY created_at DESC LIMIT 1 OFFSET $9) AS ip_full"#,
-                    login.project_id,
-                    login.email,
-                    now_ms - limits.per_recipient_window_seconds * 1000,
-                    limits.per_recipient - 1,
-                    minute,
-                    previous_minute,
-                    login.ip_address,
-                    now_ms - 60_000,
-                    limits.per_ip_per_minute - 1
-                )
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let (current, previous) = (probe.current_sent.unwrap_or(0), probe.previous_sent.unwrap_or(0));
-                let limited = if let Some(oldest) = probe.recipient_full {
-                    Some((LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)))
-                } else if let Some(retry) =
-                    project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
-                {
-                    Some((LimitKind::Project, retry))
-                } else {
-                    probe.ip_full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)))
-                };
-                if let Some((limit, retry_after_seconds)) = limited {
-                    let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
-                    event.email = Some(&login.email);
-                    event.reason = Some(limit.as_str());
-                    event.ip_address = login.ip_address.as_deref();
-                    event.user_agent = login.user_agent.as_deref();
-                    insert_event(&mut *tx, event).await?;
-                    return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
-                }
-
-                // The login, its leased or queued email, the send counter and
-                // the auth.started event: one statement.
+                let previous_minute_weight = 60_000 - now_ms.rem_euclid(60_000);
                 let event_id = IdKind::Event.generate();
-                sqlx::query!(
-                    "WITH login AS (
+                let probe = sqlx::query!(
+                    r#"WITH probe AS (
+                        SELECT
+                          (SELECT created_at FROM logins WHERE project_id = $2 AND email = $3 AND created_at > $19
+                           ORDER BY created_at DESC LIMIT 1 OFFSET $20) AS recipient_full,
+                          COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $2 AND minute = $17), 0)
+                            AS current_sent,
+                          COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $2 AND minute = $21), 0)
+                            AS previous_sent,
+                          (SELECT created_at FROM logins WHERE project_id = $2 AND ip_address = $9 AND created_at > $22
+                           ORDER BY created_at DESC LIMIT 1 OFFSET $23) AS ip_full),
+                      admitted AS (
+                        SELECT 1 FROM probe WHERE recipient_full IS NULL AND ip_full IS NULL
+                          AND current_sent + previous_sent * $24::BIGINT / 60000 < $25::BIGINT),
+                      login AS (
                         INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
                             validation_url, ip_address, user_agent, created_at, expires_at)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)),
+                        SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::BYTEA, $6::TEXT, $7::TEXT, $8::TEXT,
+                            $9::TEXT, $10::TEXT, $11::BIGINT, $12::BIGINT FROM admitted),
                       email AS (
                         INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status,
                             next_attempt_at, lease_owner, lease_until, created_at)
-                        VALUES ($13, $2, $1, $3, $14, 'queued', $11, $15, $16, $11)),
+                        SELECT $13::TEXT, $2, $1, $3, $14::BYTEA, 'queued', $11, $15::TEXT, $16::BIGINT, $11
+                        FROM admitted),
                       counted AS (
-                        INSERT INTO project_send_counts (project_id, minute, sent) VALUES ($2, $17, 1)
-                        ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1)
-                     INSERT INTO events (id, project_id, kind, login_id, email, ip_address, user_agent, created_at)
-                     VALUES ($18, $2, 'auth.started', $1, $3, $9, $10, $11)",
+                        INSERT INTO project_send_counts (project_id, minute, sent) SELECT $2, $17::BIGINT, 1 FROM admitted
+                        ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1),
+                      started AS (
+                        INSERT INTO events (id, project_id, kind, login_id, email, ip_address, user_agent, created_at)
+                        SELECT $18::TEXT, $2, 'auth.started', $1, $3, $9, $10, $11 FROM admitted)
+                     SELECT recipient_full, current_sent AS "current_sent!", previous_sent AS "previous_sent!", ip_full,
+                        EXISTS (SELECT 1 FROM admitted) AS "admitted!"
+                     FROM probe"#,
                     login.id,
                     login.project_id,
                     login.email,
@@ -554,12 +544,42 @@ impl Store for PgStore {
                     login.email_lease.as_ref().map(|l| l.owner.as_str()),
                     login.email_lease.as_ref().map(|l| l.until.millis()),
                     minute,
-                    event_id
+                    event_id,
+                    now_ms - limits.per_recipient_window_seconds * 1000,
+                    limits.per_recipient - 1,
+                    previous_minute,
+                    now_ms - 60_000,
+                    limits.per_ip_per_minute - 1,
+                    previous_minute_weight,
+                    limits.per_project_per_minute
                 )
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                if current == 0 {
+
+                if !probe.admitted {
+                    let (current, previous) = (probe.current_sent, probe.previous_sent);
+                    let limited = if let Some(oldest) = probe.recipient_full {
+                        Some((LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)))
+                    } else if let Some(retry) =
+                        project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
+                    {
+                        Some((LimitKind::Project, retry))
+                    } else {
+                        probe.ip_full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)))
+                    };
+                    let Some((limit, retry_after_seconds)) = limited else {
+                        return Err(StoreError::Corrupt("the send limits' SQL and Rust checks disagree".into()));
+                    };
+                    let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
+                    event.email = Some(&login.email);
+                    event.reason = Some(limit.as_str());
+                    event.ip_address = login.ip_address.as_deref();
+                    event.user_agent = login.user_agent.as_deref();
+                    insert_event(&mut *tx, event).await?;
+                    return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
+                }
+                if probe.current_sent == 0 {
                     // First send of a new minute: older counters are no longer needed.
                     sqlx::query!(
                         "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
@@ -591,40 +611,74 @@ impl Store for PgStore {
                     .map_err(db_err)?;
                 }
                 Ok(StartOutcome::Started)
-                })
+            })
         })
         .await
     }
 
     async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
-        self.write(Lane::Verifies, move |tx| {
+        let req = Arc::new(req);
+        self.write(Lane::Verifies, move |tx, _| {
+            let req = Arc::clone(&req);
             Box::pin(async move {
                 let hash = &req.token_hash[..];
                 let now_ms = req.now.millis();
-                // The single-use guarantee: one conditional UPDATE.
-                let consumed = sqlx::query!(
-                    r#"UPDATE logins SET used_at = $1
-                     WHERE project_id = $2 AND token_hash = $3 AND used_at IS NULL AND burned_at IS NULL
-                       AND expires_at > $4 AND (code_challenge IS NULL OR code_challenge = $5)
-                     RETURNING id AS "id!", email AS "email!", state"#,
+                let event_id = IdKind::Event.generate();
+                // The single-use guarantee: one conditional UPDATE (a second
+                // one waits for the first to commit, re-checks `used_at`, and
+                // matches nothing). The login is found by its token alone
+                // (MATERIALIZED keeps the project condition from being pushed
+                // into that scan), then updated by its primary key: given the
+                // token and the project in one WHERE, the cached generic plan
+                // (made while the table was young) walked the project's index
+                // — every login of the project on every verify. In the
+                // same statement, the login's user is found or created and
+                // auth.verified recorded (`finish_verified` says why DO UPDATE).
+                let verified = sqlx::query!(
+                    r#"WITH target AS MATERIALIZED (
+                        SELECT id, project_id FROM logins WHERE token_hash = $3),
+                      consumed AS (
+                        UPDATE logins SET used_at = $1 FROM target
+                        WHERE logins.id = target.id AND target.project_id = $2 AND used_at IS NULL AND burned_at IS NULL
+                          AND expires_at > $1 AND (code_challenge IS NULL OR code_challenge = $4)
+                        RETURNING logins.id, email, state),
+                      the_user AS (
+                        INSERT INTO users (id, project_id, email, created_at) SELECT $5::TEXT, $2, email, $1 FROM consumed
+                        ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
+                        RETURNING id, created_at),
+                      recorded AS (
+                        INSERT INTO events (id, project_id, kind, user_id, login_id, email, reason, created_at)
+                        SELECT $6::TEXT, $2, 'auth.verified', the_user.id, consumed.id, consumed.email, $7::TEXT, $1
+                        FROM consumed, the_user)
+                     SELECT consumed.id AS "login_id!", consumed.email AS "email!", consumed.state,
+                        the_user.id AS "user_id!", the_user.created_at AS "user_created_at!"
+                     FROM consumed, the_user"#,
                     now_ms,
                     req.project_id,
                     hash,
-                    now_ms,
-                    req.verifier_challenge
+                    req.verifier_challenge,
+                    req.new_user_id,
+                    event_id,
+                    AuthMethod::EmailLink.amr()
                 )
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                if let Some(row) = consumed {
-                    let consumed = Consumed {
+                if let Some(row) = verified {
+                    let is_new_user = row.user_id == req.new_user_id;
+                    let user = User {
+                        id: row.user_id,
                         project_id: req.project_id.clone(),
-                        login_id: row.id,
                         email: row.email,
+                        created_at: Timestamp(row.user_created_at),
+                    };
+                    return Ok(VerifyOutcome::Verified(VerifiedLogin {
+                        login_id: row.login_id,
+                        user,
+                        is_new_user,
                         state: row.state,
                         method: AuthMethod::EmailLink,
-                    };
-                    return Self::finish_verified(tx, consumed, &req.new_user_id, req.now).await;
+                    }));
                 }
                 let row = sqlx::query!(
                     r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = $1 AND token_hash = $2"#,
@@ -643,13 +697,15 @@ impl Store for PgStore {
                 };
                 Self::record_failure(&mut *tx, &req.project_id, login_id.as_deref(), failure, req.now).await?;
                 Ok(VerifyOutcome::Failed(failure))
-                })
+            })
         })
         .await
     }
 
     async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
-        self.write(Lane::Verifies, move |tx| {
+        let req = Arc::new(req);
+        self.write(Lane::Verifies, move |tx, _| {
+            let req = Arc::clone(&req);
             Box::pin(async move {
                 let now_ms = req.now.millis();
                 let row = sqlx::query!(
@@ -828,10 +884,12 @@ impl Store for PgStore {
     }
 
     async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
-        let (email_id, lease_owner) = (email_id.to_string(), lease_owner.to_string());
-        self.write(Lane::Deliveries, move |tx| {
+        let outcome = Arc::new((email_id.to_string(), lease_owner.to_string(), result));
+        self.write(Lane::Deliveries, move |tx, _| {
+            let outcome = Arc::clone(&outcome);
             Box::pin(async move {
-                let update = DeliveryUpdate::of(&result);
+                let (email_id, lease_owner, result) = &*outcome;
+                let update = DeliveryUpdate::of(result);
                 let (kind, reason) = update.event.map_or((None, None), |(kind, reason)| (Some(kind), reason));
                 let event_id = IdKind::Event.generate();
                 // The outcome and its event, if any: one statement.

@@ -1,9 +1,9 @@
 //! Group commit for the hot path: the writes of logins that arrive together
-//! run in one transaction on one connection, each job in its own
-//! `SAVEPOINT`. There are lanes per kind of write — one for starts, one for
-//! delivery outcomes, several for verifies — each with its own task and
-//! connection, so they proceed side by side (a lane spends most of its time
-//! waiting on round trips to the database, not working).
+//! run in one transaction on one connection. There are lanes per kind of
+//! write — one for starts, one for delivery outcomes, several for verifies —
+//! each with its own task and connection, so they proceed side by side (a
+//! lane spends most of its time waiting on round trips to the database, not
+//! working).
 //!
 //! Lanes of different kinds never wait on each other's locks: starts lock
 //! their project (`FOR NO KEY UPDATE`, which foreign-key checks do not wait
@@ -13,10 +13,18 @@
 //! Why: every start takes its project's row lock (so limits hold across
 //! instances) and holds it through its commit's WAL flush, so starts of one
 //! project committed one by one can never go faster than one flush each.
-//! Batched, a flush and a lock acquisition serve a whole batch. A job that
-//! fails is rolled back to its savepoint alone; a job's result is handed
-//! back only after the batch's `COMMIT` returned. Several instances still
-//! exclude each other through the same row locks, batch by batch.
+//! Batched, a flush and a lock acquisition serve a whole batch. A job's
+//! result is handed back only after the batch's `COMMIT` returned.
+//!
+//! Optimistic batches: a batch runs its jobs back to back with no savepoint
+//! between them (a savepoint per job was a round trip per job, and more
+//! than 64 of them in one transaction overflow PostgreSQL's per-backend
+//! subtransaction cache, which slows every other backend's snapshots).
+//! Jobs fail only on database errors (a refused login is a result, not an
+//! error), so when one does, the batch is rolled back and its jobs run again
+//! each in a transaction of its own — which is why a job must be callable
+//! twice. Several instances still exclude each other through the same row
+//! locks, batch by batch.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,10 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use passgate_store::{StoreError, StoreResult};
-// A plain string runs over the simple-query protocol, which takes several
-// statements at once.
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db_err;
@@ -37,14 +43,68 @@ const MAX_BATCH: usize = 128;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A job: given the batch's connection, runs and returns whether it
-/// succeeded and how to deliver its result once the commit's fate is known;
-/// given an error (no transaction could begin), reports that instead.
-type Job = Box<dyn for<'c> FnOnce(Result<&'c mut PgConnection, StoreError>) -> BoxFuture<'c, (bool, Deliver)> + Send>;
-type Deliver = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// What a batch's jobs share besides the connection: the projects whose
+/// row the batch's transaction has locked already, so a start of the same
+/// project does not ask again (a round trip per start).
+#[derive(Default)]
+pub(crate) struct BatchState {
+    locked_projects: Vec<String>,
+}
+
+impl BatchState {
+    pub(crate) fn has_locked(&self, project_id: &str) -> bool {
+        self.locked_projects.iter().any(|p| p == project_id)
+    }
+
+    pub(crate) fn locked(&mut self, project_id: &str) {
+        self.locked_projects.push(project_id.to_string());
+    }
+}
+
+/// A write waiting for its batch: it can run (again, after a rollback),
+/// remembers its last outcome, and hands it over once the commit's fate is known.
+trait Job: Send {
+    /// Runs inside the batch's transaction; says whether it succeeded.
+    fn run<'c>(&'c mut self, conn: &'c mut PgConnection, state: &'c mut BatchState) -> BoxFuture<'c, bool>;
+    fn fail(&mut self, error: StoreError);
+    /// Sends the outcome, or the commit's error if the commit failed.
+    fn deliver(self: Box<Self>, committed: StoreResult<()>);
+}
+
+struct Pending<R, F> {
+    write: F,
+    outcome: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<R, F> Job for Pending<R, F>
+where
+    R: Send + 'static,
+    F: for<'c> Fn(&'c mut PgConnection, &'c mut BatchState) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut PgConnection, state: &'c mut BatchState) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let outcome = (self.write)(conn, state).await;
+            let ok = outcome.is_ok();
+            self.outcome = Some(outcome);
+            ok
+        })
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn deliver(self: Box<Self>, committed: StoreResult<()>) {
+        let outcome = self.outcome.unwrap_or_else(|| Err(closed()));
+        let _ = self.reply.send(committed.and(outcome));
+    }
+}
+
+type BoxedJob = Box<dyn Job>;
 
 enum Message {
-    Write(Job),
+    Write(BoxedJob),
     Close(oneshot::Sender<()>),
 }
 
@@ -96,26 +156,15 @@ impl Writer {
         &self.lanes[index]
     }
 
-    /// Runs `f` inside the lane's next batch transaction; returns once committed.
-    pub(crate) async fn write<R, F>(&self, lane: Lane, f: F) -> StoreResult<R>
+    /// Runs `write` inside the lane's next batch transaction (twice if the
+    /// batch is rolled back); returns once committed.
+    pub(crate) async fn write<R, F>(&self, lane: Lane, write: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
+        F: for<'c> Fn(&'c mut PgConnection, &'c mut BatchState) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let outcome = match conn {
-                    Ok(conn) => f(conn).await,
-                    Err(e) => Err(e),
-                };
-                let ok = outcome.is_ok();
-                let deliver: Deliver = Box::new(move |committed: StoreResult<()>| {
-                    let _ = reply.send(committed.and(outcome));
-                });
-                (ok, deliver)
-            })
-        });
+        let job: BoxedJob = Box::new(Pending { write, outcome: None, reply });
         self.lane(lane).send(Message::Write(job)).map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
@@ -163,21 +212,21 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>) {
     }
 }
 
-async fn fail_all(batch: Vec<Job>, message: &str) {
-    for job in batch {
-        let (_, deliver) = job(Err(StoreError::Database(message.to_string().into()))).await;
-        deliver(Ok(()));
+fn fail_all(batch: Vec<BoxedJob>, message: &str) {
+    for mut job in batch {
+        job.fail(StoreError::Database(message.to_string().into()));
+        job.deliver(Ok(()));
     }
 }
 
-async fn commit_batch(pool: &PgPool, held: &mut Option<PoolConnection<Postgres>>, batch: Vec<Job>) {
+async fn commit_batch(pool: &PgPool, held: &mut Option<PoolConnection<Postgres>>, batch: Vec<BoxedJob>) {
     if batch.is_empty() {
         return;
     }
     if held.is_none() {
         match pool.acquire().await {
             Ok(conn) => *held = Some(conn),
-            Err(e) => return fail_all(batch, &e.to_string()).await,
+            Err(e) => return fail_all(batch, &e.to_string()),
         }
     }
     let Some(conn) = held.as_mut() else { return };
@@ -188,51 +237,85 @@ async fn commit_batch(pool: &PgPool, held: &mut Option<PoolConnection<Postgres>>
 }
 
 /// Runs and commits a batch; says whether the connection still looks usable.
-async fn run_batch(conn: &mut PgConnection, batch: Vec<Job>) -> bool {
+async fn run_batch(conn: &mut PgConnection, mut batch: Vec<BoxedJob>) -> bool {
+    if batch.len() > 1 {
+        match run_together(conn, &mut batch).await {
+            Together::Committed => {
+                for job in batch {
+                    job.deliver(Ok(()));
+                }
+                return true;
+            }
+            Together::CommitFailed(e) => {
+                for job in batch {
+                    job.deliver(Err(StoreError::Database(e.clone().into())));
+                }
+                return false;
+            }
+            Together::JobFailed => {}
+            Together::Broken(e) => {
+                fail_all(batch, &e);
+                return false;
+            }
+        }
+    }
+    // One job, or a batch in which one failed: each in its own transaction.
+    let mut usable = true;
+    for mut job in batch {
+        match run_alone(conn, job.as_mut()).await {
+            Ok(committed) => job.deliver(committed),
+            Err(e) => {
+                job.fail(StoreError::Database(e.clone().into()));
+                job.deliver(Ok(()));
+                usable = false;
+            }
+        }
+    }
+    usable
+}
+
+enum Together {
+    Committed,
+    CommitFailed(String),
+    /// A job failed; the batch was rolled back and the connection is fine.
+    JobFailed,
+    /// The connection failed at BEGIN or ROLLBACK.
+    Broken(String),
+}
+
+async fn run_together(conn: &mut PgConnection, batch: &mut [BoxedJob]) -> Together {
     let mut tx = match conn.begin().await {
         Ok(tx) => tx,
-        Err(e) => {
-            fail_all(batch, &e.to_string()).await;
-            return false;
-        }
+        Err(e) => return Together::Broken(e.to_string()),
     };
-    let mut deliveries = Vec::with_capacity(batch.len());
-    // Closing one job's savepoint and opening the next's share a round trip
-    // (the simple-query protocol takes several statements at once).
-    let mut opening = "SAVEPOINT job";
-    for job in batch {
-        let deliver = match (&mut *tx).execute(opening).await {
-            Ok(_) => {
-                let (ok, deliver) = job(Ok(&mut *tx)).await;
-                // A job that failed half-way leaves nothing behind; the others keep theirs.
-                opening = if ok {
-                    "RELEASE SAVEPOINT job; SAVEPOINT job"
-                } else {
-                    "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job"
-                };
-                deliver
-            }
-            Err(e) => {
-                opening = "SAVEPOINT job";
-                job(Err(db_err(e))).await.1
-            }
-        };
-        deliveries.push(deliver);
+    let mut state = BatchState::default();
+    for job in batch.iter_mut() {
+        if !job.run(&mut tx, &mut state).await {
+            return match tx.rollback().await {
+                Ok(()) => Together::JobFailed,
+                Err(e) => Together::Broken(e.to_string()),
+            };
+        }
     }
-    // The last job's savepoint: rolled back if it failed, else committed with the rest.
-    if opening.starts_with("ROLLBACK") {
-        let _ = (&mut *tx).execute("ROLLBACK TO SAVEPOINT job").await;
+    match tx.commit().await {
+        Ok(()) => Together::Committed,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot commit a write batch");
+            Together::CommitFailed(e.to_string())
+        }
     }
-    let committed = tx.commit().await.map_err(db_err);
-    if let Err(e) = &committed {
-        tracing::error!(error = %e, "cannot commit a write batch");
+}
+
+/// Runs one job in a transaction of its own: `Ok` with the commit's fate
+/// (a failed job is rolled back and keeps its own error), `Err` when the
+/// connection failed.
+async fn run_alone(conn: &mut PgConnection, job: &mut dyn Job) -> Result<StoreResult<()>, String> {
+    let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+    let mut state = BatchState::default();
+    if job.run(&mut tx, &mut state).await {
+        Ok(tx.commit().await.map_err(db_err))
+    } else {
+        tx.rollback().await.map_err(|e| e.to_string())?;
+        Ok(Ok(()))
     }
-    for deliver in deliveries {
-        let result = match &committed {
-            Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Database(e.to_string().into())),
-        };
-        deliver(result);
-    }
-    committed.is_ok()
 }

@@ -27,7 +27,7 @@ macro_rules! conformance_tests {
             fifty_concurrent_verifies_one_winner, returning_user_is_not_new, per_recipient_limit,
             per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results,
             an_email_leased_at_start_is_its_owners_until_the_lease_lapses, events_are_recorded,
-            a_failed_operation_does_not_undo_concurrent_ones);
+            a_failed_operation_does_not_undo_concurrent_ones, a_failed_start_does_not_undo_concurrent_starts);
     };
     (@each $fresh:path; $($name:ident),*) => {
         $(
@@ -642,4 +642,31 @@ pub async fn a_failed_operation_does_not_undo_concurrent_ones<S: Store>(store: S
             assert_eq!(key.map(|k| k.project.id), Some(id), "a concurrent success is kept");
         }
     }
+}
+
+/// The same on the hot path, which both backends group-commit: a start that
+/// fails (here its token hash is taken, which the schema refuses) fails
+/// alone; the starts that ran beside it are kept, and work.
+pub async fn a_failed_start_does_not_undo_concurrent_starts<S: Store>(store: S) {
+    let project_id = project(&store).await;
+    let first = new_login(&project_id, "first@example.com", "tok-taken", T0);
+    assert!(matches!(start(&store, first).await, StartOutcome::Started));
+    let attempts = (0..20).map(|i| {
+        let store = store.clone();
+        let token = if i % 4 == 0 { "tok-taken".to_string() } else { format!("tok-{i}") };
+        let login = new_login(&project_id, &format!("u{i}@example.com"), &token, T0);
+        tokio::spawn(async move { (token, store.start_login(login).await) })
+    });
+    for joined in futures::future::join_all(attempts).await {
+        let (token, result) = joined.unwrap_or_else(|e| panic!("{e}"));
+        if token == "tok-taken" {
+            assert!(result.is_err(), "a taken token hash must be refused: {result:?}");
+        } else {
+            assert!(matches!(result, Ok(StartOutcome::Started)), "{result:?}");
+            let login = verified(verify(&store, by_token(&project_id, &token, T0.plus_seconds(1))).await);
+            assert!(login.user.email.starts_with('u'), "{}", login.user.email);
+        }
+    }
+    let first = verified(verify(&store, by_token(&project_id, "tok-taken", T0.plus_seconds(1))).await);
+    assert_eq!(first.user.email, "first@example.com", "the refused starts left the first login alone");
 }

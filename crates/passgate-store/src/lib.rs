@@ -38,8 +38,9 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The storage contract. Every method is atomic: one transaction, or one
-/// savepoint of a group-committed batch whose result is reported only after
-/// the batch committed — either way all of it or none of it is stored.
+/// part (a savepoint, or a run that is repeated alone if the batch fails) of
+/// a group-committed batch whose result is reported only after the batch
+/// committed — either way all of it or none of it is stored.
 ///
 /// Methods return `impl Future + Send` so the generic server can hold them
 /// across `.await` in axum handlers; implementations simply write `async fn`.

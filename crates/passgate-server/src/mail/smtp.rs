@@ -8,6 +8,14 @@
 //! connections that caps delivery at about 200 emails a second however fast
 //! everything else is. With `TCP_NODELAY` a message costs its round trips.
 //!
+//! A message costs two round trips where the relay advertises PIPELINING
+//! (RFC 2920): `MAIL`, `RCPT` and `DATA` go in one write, then the body and
+//! its closing `.` in another. lettre writes each command on its own and
+//! waits for its reply, then the body and the `.` in two more writes — four
+//! round trips and five writes on both ends of every message, which at a
+//! few thousand messages a second is a tenth of the server's time. Without
+//! PIPELINING the commands go one by one (lettre's own `send`).
+//!
 //! TLS: `smtps://` wraps the socket in TLS before the greeting (rustls, the
 //! public web roots plus `smtp_ca_file`); STARTTLS upgrades it with lettre's
 //! own `starttls` and the same roots.
@@ -23,6 +31,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::Error;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -106,11 +115,42 @@ impl From<Error> for SendError {
     }
 }
 
+/// A connection and whether its relay takes pipelined commands.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
 pub struct SmtpPool {
     config: SmtpConfig,
     hello: ClientId,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     slots: Semaphore,
+}
+
+/// The message as the DATA phase carries it: every line that starts with
+/// `.` gets a second one (RFC 5321 §4.5.2), then the closing `CRLF.CRLF`.
+fn data_phase(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut at_line_start = true;
+    for c in message.chars() {
+        if at_line_start && c == '.' {
+            out.push('.');
+        }
+        out.push(c);
+        at_line_start = c == '\n';
+    }
+    out.push_str("\r\n.\r\n");
+    out
+}
+
+fn ascii_addresses(envelope: &Envelope) -> bool {
+    envelope.from().into_iter().chain(envelope.to()).all(|a| AsRef::<str>::as_ref(a).is_ascii())
+}
+
+/// Whether an EHLO reply lists the PIPELINING extension.
+fn advertises_pipelining<'a>(lines: impl Iterator<Item = &'a str>) -> bool {
+    lines.into_iter().any(|line| line.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case("PIPELINING")))
 }
 
 impl SmtpPool {
@@ -118,7 +158,7 @@ impl SmtpPool {
         Self { config, hello: ClientId::default(), idle: Mutex::new(Vec::new()), slots: Semaphore::new(size) }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let c = &self.config;
         let tcp = TcpStream::connect((c.host.as_str(), c.port)).await.map_err(SendError::Connect)?;
         tcp.set_nodelay(true).map_err(SendError::Connect)?;
@@ -135,13 +175,18 @@ impl SmtpPool {
         {
             conn.starttls(parameters.clone(), &self.hello).await?;
         }
+        // lettre keeps only the extensions it knows from the greeting's
+        // EHLO; asking again (allowed at any time, RFC 5321 §4.1.4) tells
+        // whether the relay pipelines. Before AUTH, which some relays
+        // forget on a new EHLO.
+        let pipelining = advertises_pipelining(conn.command(Ehlo::new(self.hello.clone())).await?.message());
         if let Some(credentials) = &c.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await?;
         }
-        Ok(conn)
+        Ok(Connection { smtp: conn, pipelining })
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().ok()?;
         while let Some((conn, since)) = idle.pop() {
             if since.elapsed() < MAX_IDLE {
@@ -151,19 +196,24 @@ impl SmtpPool {
         None
     }
 
-    async fn send_on(
-        &self,
-        mut conn: AsyncSmtpConnection,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<(), SendError> {
-        let result = conn.send(envelope, message).await.map(|_| ()).map_err(SendError::Smtp);
-        if result.is_ok() && !conn.has_broken() {
+    async fn send_on(&self, mut conn: Connection, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
+        let result = match std::str::from_utf8(message) {
+            // Plain ASCII needs none of the SMTPUTF8 or 8BITMIME parameters
+            // that lettre's `send` negotiates; anything else takes that path.
+            Ok(text) if conn.pipelining && text.is_ascii() && ascii_addresses(envelope) => {
+                send_pipelined(&mut conn.smtp, envelope, text).await
+            }
+            _ => conn.smtp.send(envelope, message).await.map(|_| ()),
+        }
+        .map_err(SendError::Smtp);
+        if result.is_ok() && !conn.smtp.has_broken() {
             if let Ok(mut idle) = self.idle.lock() {
                 idle.push((conn, Instant::now()));
             }
         } else {
-            conn.abort().await;
+            // A refused command leaves the replies to the rest of its group
+            // unread: the connection is not reused.
+            conn.smtp.abort().await;
         }
         result
     }
@@ -191,5 +241,42 @@ impl SmtpPool {
     }
 }
 
+/// One message in two round trips: the envelope's commands and `DATA` in one
+/// write (their replies read in order; any refusal ends the message before
+/// its body is sent), then the body and its closing `.` in one.
+async fn send_pipelined(conn: &mut AsyncSmtpConnection, envelope: &Envelope, message: &str) -> Result<(), Error> {
+    use std::fmt::Write;
+    let mut commands = Mail::new(envelope.from().cloned(), Vec::new()).to_string();
+    for recipient in envelope.to() {
+        let _ = write!(commands, "{}", Rcpt::new(recipient.clone(), Vec::new()));
+    }
+    let _ = write!(commands, "{Data}");
+    conn.command(commands).await?;
+    for _ in envelope.to() {
+        conn.read_response().await?;
+    }
+    conn.read_response().await?;
+    conn.command(data_phase(message)).await?;
+    Ok(())
+}
+
 /// Shared handle.
 pub type SharedPool = Arc<SmtpPool>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_phase_doubles_leading_dots_and_ends_with_a_lone_dot() {
+        assert_eq!(data_phase(".a\r\nb.c\r\n..d"), "..a\r\nb.c\r\n...d\r\n.\r\n");
+        assert_eq!(data_phase("x"), "x\r\n.\r\n");
+    }
+
+    #[test]
+    fn pipelining_is_read_from_the_ehlo_reply() {
+        assert!(advertises_pipelining(["relay.example", "8BITMIME", "PIPELINING"].into_iter()));
+        assert!(advertises_pipelining(["relay.example", "pipelining"].into_iter()));
+        assert!(!advertises_pipelining(["relay.example", "SIZE 1000", "XPIPELINING"].into_iter()));
+    }
+}

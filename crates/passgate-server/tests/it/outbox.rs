@@ -176,7 +176,7 @@ async fn starttls_is_used_when_required_and_the_relay_is_trusted() {
     let ca = TestCa::new();
     let ca_pem = ca.ca_pem.clone();
     let options = Options {
-        sink: Some(SinkOptions { tls: Some((TlsMode::StartTls, ca)), auth: None }),
+        sink: Some(SinkOptions { tls: Some((TlsMode::StartTls, ca)), auth: None, ..SinkOptions::default() }),
         smtp_url: Some("smtp://localhost:{port}?tls=required".into()),
         smtp_ca_pem: Some(ca_pem),
         ..Options::default()
@@ -195,6 +195,7 @@ async fn implicit_tls_and_authentication_work_together() {
         sink: Some(SinkOptions {
             tls: Some((TlsMode::Implicit, ca)),
             auth: Some(("mailer".into(), "p@ss word:1".into())),
+            ..SinkOptions::default()
         }),
         smtp_url: Some("smtps://mailer:p%40ss%20word%3A1@localhost:{port}".into()),
         smtp_ca_pem: Some(ca_pem),
@@ -206,12 +207,17 @@ async fn implicit_tls_and_authentication_work_together() {
     remember_secret(&mail.token().unwrap_or_default());
     assert!(mail.tls);
     assert_eq!(mail.auth_user.as_deref(), Some("mailer"));
+    assert!(mail.pipelined, "the relay advertises PIPELINING after TLS and before AUTH");
 }
 
 #[tokio::test]
 async fn plain_smtp_with_authentication() {
     let options = Options {
-        sink: Some(SinkOptions { tls: None, auth: Some(("mailer".into(), "hunter2".into())) }),
+        sink: Some(SinkOptions {
+            tls: None,
+            auth: Some(("mailer".into(), "hunter2".into())),
+            ..SinkOptions::default()
+        }),
         smtp_url: Some("smtp://mailer:hunter2@127.0.0.1:{port}".into()),
         ..Options::default()
     };
@@ -222,10 +228,38 @@ async fn plain_smtp_with_authentication() {
     assert_eq!((mail.auth_user.as_deref(), mail.tls), (Some("mailer"), false));
 }
 
+/// Two messages on one pooled connection, each checked for what arrived.
+async fn two_messages_over(sink: SinkOptions) -> Vec<Mail> {
+    let server = TestServer::start_with(Options { sink: Some(sink), ..Options::default() }).await;
+    let mut mails = Vec::new();
+    for to in ["ada@example.com", "bob@example.com"] {
+        let login_id = server.start_login(to, json!({})).await.str("loginId");
+        server.wait_email_status(&login_id, "sent").await;
+        let mail = server.sink.wait_for(to).await;
+        remember_secret(&mail.token().unwrap_or_default());
+        assert_eq!(mail.to, vec![to.to_string()]);
+        assert!(mail.text.starts_with("Sign in to"), "the whole body arrives: {:?}", mail.text);
+        mails.push(mail);
+    }
+    mails
+}
+
+#[tokio::test]
+async fn a_relay_that_pipelines_gets_the_envelope_in_one_write() {
+    let mails = two_messages_over(SinkOptions::default()).await;
+    assert!(mails.iter().all(|m| m.pipelined));
+}
+
+#[tokio::test]
+async fn a_relay_that_does_not_pipeline_gets_one_command_at_a_time() {
+    let mails = two_messages_over(SinkOptions { no_pipelining: true, ..SinkOptions::default() }).await;
+    assert!(mails.iter().all(|m| !m.pipelined));
+}
+
 #[tokio::test]
 async fn wrong_credentials_and_untrusted_certificates_are_reported_and_retried() {
     let options = Options {
-        sink: Some(SinkOptions { tls: None, auth: Some(("mailer".into(), "right".into())) }),
+        sink: Some(SinkOptions { tls: None, auth: Some(("mailer".into(), "right".into())), ..SinkOptions::default() }),
         smtp_url: Some("smtp://mailer:wrong@127.0.0.1:{port}".into()),
         ..Options::default()
     };
@@ -236,7 +270,7 @@ async fn wrong_credentials_and_untrusted_certificates_are_reported_and_retried()
 
     // TLS required, but the relay's certificate is from a CA we were not told to trust.
     let options = Options {
-        sink: Some(SinkOptions { tls: Some((TlsMode::StartTls, TestCa::new())), auth: None }),
+        sink: Some(SinkOptions { tls: Some((TlsMode::StartTls, TestCa::new())), auth: None, ..SinkOptions::default() }),
         smtp_url: Some("smtp://localhost:{port}?tls=required".into()),
         ..Options::default()
     };

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub use db::{TestDb, TestStore};
-pub use smtp::{Behaviour, SinkOptions, SmtpSink, TestCa, TlsMode};
+pub use smtp::{Behaviour, Mail, SinkOptions, SmtpSink, TestCa, TlsMode};
 
 /// 2026-11-21T00:00:00Z.
 pub const T0: Timestamp = Timestamp(1_795_219_200_000);

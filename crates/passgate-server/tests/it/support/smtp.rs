@@ -65,6 +65,8 @@ pub struct SinkOptions {
     pub tls: Option<(TlsMode, TestCa)>,
     /// Require `AUTH PLAIN`/`LOGIN` with these credentials before MAIL.
     pub auth: Option<(String, String)>,
+    /// Leave PIPELINING (RFC 2920) out of the EHLO reply, as old relays do.
+    pub no_pipelining: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub struct Mail {
     pub auth_user: Option<String>,
     /// Whether the message came over TLS.
     pub tls: bool,
+    /// Whether the client sent RCPT before the reply to MAIL (pipelined).
+    pub pipelined: bool,
     pub from: String,
     pub to: Vec<String>,
     pub headers: Vec<(String, String)>,
@@ -115,6 +119,7 @@ struct State {
     tls_mode: TlsMode,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     auth: Option<(String, String)>,
+    pipelining: bool,
 }
 
 #[derive(Clone)]
@@ -142,6 +147,7 @@ impl SmtpSink {
             tls_mode,
             acceptor,
             auth: options.auth,
+            pipelining: !options.no_pipelining,
         });
         let accept_state = state.clone();
         tokio::spawn(async move {
@@ -220,6 +226,7 @@ where
     }
     let (mut from, mut to) = (String::new(), Vec::new());
     let mut auth_user: Option<String> = None;
+    let mut pipelined = false;
     let mut line = String::new();
     loop {
         line.clear();
@@ -231,6 +238,9 @@ where
         let upper = command.to_ascii_uppercase();
         let answer = if upper.starts_with("EHLO") {
             let mut caps = vec!["sink.test", "8BITMIME", "SMTPUTF8", "SIZE 10485760"];
+            if state.pipelining {
+                caps.push("PIPELINING");
+            }
             if state.tls_mode == TlsMode::StartTls && !encrypted {
                 caps.push("STARTTLS");
             }
@@ -265,6 +275,8 @@ where
             } else {
                 from = command[10..].trim().trim_matches(['<', '>']).to_string();
                 to.clear();
+                // The next command already waiting, unanswered: pipelined.
+                pipelined = !lines.buffer().is_empty();
                 "250 2.1.0 ok".to_string()
             }
         } else if upper.starts_with("RCPT TO:") {
@@ -276,6 +288,8 @@ where
                 }
                 Behaviour::RejectRecipient(code) => format!("{code} recipient refused by the test sink"),
             }
+        } else if upper == "DATA" && to.is_empty() {
+            "554 5.5.1 no valid recipients".to_string()
         } else if upper == "DATA" {
             let _ = lines.get_mut().write_all(b"354 end with <CRLF>.<CRLF>\r\n").await;
             let mut data = String::new();
@@ -293,6 +307,7 @@ where
             let mut mail = parse(from.clone(), to.clone(), data);
             mail.auth_user = auth_user.clone();
             mail.tls = encrypted;
+            mail.pipelined = pipelined;
             state.mails.lock().unwrap_or_else(|e| e.into_inner()).push(mail);
             state.arrived.notify_waiters();
             "250 2.0.0 queued".to_string()
@@ -382,5 +397,5 @@ fn parse(from: String, to: Vec<String>, raw: String) -> Mail {
     } else {
         text = decode(&headers, &body);
     }
-    Mail { auth_user: None, tls: false, from, to, headers, text, html }
+    Mail { auth_user: None, tls: false, pipelined: false, from, to, headers, text, html }
 }
