@@ -132,14 +132,17 @@ pub struct SmtpPool {
 /// `.` gets a second one (RFC 5321 §4.5.2), then the closing `CRLF.CRLF`.
 fn data_phase(message: &str) -> String {
     let mut out = String::with_capacity(message.len() + 8);
-    let mut at_line_start = true;
-    for c in message.chars() {
-        if at_line_start && c == '.' {
-            out.push('.');
-        }
-        out.push(c);
-        at_line_start = c == '\n';
+    let mut rest = message;
+    if rest.starts_with('.') {
+        out.push('.');
     }
+    // Whole runs between line-leading dots are copied at once.
+    while let Some(at) = rest.find("\n.") {
+        out.push_str(&rest[..=at]);
+        out.push('.');
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
     out.push_str("\r\n.\r\n");
     out
 }
@@ -271,6 +274,7 @@ mod tests {
     fn the_data_phase_doubles_leading_dots_and_ends_with_a_lone_dot() {
         assert_eq!(data_phase(".a\r\nb.c\r\n..d"), "..a\r\nb.c\r\n...d\r\n.\r\n");
         assert_eq!(data_phase("x"), "x\r\n.\r\n");
+        assert_eq!(data_phase("a\r\n.\r\n.b"), "a\r\n..\r\n..b\r\n.\r\n");
     }
 
     #[test]
