@@ -54,6 +54,7 @@ def row_of(r):
         "db_cores": db["cpuSeconds"] / window if db else None,
         "loadgen_cores": r["loadgenCpuSeconds"] / window,
         "busy": r.get("machineBusyCores"),
+        "steal": r.get("machineStealCores"),
     }
 
 
@@ -89,10 +90,12 @@ w("")
 w("## Logins per second and latency")
 w("")
 w("Latencies in ms (p50 / p99). `email` is start response → message received by the sink. "
-  "RSS is the server's peak (`VmHWM`). Ratio = passgate ÷ better-auth on the same database and concurrency.")
+  "RSS is the server's peak (`VmHWM`). Ratio = passgate ÷ better-auth on the same database and concurrency. "
+  "Steal is CPU time the hypervisor gave to other guests during the row's window: this is a shared VM, and a row "
+  "with more than ~0.1 core of steal ran on less machine than the others.")
 w("")
-w("| target | db | users | logins/s | ratio | errors | start | email | verify | cycle | peak RSS MiB | server cores | db cores | loadgen cores |")
-w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+w("| target | db | users | logins/s | ratio | errors | start | email | verify | cycle | peak RSS MiB | server cores | db cores | loadgen cores | steal cores |")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for db in ("sqlite", "postgres"):
     for users in sorted({k[2] for k in runs if k[1] == db}):
         for target in ("passgate", "better-auth"):
@@ -103,7 +106,8 @@ for db in ("sqlite", "postgres"):
             rat = ratio(r["rate"], peer["rate"]) if target == "passgate" and peer else ""
             w(f"| {target} | {db} | {users} | {fmt(r['rate'])} | {rat} | {r['errors']} | {pair(r['start'])} | "
               f"{pair(r['email'])} | {pair(r['verify'])} | {pair(r['cycle'])} | {fmt(r['rss'], 0)} | "
-              f"{fmt(r['server_cores'], 2)} | {fmt(r['db_cores'], 2)} | {fmt(r['loadgen_cores'], 2)} |")
+              f"{fmt(r['server_cores'], 2)} | {fmt(r['db_cores'], 2)} | {fmt(r['loadgen_cores'], 2)} | "
+              f"{fmt(r['steal'], 2)} |")
 w("")
 
 # Limits.
