@@ -11,7 +11,11 @@
 # BENCHMARKS.md alone (its figures come from full runs only).
 #
 # Settings (environment): USERS ("1 16 64"), WARMUP (5), DURATION (30),
-# DBS ("sqlite postgres"), PEER (1 to run better-auth too), BENCH_KIT.
+# DBS ("sqlite postgres"), PEER (1 to run better-auth too), BENCH_KIT,
+# MAX_STEAL (0.15) and TRIES (3): on a shared VM the hypervisor may take CPU
+# from us mid-run (loadgen reports it as steal); a row whose window lost
+# more than MAX_STEAL cores is measured again, up to TRIES times, and the
+# report shows the steal of the run it kept.
 # Needs: Rust, Node 20 + npm, PostgreSQL on 127.0.0.1:5432 (root, as on the
 # benchmark machine: the peer's setup creates its role and database).
 set -euo pipefail
@@ -32,6 +36,8 @@ PEER_PORT=4100
 CALLBACK=http://localhost:3000/auth/callback
 PG_ADMIN=${PASSGATE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_DB=passgate_bench
+MAX_STEAL=${MAX_STEAL:-0.15}
+TRIES=${TRIES:-3}
 mkdir -p "$OUT"
 cd "$ROOT"
 
@@ -110,14 +116,24 @@ run_peer() {
   unset PGHOST PGUSER PGPASSWORD PGDATABASE
 }
 
+# Runs one row until the hypervisor left it alone (see MAX_STEAL).
+measure() {
+  local what=$1 db=$2 users=$3 try steal
+  for try in $(seq 1 "$TRIES"); do
+    echo "== $what $db, $users users (try $try)"
+    "run_$what" "$db" "$users"
+    steal=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1])).get("machineStealCores") or 0, 2))' \
+      "$OUT/$(echo "$what" | sed 's/peer/better-auth/')-$db-link-$users.json")
+    python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)' "$steal" "$MAX_STEAL" && return 0
+    echo "   the hypervisor took $steal cores during the window; measuring again"
+    sleep 10
+  done
+}
+
 for db in $DBS; do
   for users in $USERS; do
-    echo "== passgate $db, $users users"
-    run_passgate "$db" "$users"
-    if [ "$PEER" = 1 ]; then
-      echo "== better-auth $db, $users users"
-      run_peer "$db" "$users"
-    fi
+    measure passgate "$db" "$users"
+    if [ "$PEER" = 1 ]; then measure peer "$db" "$users"; fi
   done
 done
 
