@@ -626,22 +626,22 @@ impl Store for PgStore {
                 let event_id = IdKind::Event.generate();
                 // The single-use guarantee: one conditional UPDATE (a second
                 // one waits for the first to commit, re-checks `used_at`, and
-                // matches nothing). The login is found by its token alone
-                // (MATERIALIZED keeps the project condition from being pushed
-                // into that scan), then updated by its primary key: given the
-                // token and the project in one WHERE, the cached generic plan
-                // (made while the table was young) walked the project's index
-                // — every login of the project on every verify. In the
+                // matches nothing). The login is found by its token's unique
+                // index, then updated by its primary key, one value each, so
+                // no plan can do better with another index or a scan: plans
+                // are cached per connection from the first executions, while
+                // the table is young, and one made then (a hash join of the
+                // whole table, or a walk of the project's index) stayed —
+                // reading every login on every verify. In the
                 // same statement, the login's user is found or created and
                 // auth.verified recorded (`finish_verified` says why DO UPDATE).
                 let verified = sqlx::query!(
-                    r#"WITH target AS MATERIALIZED (
-                        SELECT id, project_id FROM logins WHERE token_hash = $3),
-                      consumed AS (
-                        UPDATE logins SET used_at = $1 FROM target
-                        WHERE logins.id = target.id AND target.project_id = $2 AND used_at IS NULL AND burned_at IS NULL
+                    r#"WITH consumed AS (
+                        UPDATE logins SET used_at = $1
+                        WHERE id = (SELECT id FROM logins WHERE token_hash = $3)
+                          AND project_id = $2 AND used_at IS NULL AND burned_at IS NULL
                           AND expires_at > $1 AND (code_challenge IS NULL OR code_challenge = $4)
-                        RETURNING logins.id, email, state),
+                        RETURNING id, email, state),
                       the_user AS (
                         INSERT INTO users (id, project_id, email, created_at) SELECT $5::TEXT, $2, email, $1 FROM consumed
                         ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
