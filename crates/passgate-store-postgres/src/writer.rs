@@ -123,8 +123,8 @@ pub(crate) enum Lane {
 /// Verifies get several lanes: unlike starts, which queue on their
 /// project's row lock anyway, they only wait on round trips. Two of them can
 /// deadlock only when the same logins are verified twice at once in crossed
-/// order (a replay); PostgreSQL then fails one of the two, and the other
-/// goes through.
+/// order (a replay); PostgreSQL then fails one of the two batches, whose
+/// operations run again one by one after the other batch committed.
 const VERIFY_LANES: usize = 4;
 
 /// The sending sides, held by every clone of the store.
