@@ -7,7 +7,9 @@ use passgate_core::limits::{
     IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket, project_minute_limited,
 };
 use passgate_core::{Timestamp, constant_time_eq};
-use passgate_store::backend::{Consumed, DeliveryUpdate, NewEvent, from_json, hash32, retry_after, to_json};
+use passgate_store::backend::{
+    Consumed, DeliveryUpdate, NewEvent, closed_login, from_json, hash32, retry_after, to_json,
+};
 use passgate_store::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -119,14 +121,8 @@ fn classify_failure(
     expires_at: i64,
     now: Timestamp,
 ) -> StoreResult<VerifyFailure> {
-    if let Some(used_at) = used_at {
-        return Ok(VerifyFailure::Used { used_at: Timestamp(used_at) });
-    }
-    if burned_at.is_some() {
-        return Ok(VerifyFailure::Burned);
-    }
-    if expires_at <= now.millis() {
-        return Ok(VerifyFailure::Expired { expired_at: Timestamp(expires_at) });
+    if let Some(closed) = closed_login(used_at, burned_at, expires_at, now) {
+        return Ok(closed);
     }
     conn.prepare_cached(
         "UPDATE logins SET verifier_failures = verifier_failures + 1,
@@ -418,15 +414,7 @@ fn verify_by_code(conn: &Connection, req: &VerifyByCode) -> StoreResult<VerifyOu
         record_failure(conn, &req.project_id, None, VerifyFailure::Invalid, req.now)?;
         return Ok(VerifyOutcome::Failed(VerifyFailure::Invalid));
     };
-    let failure = if let Some(used_at) = row.used_at {
-        Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
-    } else if row.burned_at.is_some() {
-        Some(VerifyFailure::Burned)
-    } else if row.expires_at <= now_ms {
-        Some(VerifyFailure::Expired { expired_at: Timestamp(row.expires_at) })
-    } else {
-        None
-    };
+    let failure = closed_login(row.used_at, row.burned_at, row.expires_at, req.now);
     let failure = match (failure, &row.code_hash) {
         (Some(f), _) => Some(f),
         (None, None) => Some(VerifyFailure::CodeInvalid),

@@ -4,7 +4,7 @@
 
 use passgate_core::Timestamp;
 
-use crate::{StoreError, StoreResult};
+use crate::{StoreError, StoreResult, VerifyFailure};
 
 /// A list setting as stored: a JSON array of strings.
 pub fn to_json(list: &[String]) -> String {
@@ -24,6 +24,25 @@ pub fn hash32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
 pub fn retry_after(oldest_counted: i64, window_seconds: i64, now: Timestamp) -> i64 {
     let free_at = oldest_counted + window_seconds * 1000;
     ((free_at - now.millis() + 999) / 1000).max(1)
+}
+
+/// Why a login can no longer be consumed, whatever was presented: used,
+/// burned or expired, in that order; `None` while it is still open.
+pub fn closed_login(
+    used_at: Option<i64>,
+    burned_at: Option<i64>,
+    expires_at: i64,
+    now: Timestamp,
+) -> Option<VerifyFailure> {
+    if let Some(used_at) = used_at {
+        Some(VerifyFailure::Used { used_at: Timestamp(used_at) })
+    } else if burned_at.is_some() {
+        Some(VerifyFailure::Burned)
+    } else if expires_at <= now.millis() {
+        Some(VerifyFailure::Expired { expired_at: Timestamp(expires_at) })
+    } else {
+        None
+    }
 }
 
 /// An event to record, borrowed from what the operation already holds.
