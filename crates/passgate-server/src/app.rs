@@ -22,6 +22,7 @@ use crate::http::{auth, dev, error::ApiError, ops, request_id};
 use crate::keys::KeyRing;
 use crate::mail::outbox::Outbox;
 use crate::mail::transport::DevMailbox;
+use crate::metrics::{self, Metrics};
 
 /// Largest request body accepted (64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -37,6 +38,8 @@ pub struct AppState<S: Store> {
     pub outbox: Outbox<S>,
     /// Present only in dev mode.
     pub dev_mailbox: Option<DevMailbox>,
+    /// Served on the metrics listener, never on the public one.
+    pub metrics: Arc<Metrics>,
 }
 
 impl<S: Store> std::fmt::Debug for AppState<S> {
@@ -72,10 +75,12 @@ pub fn router<S: Store>(app: App<S>) -> Router {
     if app.dev_mailbox.is_some() {
         router = router.route("/_dev/mailbox", get(dev::mailbox::<S>));
     }
+    let metrics = app.metrics.clone();
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn(request_id::layer))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -87,7 +87,8 @@ pub struct Settings {
     pub email_from: lettre::message::Mailbox,
     pub secret_key: Option<SecretString>,
     pub secret_key_previous: Option<SecretString>,
-    pub metrics_listen: SocketAddr,
+    /// `None` when set to `off`.
+    pub metrics_listen: Option<SocketAddr>,
     pub dev: bool,
     pub templates_dir: Option<PathBuf>,
     /// PEM of extra CA certificates trusted for the SMTP relay.
@@ -240,9 +241,15 @@ impl RawSettings {
             }
         }
         let metrics_text = self.metrics_listen.unwrap_or_else(|| "127.0.0.1:9090".to_string());
-        let metrics_listen = metrics_text
-            .parse()
-            .map_err(|_| invalid("metrics_listen", format!("{metrics_text:?} is not an address")))?;
+        let metrics_listen = match metrics_text.trim() {
+            "off" => None,
+            text => Some(text.parse().map_err(|_| {
+                invalid("metrics_listen", format!("{metrics_text:?} is not an address (IP:port) or \"off\""))
+            })?),
+        };
+        if let Some(addr) = metrics_listen.filter(|a: &SocketAddr| dev && !a.ip().is_loopback()) {
+            return Err(invalid("metrics_listen", format!("dev mode only listens on loopback, not {addr}")));
+        }
         let outbox_lease = match self.outbox_lease {
             Some(text) => {
                 let secs = passgate_core::duration::parse_seconds(&text)
@@ -389,6 +396,7 @@ mod tests {
             ("PASSGATE_OUTBOX_LEASE", "0s", "outbox_lease"),
             ("PASSGATE_DATABASE_MAX_CONNECTIONS", "0", "database_max_connections"),
             ("PASSGATE_DATABASE_ACQUIRE_TIMEOUT", "forever", "database_acquire_timeout"),
+            ("PASSGATE_METRICS_LISTEN", "9090", "metrics_listen"),
         ];
         for (var, value, name) in cases {
             let base = [("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525"), ("PASSGATE_SECRET_KEY", SECRET), (var, value)];
@@ -404,6 +412,21 @@ mod tests {
             .overlay_env(env(&[("PASSGATE_LISTEN", "0.0.0.0:8080")]))
             .and_then(|r| r.check(true, true));
         assert!(matches!(dev_public, Err(ConfigError::Invalid { name: "listen", .. })));
+        let dev_public_metrics = RawSettings::default()
+            .overlay_env(env(&[("PASSGATE_METRICS_LISTEN", "0.0.0.0:9090")]))
+            .and_then(|r| r.check(true, true));
+        assert!(matches!(dev_public_metrics, Err(ConfigError::Invalid { name: "metrics_listen", .. })));
+    }
+
+    #[test]
+    fn the_metrics_listener_defaults_to_loopback_and_can_be_turned_off() {
+        let default = RawSettings::default().check(true, true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(default.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9090))));
+        let off = RawSettings::default()
+            .overlay_env(env(&[("PASSGATE_METRICS_LISTEN", "off")]))
+            .and_then(|r| r.check(true, true))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(off.metrics_listen, None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! [`server`] assembles and runs a server; [`app`] is the router; [`http`]
 //! holds handlers, extractors and the error type; [`mail`] the outbox,
 //! templates and SMTP; [`keys`] the JWT signing key ring; [`cli`] the
-//! operator commands; [`devmode`] what `passgate dev` adds.
+//! operator commands; [`devmode`] what `passgate dev` adds; [`metrics`] the
+//! Prometheus counters served on their own listener.
 
 pub mod app;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod devmode;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod openapi;
 pub mod server;
 pub mod telemetry;

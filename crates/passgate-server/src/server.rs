@@ -21,6 +21,7 @@ use crate::keys::{KeyError, KeyRing, ensure_signing_key};
 use crate::mail::outbox::{Outbox, OutboxConfig};
 use crate::mail::templates::{TemplateError, Templates};
 use crate::mail::transport::{DevMailbox, Mailer, SmtpUrlError};
+use crate::metrics::{self, Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -60,6 +61,7 @@ pub struct Parts {
 /// Builds the shared state (and makes sure a signing key exists).
 pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartError> {
     ensure_signing_key(&store, &parts.secret, parts.clock.now()).await?;
+    let metrics = Arc::new(Metrics::default());
     let outbox = Outbox::new(
         store.clone(),
         parts.clock.clone(),
@@ -67,6 +69,7 @@ pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartE
         parts.templates,
         parts.mailer.clone(),
         parts.outbox,
+        metrics.clone(),
     );
     Ok(Arc::new(AppState {
         store,
@@ -76,22 +79,34 @@ pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartE
         public_url: parts.public_url,
         outbox,
         dev_mailbox: parts.mailer.dev_mailbox().cloned(),
+        metrics,
     }))
 }
 
-/// Runs the HTTP server and the outbox worker until `shutdown` completes;
-/// then stops accepting, drains in-flight requests, and lets the worker
-/// finish the emails it is sending.
+/// Runs the HTTP server, the metrics listener (if any) and the outbox
+/// worker until `shutdown` completes; then stops accepting, drains in-flight
+/// requests, and lets the worker finish the emails it is sending.
 pub async fn run<S: Store>(
     app: App<S>,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(app.outbox.clone().run(stop_rx));
+    let worker = tokio::spawn(app.outbox.clone().run(stop_rx.clone()));
+    let scrapes = metrics_listener.map(|listener| {
+        let mut stop = stop_rx;
+        let stopped = async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        };
+        tokio::spawn(serve(listener, metrics::router(app.metrics.clone()), stopped))
+    });
     let served = serve(listener, router(app), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    if let Some(scrapes) = scrapes {
+        let _ = scrapes.await;
+    }
     served.map_err(StartError::Serve)
 }
 
@@ -223,6 +238,21 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
         .map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
     let local =
         listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
+    let metrics_listener = match settings.metrics_listen {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            // `passgate dev` needs nothing set up: a second dev server, or a
+            // local Prometheus on 9090, must not stop it. `serve` refuses,
+            // as for its main listener: an operator asked for metrics there.
+            Err(e) if settings.dev => {
+                tracing::warn!(metrics_listen = %addr, error = %e, "cannot listen for metrics; serving without them");
+                None
+            }
+            Err(source) => return Err(StartError::Listen { addr: addr.to_string(), source }),
+        },
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let public_url = if settings.listen.port() == 0 && settings.public_url == format!("http://{}", settings.listen) {
         format!("http://{local}")
     } else {
@@ -249,8 +279,9 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
             redacted_url(&settings.database_url),
         );
     }
-    tracing::info!(listen_addr = %local, public_url = %public_url, dev = settings.dev, "passgate listening");
-    let result = run(app, listener, shutdown_signal()).await;
+    let metrics_addr = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(listen_addr = %local, public_url = %public_url, metrics_addr = %metrics_addr, dev = settings.dev, "passgate listening");
+    let result = run(app, listener, metrics_listener, shutdown_signal()).await;
     store.close().await;
     tracing::info!("passgate stopped");
     result

@@ -187,6 +187,7 @@ pub async fn start<S: Store>(
     };
     match app.store.start_login(login).await? {
         StartOutcome::Started => {
+            app.metrics.login_started();
             match handoff {
                 Some((place, email)) => place.send(email),
                 None => app.outbox.wake(),
@@ -201,10 +202,16 @@ pub async fn start<S: Store>(
             ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used with a different request in the last 24 hours",
         )),
-        StartOutcome::RateLimited { limit, retry_after_seconds } => Err(ApiError::RateLimited {
-            retry_after_seconds,
-            detail: format!("too many login emails ({} limit); retry after {retry_after_seconds} s", limit.as_str()),
-        }),
+        StartOutcome::RateLimited { limit, retry_after_seconds } => {
+            app.metrics.rate_limited(limit);
+            Err(ApiError::RateLimited {
+                retry_after_seconds,
+                detail: format!(
+                    "too many login emails ({} limit); retry after {retry_after_seconds} s",
+                    limit.as_str()
+                ),
+            })
+        }
     }
 }
 
@@ -256,6 +263,7 @@ pub async fn verify<S: Store>(
         }
         (None, Some(login_id), Some(code)) => {
             if !IdKind::Login.matches(&login_id) {
+                app.metrics.verify_failed(passgate_store::VerifyFailure::Invalid);
                 return Err(ApiError::Verify(passgate_store::VerifyFailure::Invalid));
             }
             let code = LoginCode::parse(&code).map_err(|e| ApiError::invalid_request(e.to_string()))?;
@@ -278,8 +286,12 @@ pub async fn verify<S: Store>(
     };
     let verified = match outcome {
         VerifyOutcome::Verified(v) => v,
-        VerifyOutcome::Failed(failure) => return Err(ApiError::Verify(failure)),
+        VerifyOutcome::Failed(failure) => {
+            app.metrics.verify_failed(failure);
+            return Err(ApiError::Verify(failure));
+        }
     };
+    app.metrics.login_verified();
     let jwt = sign_jwt(&signer, &app.public_url, &project.id, &verified, now);
     let VerifiedLogin { user, is_new_user, state, .. } = verified;
     Ok(Json(VerifyLoginResponse {

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use super::EmailPayload;
 use super::templates::Templates;
 use super::transport::{Mailer, SMTP_POOL_SIZE};
+use crate::metrics::{EmailAttempt, Metrics};
 
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
@@ -94,6 +95,7 @@ pub struct Outbox<S: Store> {
     handed_over: Arc<Mutex<Option<mpsc::Receiver<ClaimedEmail>>>>,
     /// One permit per email being sent: at most as many as SMTP connections.
     sending: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 /// A place reserved in the worker's queue for an email about to be
@@ -130,6 +132,7 @@ impl<S: Store> Outbox<S> {
         templates: Arc<Templates>,
         mailer: Mailer,
         config: OutboxConfig,
+        metrics: Arc<Metrics>,
     ) -> Self {
         // A fresh owner id per process: a restarted server must not mistake
         // its predecessor's leases for its own.
@@ -142,6 +145,7 @@ impl<S: Store> Outbox<S> {
             templates,
             mailer,
             config,
+            metrics,
             owner,
             wake: Arc::new(Notify::new()),
             handoff,
@@ -201,15 +205,18 @@ impl<S: Store> Outbox<S> {
         match sent {
             Ok(()) => {
                 tracing::info!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, "email sent");
+                self.metrics.email_attempt(EmailAttempt::Sent);
                 DeliveryResult::Sent { at }
             }
             Err((error, permanent)) if permanent || attempt >= self.config.max_attempts => {
                 tracing::warn!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, %error, "email failed; giving up");
+                self.metrics.email_attempt(EmailAttempt::GaveUp);
                 DeliveryResult::GaveUp { at, error }
             }
             Err((error, _)) => {
                 let retry_at = at.plus_millis(millis(self.config.backoff(attempt)));
                 tracing::warn!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, %error, retry_at = %retry_at.to_rfc3339(), "email failed; will retry");
+                self.metrics.email_attempt(EmailAttempt::Retrying);
                 DeliveryResult::Retry { at, error, retry_at }
             }
         }

@@ -143,3 +143,46 @@ async fn the_openapi_document_is_pinned() {
         "the API contract changed: review the diff and run with UPDATE_SNAPSHOTS=1 to accept it"
     );
 }
+
+/// Metrics count what happened, under route templates and closed labels:
+/// no email address, token, key or login id reaches a scrape (SECURITY S4),
+/// and the public listener has no /metrics.
+#[tokio::test]
+async fn metrics_count_logins_without_personal_data() {
+    let server = TestServer::start().await;
+    let email = "metrics.ada@example.com";
+    let (login_id, token) = server.login_token(email).await;
+    assert_eq!(server.verify(json!({ "token": token })).await.status, 200);
+    server.verify(json!({ "token": token })).await.assert_problem(401, "token_used");
+    server.login_state(&login_id).await;
+
+    // The worker counts a sent email just after the relay accepted it.
+    let mut text = server.scrape().await;
+    for _ in 0..100 {
+        if text.lines().any(|l| l == r#"passgate_email_attempts_total{outcome="sent"} 1"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        text = server.scrape().await;
+    }
+    for line in [
+        "passgate_logins_started_total 1",
+        "passgate_logins_verified_total 1",
+        r#"passgate_verify_failures_total{reason="token_used"} 1"#,
+        r#"passgate_verify_failures_total{reason="token_invalid"} 0"#,
+        r#"passgate_email_attempts_total{outcome="sent"} 1"#,
+        r#"passgate_http_requests_total{route="/api/v2/auth/start",method="POST",status="202"} 1"#,
+        r#"passgate_http_requests_total{route="/api/v2/auth/verify",method="POST",status="200"} 1"#,
+        r#"passgate_http_requests_total{route="/api/v2/auth/verify",method="POST",status="401"} 1"#,
+        r#"passgate_http_requests_total{route="/api/v2/auth/logins/{login_id}",method="GET",status="200"} 1"#,
+        r#"passgate_http_request_duration_seconds_count{route="/api/v2/auth/verify"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    for private in [email, token.as_str(), server.key.as_str(), login_id.as_str(), server.project_id.as_str()] {
+        assert!(!text.contains(private), "a scrape shows {private:?}");
+    }
+
+    let public = Reply::of(server.http.get(server.url("/metrics")).send().await).await;
+    public.assert_problem(404, "not_found");
+}

@@ -85,6 +85,7 @@ fn worker<S: Store>(store: S, server: &TestServer, mailer: Mailer) -> Outbox<S> 
         Arc::new(Templates::load(None).unwrap_or_else(|e| panic!("{e}"))),
         mailer,
         OutboxConfig::default(),
+        Arc::new(passgate_server::metrics::Metrics::default()),
     )
 }
 

@@ -248,6 +248,14 @@ async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     assert_eq!(started.status, 202);
     let mail = sink.wait_for("ada@example.com").await;
     let (token, code) = (mail.token().unwrap_or_default(), mail.code().unwrap_or_default());
+    // Metrics: on their own listener only.
+    let metrics_base = server.metrics_base.clone().unwrap_or_else(|| panic!("no metrics_addr logged"));
+    let scraped = http.get(format!("{metrics_base}/metrics")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scraped.status(), 200);
+    let scraped = scraped.text().await.unwrap_or_default();
+    assert!(scraped.lines().any(|l| l == "passgate_logins_started_total 1"), "{scraped}");
+    let public = http.get(format!("{}/metrics", server.base)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(public.status(), 404, "metrics leaked onto the public listener");
     let pid = server.child.id().unwrap_or_default();
     let killed =
         std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap_or_else(|e| panic!("{e}"));
@@ -267,6 +275,36 @@ async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     for secret in [&token, &code, &key] {
         assert!(!output.contains(secret.as_str()), "a secret reached the server's logs");
     }
+}
+
+/// A metrics address that cannot be bound stops `serve` with a clear
+/// message; `passgate dev` warns and runs on without metrics; `off` turns
+/// the listener off.
+#[tokio::test]
+async fn a_busy_metrics_address_stops_serve_but_not_dev() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let taken = taken.local_addr().unwrap_or_else(|e| panic!("{e}")).to_string();
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
+    let mut env = smtp_env(&db, "smtp://127.0.0.1:2525");
+    env.push(("PASSGATE_METRICS_LISTEN", &taken));
+    env.push(("PASSGATE_LISTEN", "127.0.0.1:0"));
+    let refused = run(&["serve"], &env).await;
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains(&taken), "the error does not name the address: {}", refused.stderr);
+
+    let dir = temp_dir();
+    let dev = Running::spawn(&["dev"], &[("PASSGATE_METRICS_LISTEN", &taken)], &dir).await;
+    assert!(dev.metrics_base.is_none());
+    dev.wait_for_line("cannot listen for metrics").await;
+    let healthy = reqwest::get(format!("{}/healthz", dev.base)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(healthy.status(), 200);
+    drop(dev);
+
+    let off = Running::spawn(&["dev"], &[("PASSGATE_METRICS_LISTEN", "off")], &temp_dir()).await;
+    assert!(off.metrics_base.is_none());
+    let line = off.wait_for_line("listen_addr").await;
+    assert!(line.contains("metrics_addr=off") || line.contains(r#""metrics_addr":"off""#), "{line}");
 }
 
 #[tokio::test]

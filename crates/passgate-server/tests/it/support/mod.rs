@@ -118,6 +118,8 @@ pub struct Options {
 
 pub struct TestServer {
     pub base: String,
+    /// The metrics listener's base URL.
+    pub metrics_base: String,
     pub http: reqwest::Client,
     pub key: String,
     pub project_id: String,
@@ -149,6 +151,8 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let metrics_base = format!("http://{}", metrics_listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
         let parts = Parts {
             clock: Arc::new(clock.clone()),
             secret,
@@ -167,11 +171,12 @@ impl TestServer {
             let _ = stopped.await;
         };
         let served = match &store {
-            TestStore::Sqlite(s) => launch(s.clone(), parts, listener, stopped).await,
-            TestStore::Postgres(s) => launch(s.clone(), parts, listener, stopped).await,
+            TestStore::Sqlite(s) => launch(s.clone(), parts, listener, metrics_listener, stopped).await,
+            TestStore::Postgres(s) => launch(s.clone(), parts, listener, metrics_listener, stopped).await,
         };
         let mut server = Self {
             base,
+            metrics_base,
             http: reqwest::Client::new(),
             key: String::new(),
             project_id: String::new(),
@@ -212,6 +217,16 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `GET /metrics` on the metrics listener: the exposition text.
+    pub async fn scrape(&self) -> String {
+        let response =
+            self.http.get(format!("{}/metrics", self.metrics_base)).send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+        response.text().await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A POST with this server's project key.
@@ -280,11 +295,12 @@ async fn launch<S: Store>(
     store: S,
     parts: Parts,
     listener: tokio::net::TcpListener,
+    metrics_listener: tokio::net::TcpListener,
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let app = assemble(store, parts).await.unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move {
-        run(app, listener, stopped).await.unwrap_or_else(|e| panic!("{e}"));
+        run(app, listener, Some(metrics_listener), stopped).await.unwrap_or_else(|e| panic!("{e}"));
     })
 }
 

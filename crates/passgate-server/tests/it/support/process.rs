@@ -41,6 +41,8 @@ pub async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
 pub struct Running {
     pub child: Child,
     pub base: String,
+    /// The metrics listener's base URL, unless it was turned off or not bound.
+    pub metrics_base: Option<String>,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -48,6 +50,8 @@ impl Running {
     pub async fn spawn(args: &[&str], envs: &[(&str, &str)], dir: &std::path::Path) -> Self {
         let mut child = passgate()
             .args(args)
+            // The caller may override it: tests run many servers at once.
+            .env("PASSGATE_METRICS_LISTEN", "127.0.0.1:0")
             .envs(envs.iter().copied())
             .env("PASSGATE_LISTEN", "127.0.0.1:0")
             .current_dir(dir)
@@ -71,15 +75,10 @@ impl Running {
                 }
             });
         }
-        let mut running = Self { child, base: String::new(), lines };
-        let addr = running.wait_for_line("listen_addr").await;
-        let addr = addr.split("listen_addr").nth(1).unwrap_or_default();
-        let addr: String = addr
-            .trim_start_matches(['"', ':', '='])
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect();
-        running.base = format!("http://{addr}");
+        let mut running = Self { child, base: String::new(), metrics_base: None, lines };
+        let line = running.wait_for_line("listen_addr").await;
+        running.base = format!("http://{}", field_address(&line, "listen_addr").unwrap_or_default());
+        running.metrics_base = field_address(&line, "metrics_addr").map(|addr| format!("http://{addr}"));
         running
     }
 
@@ -96,6 +95,17 @@ impl Running {
     pub fn output(&self) -> String {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
+}
+
+/// The `IP:port` logged as `field` (JSON or text log line), if any.
+fn field_address(line: &str, field: &str) -> Option<String> {
+    let rest = line.split(field).nth(1)?;
+    let addr: String = rest
+        .trim_start_matches(['"', ':', '='])
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    (!addr.is_empty()).then_some(addr)
 }
 
 pub fn temp_dir() -> std::path::PathBuf {
