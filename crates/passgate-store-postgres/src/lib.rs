@@ -3,9 +3,9 @@
 //!
 //! Migrations run under sqlx's advisory lock, so instances that start at the
 //! same moment apply them once. The pool's size and timeouts are the
-//! operator's to size (see docs/scale-out.md); a connection is checked
-//! before it is handed out, so the pool recovers by itself after the
-//! database comes back.
+//! operator's to size (see docs/scale-out.md); a connection that sat idle
+//! for a while is checked before it is handed out, so the pool recovers by
+//! itself after the database comes back.
 
 mod store;
 mod writer;
@@ -40,6 +40,9 @@ impl Default for PoolSettings {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(Box::new(e))
 }
@@ -53,7 +56,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
-            .test_before_acquire(true)
+            // Ping only connections that sat idle: a ping on every checkout
+            // is a round trip per query (two per login, for the key
+            // lookups), while a connection busy a moment ago is alive. One
+            // that broke under load fails its query, and the pool drops it.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         let writer = writer::Writer::spawn(&pool);
         Ok(Self { pool, writer })
@@ -80,6 +95,23 @@ impl PgStore {
             + Send
             + 'static,
     {
-        self.writer.write(lane, f).await
+        self.writer.write(lane, None, f).await
+    }
+
+    /// As [`Self::write`], with `register` telling the batch about the
+    /// write before any of its jobs runs.
+    pub(crate) async fn write_registered<R, F>(
+        &self,
+        lane: writer::Lane,
+        register: writer::Register,
+        f: F,
+    ) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'c> Fn(&'c mut sqlx::PgConnection, &'c mut writer::BatchState) -> writer::BoxFuture<'c, StoreResult<R>>
+            + Send
+            + 'static,
+    {
+        self.writer.write(lane, Some(register), f).await
     }
 }

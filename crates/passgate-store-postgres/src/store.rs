@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use crate::writer::Lane;
+use crate::writer::{Lane, Register};
 use crate::{PgStore, db_err};
 
 /// A connection inside a transaction: the writer's batch (hot path) or a
@@ -85,6 +85,383 @@ impl ProjectRow {
             created_at: Timestamp(self.created_at),
         })
     }
+}
+
+/// One start on its own, after its project's lock: probes every limit and,
+/// if none is reached, inserts the login, its email, the counter and the
+/// event (see [`start_together`] for many at once).
+async fn start_one(tx: &mut Tx, login: &NewLogin) -> StoreResult<StartOutcome> {
+    let now = login.created_at;
+    let now_ms = now.millis();
+
+    if let Some(claim) = &login.idempotency {
+        let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
+        let previous = sqlx::query!(
+            "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+                 WHERE project_id = $1 AND key = $2 AND created_at > $3",
+            login.project_id,
+            claim.key,
+            since
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(previous) = previous {
+            return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
+                StartOutcome::Replayed {
+                    status: u16::try_from(previous.response_status).unwrap_or(200),
+                    body: previous.response_body,
+                }
+            } else {
+                StartOutcome::IdempotencyConflict
+            });
+        }
+    }
+
+    // One statement, after the lock, so it sees every earlier
+    // start: probe every limit and, if none is reached, insert the
+    // login, its leased or queued email, the send counter and the
+    // auth.started event. Each limit: is there a limit-th most
+    // recent send inside the window? If so the window is full, and
+    // it frees when that send leaves it. The project's per-minute
+    // estimate is `project_minute_limited` (passgate-core) in SQL;
+    // which limit it was is decided below, in Rust, from the same figures.
+    let limits = login.limits;
+    let minute = minute_bucket(now_ms);
+    let previous_minute = minute - 1;
+    let previous_minute_weight = 60_000 - now_ms.rem_euclid(60_000);
+    let event_id = IdKind::Event.generate();
+    let probe = sqlx::query!(
+        r#"WITH probe AS (
+                SELECT
+                  (SELECT created_at FROM logins WHERE project_id = $2 AND email = $3 AND created_at > $19
+                   ORDER BY created_at DESC LIMIT 1 OFFSET $20) AS recipient_full,
+                  COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $2 AND minute = $17), 0)
+                    AS current_sent,
+                  COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $2 AND minute = $21), 0)
+                    AS previous_sent,
+                  (SELECT created_at FROM logins WHERE project_id = $2 AND ip_address = $9 AND created_at > $22
+                   ORDER BY created_at DESC LIMIT 1 OFFSET $23) AS ip_full),
+              admitted AS (
+                SELECT 1 FROM probe WHERE recipient_full IS NULL AND ip_full IS NULL
+                  AND current_sent + previous_sent * $24::BIGINT / 60000 < $25::BIGINT),
+              login AS (
+                INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
+                    validation_url, ip_address, user_agent, created_at, expires_at)
+                SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::BYTEA, $6::TEXT, $7::TEXT, $8::TEXT,
+                    $9::TEXT, $10::TEXT, $11::BIGINT, $12::BIGINT FROM admitted),
+              email AS (
+                INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status,
+                    next_attempt_at, lease_owner, lease_until, created_at)
+                SELECT $13::TEXT, $2, $1, $3, $14::BYTEA, 'queued', $11, $15::TEXT, $16::BIGINT, $11
+                FROM admitted),
+              counted AS (
+                INSERT INTO project_send_counts (project_id, minute, sent) SELECT $2, $17::BIGINT, 1 FROM admitted
+                ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1),
+              started AS (
+                INSERT INTO events (id, project_id, kind, login_id, email, ip_address, user_agent, created_at)
+                SELECT $18::TEXT, $2, 'auth.started', $1, $3, $9, $10, $11 FROM admitted)
+             SELECT recipient_full, current_sent AS "current_sent!", previous_sent AS "previous_sent!", ip_full,
+                EXISTS (SELECT 1 FROM admitted) AS "admitted!"
+             FROM probe"#,
+        login.id,
+        login.project_id,
+        login.email,
+        &login.token_hash[..],
+        login.code_hash.as_ref().map(|h| &h[..]),
+        login.code_challenge,
+        login.state,
+        login.validation_url,
+        login.ip_address,
+        login.user_agent,
+        now_ms,
+        login.expires_at.millis(),
+        login.email_id,
+        login.email_payload_sealed,
+        login.email_lease.as_ref().map(|l| l.owner.as_str()),
+        login.email_lease.as_ref().map(|l| l.until.millis()),
+        minute,
+        event_id,
+        now_ms - limits.per_recipient_window_seconds * 1000,
+        limits.per_recipient - 1,
+        previous_minute,
+        now_ms - 60_000,
+        limits.per_ip_per_minute - 1,
+        previous_minute_weight,
+        limits.per_project_per_minute
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+
+    if !probe.admitted {
+        let (current, previous) = (probe.current_sent, probe.previous_sent);
+        let limited = if let Some(oldest) = probe.recipient_full {
+            Some((LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)))
+        } else if let Some(retry) = project_minute_limited(current, previous, now_ms, limits.per_project_per_minute) {
+            Some((LimitKind::Project, retry))
+        } else {
+            probe.ip_full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)))
+        };
+        let Some((limit, retry_after_seconds)) = limited else {
+            return Err(StoreError::Corrupt("the send limits' SQL and Rust checks disagree".into()));
+        };
+        let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
+        event.email = Some(&login.email);
+        event.reason = Some(limit.as_str());
+        event.ip_address = login.ip_address.as_deref();
+        event.user_agent = login.user_agent.as_deref();
+        insert_event(&mut *tx, event).await?;
+        return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
+    }
+    if probe.current_sent == 0 {
+        // First send of a new minute: older counters are no longer needed.
+        sqlx::query!(
+            "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
+            login.project_id,
+            previous_minute
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    if let Some(claim) = &login.idempotency {
+        let fingerprint = &claim.fingerprint[..];
+        let status = i64::from(claim.response_status);
+        sqlx::query!(
+            "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                    response_status = excluded.response_status, response_body = excluded.response_body,
+                    created_at = excluded.created_at",
+            login.project_id,
+            claim.key,
+            fingerprint,
+            status,
+            claim.response_body,
+            now_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(StartOutcome::Started)
+}
+
+/// The starts of one write batch (see `writer::BatchState`).
+#[derive(Default)]
+pub(crate) struct StartBatch {
+    registered: Vec<Arc<NewLogin>>,
+    /// Projects whose first start of the batch has run.
+    looked_at: Vec<String>,
+    /// Outcomes written ahead by [`start_together`], by login id.
+    outcomes: Vec<(String, StartOutcome)>,
+}
+
+impl StartBatch {
+    pub(crate) fn register(&mut self, login: Arc<NewLogin>) {
+        self.registered.push(login);
+    }
+
+    /// True the first time it is asked for a project.
+    fn first_look(&mut self, project_id: &str) -> bool {
+        if self.looked_at.iter().any(|p| p == project_id) {
+            return false;
+        }
+        self.looked_at.push(project_id.to_string());
+        true
+    }
+
+    fn answered(&mut self, outcomes: Vec<(String, StartOutcome)>) {
+        self.outcomes.extend(outcomes);
+    }
+
+    fn take_outcome(&mut self, login_id: &str) -> Option<StartOutcome> {
+        let at = self.outcomes.iter().position(|(id, _)| id == login_id)?;
+        Some(self.outcomes.swap_remove(at).1)
+    }
+
+    /// The project's starts that one statement can write with the same
+    /// result as one statement each, in order: none sends an
+    /// `Idempotency-Key` (its replay check reads rows an earlier start of
+    /// the batch may write), all fall in one minute and have the same
+    /// limits, and no two share a recipient or an IP address — so no start's
+    /// per-recipient or per-IP probe could see another's row. Whether the
+    /// project limit has room for all of them is the statement's to check.
+    /// The rest run one by one after them, and see their rows.
+    fn can_go_together(&self, project_id: &str) -> Vec<Arc<NewLogin>> {
+        let mut together: Vec<Arc<NewLogin>> = Vec::new();
+        for login in self.registered.iter().filter(|l| l.project_id == project_id && l.idempotency.is_none()) {
+            if let Some(first) = together.first() {
+                let same_minute = minute_bucket(first.created_at.millis()) == minute_bucket(login.created_at.millis());
+                let shares_recipient = together.iter().any(|t| t.email == login.email);
+                let shares_ip = login.ip_address.is_some() && together.iter().any(|t| t.ip_address == login.ip_address);
+                if !same_minute || first.limits != login.limits || shares_recipient || shares_ip {
+                    continue;
+                }
+            }
+            together.push(Arc::clone(login));
+        }
+        together
+    }
+}
+
+/// Many starts of one project in one statement, after the project's lock
+/// (see [`StartBatch::can_go_together`] for which). The same probes as
+/// [`start_one`], each start against the rows committed before the batch;
+/// the project limit is checked once for all of them, with the batch's
+/// earliest time (the largest share of the previous minute), so it refuses
+/// at least whatever one-by-one checks would. If it refuses, nothing is
+/// written and every start runs on its own. Returns the outcome of each
+/// start it wrote or refused.
+async fn start_together(
+    tx: &mut Tx,
+    project_id: &str,
+    logins: &[Arc<NewLogin>],
+) -> StoreResult<Vec<(String, StartOutcome)>> {
+    let Some(first) = logins.first() else { return Ok(Vec::new()) };
+    let limits = first.limits;
+    let earliest = logins.iter().map(|l| l.created_at.millis()).min().unwrap_or_default();
+    let minute = minute_bucket(earliest);
+    let previous_minute_weight = 60_000 - earliest.rem_euclid(60_000);
+    let count = i64::try_from(logins.len()).unwrap_or(i64::MAX);
+
+    let ids: Vec<&str> = logins.iter().map(|l| l.id.as_str()).collect();
+    let emails: Vec<&str> = logins.iter().map(|l| l.email.as_str()).collect();
+    let token_hashes: Vec<Vec<u8>> = logins.iter().map(|l| l.token_hash.to_vec()).collect();
+    let code_hashes: Vec<Option<Vec<u8>>> = logins.iter().map(|l| l.code_hash.map(|h| h.to_vec())).collect();
+    let challenges: Vec<Option<&str>> = logins.iter().map(|l| l.code_challenge.as_deref()).collect();
+    let states: Vec<Option<&str>> = logins.iter().map(|l| l.state.as_deref()).collect();
+    let validation_urls: Vec<&str> = logins.iter().map(|l| l.validation_url.as_str()).collect();
+    let ips: Vec<Option<&str>> = logins.iter().map(|l| l.ip_address.as_deref()).collect();
+    let user_agents: Vec<Option<&str>> = logins.iter().map(|l| l.user_agent.as_deref()).collect();
+    let created: Vec<i64> = logins.iter().map(|l| l.created_at.millis()).collect();
+    let expires: Vec<i64> = logins.iter().map(|l| l.expires_at.millis()).collect();
+    let email_ids: Vec<&str> = logins.iter().map(|l| l.email_id.as_str()).collect();
+    let payloads: Vec<&[u8]> = logins.iter().map(|l| l.email_payload_sealed.as_slice()).collect();
+    let lease_owners: Vec<Option<&str>> =
+        logins.iter().map(|l| l.email_lease.as_ref().map(|e| e.owner.as_str())).collect();
+    let lease_untils: Vec<Option<i64>> =
+        logins.iter().map(|l| l.email_lease.as_ref().map(|e| e.until.millis())).collect();
+    let event_ids: Vec<String> = logins.iter().map(|_| IdKind::Event.generate()).collect();
+
+    let row = sqlx::query!(
+        r#"WITH input AS (
+            SELECT * FROM UNNEST($2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::BYTEA[], $6::TEXT[], $7::TEXT[], $8::TEXT[],
+                $9::TEXT[], $10::TEXT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::BYTEA[], $15::TEXT[],
+                $16::BIGINT[], $17::TEXT[])
+              AS t(id, email, token_hash, code_hash, code_challenge, state, validation_url, ip_address, user_agent,
+                created_at, expires_at, email_id, payload_sealed, lease_owner, lease_until, event_id)),
+          counts AS (
+            SELECT COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $18), 0)
+                AS current_sent,
+              COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $18 - 1), 0)
+                AS previous_sent),
+          room AS (
+            SELECT 1 FROM counts
+            WHERE current_sent + previous_sent * $19::BIGINT / 60000 + $20::BIGINT <= $21::BIGINT),
+          probe AS MATERIALIZED (
+            SELECT input.*,
+              (SELECT l.created_at FROM logins l
+               WHERE l.project_id = $1 AND l.email = input.email AND l.created_at > input.created_at - $22::BIGINT
+               ORDER BY l.created_at DESC LIMIT 1 OFFSET $23) AS recipient_full,
+              (SELECT l.created_at FROM logins l
+               WHERE l.project_id = $1 AND l.ip_address = input.ip_address AND l.created_at > input.created_at - 60000
+               ORDER BY l.created_at DESC LIMIT 1 OFFSET $24) AS ip_full
+            FROM input WHERE EXISTS (SELECT 1 FROM room)),
+          admitted AS MATERIALIZED (SELECT * FROM probe WHERE recipient_full IS NULL AND ip_full IS NULL),
+          login AS (
+            INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
+                validation_url, ip_address, user_agent, created_at, expires_at)
+            SELECT id, $1, email, token_hash, code_hash, code_challenge, state, validation_url, ip_address,
+                user_agent, created_at, expires_at
+            FROM admitted),
+          email AS (
+            INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status,
+                next_attempt_at, lease_owner, lease_until, created_at)
+            SELECT email_id, $1, id, email, payload_sealed, 'queued', created_at, lease_owner, lease_until, created_at
+            FROM admitted),
+          counted AS (
+            INSERT INTO project_send_counts (project_id, minute, sent)
+            SELECT $1, $18, COUNT(*) FROM admitted HAVING COUNT(*) > 0
+            ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + excluded.sent),
+          started AS (
+            INSERT INTO events (id, project_id, kind, login_id, email, ip_address, user_agent, created_at)
+            SELECT event_id, $1, 'auth.started', id, email, ip_address, user_agent, created_at FROM admitted)
+         SELECT counts.current_sent AS "current_sent!", EXISTS (SELECT 1 FROM room) AS "room!",
+            ARRAY(SELECT id FROM probe WHERE recipient_full IS NOT NULL OR ip_full IS NOT NULL ORDER BY id)
+              AS "refused!: Vec<String>",
+            ARRAY(SELECT recipient_full FROM probe WHERE recipient_full IS NOT NULL OR ip_full IS NOT NULL
+                  ORDER BY id) AS "recipient_full!: Vec<Option<i64>>",
+            ARRAY(SELECT ip_full FROM probe WHERE recipient_full IS NOT NULL OR ip_full IS NOT NULL ORDER BY id)
+              AS "ip_full!: Vec<Option<i64>>"
+         FROM counts"#,
+        project_id,
+        &ids as &[&str],
+        &emails as &[&str],
+        &token_hashes,
+        &code_hashes as &[Option<Vec<u8>>],
+        &challenges as &[Option<&str>],
+        &states as &[Option<&str>],
+        &validation_urls as &[&str],
+        &ips as &[Option<&str>],
+        &user_agents as &[Option<&str>],
+        &created,
+        &expires,
+        &email_ids as &[&str],
+        &payloads as &[&[u8]],
+        &lease_owners as &[Option<&str>],
+        &lease_untils as &[Option<i64>],
+        &event_ids,
+        minute,
+        previous_minute_weight,
+        count,
+        limits.per_project_per_minute,
+        limits.per_recipient_window_seconds * 1000,
+        limits.per_recipient - 1,
+        limits.per_ip_per_minute - 1
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if !row.room {
+        return Ok(Vec::new());
+    }
+
+    let mut outcomes = Vec::with_capacity(logins.len());
+    for login in logins {
+        let refused = row.refused.iter().position(|id| *id == login.id);
+        let Some(at) = refused else {
+            outcomes.push((login.id.clone(), StartOutcome::Started));
+            continue;
+        };
+        let now = login.created_at;
+        // The same order of precedence as `start_one` (the project limit had room).
+        let (limit, retry_after_seconds) =
+            match (row.recipient_full.get(at).copied().flatten(), row.ip_full.get(at).copied().flatten()) {
+                (Some(oldest), _) => {
+                    (LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now))
+                }
+                (None, Some(oldest)) => (LimitKind::IpAddress, retry_after(oldest, 60, now)),
+                (None, None) => return Err(StoreError::Corrupt("a refused start with no full limit".into())),
+            };
+        let mut event = NewEvent::new(project_id, "rate_limited", now);
+        event.email = Some(&login.email);
+        event.reason = Some(limit.as_str());
+        event.ip_address = login.ip_address.as_deref();
+        event.user_agent = login.user_agent.as_deref();
+        insert_event(&mut *tx, event).await?;
+        outcomes.push((login.id.clone(), StartOutcome::RateLimited { limit, retry_after_seconds }));
+    }
+    let admitted = outcomes.iter().any(|(_, o)| *o == StartOutcome::Started);
+    if row.current_sent == 0 && admitted {
+        // First sends of a new minute: older counters are no longer needed.
+        sqlx::query!("DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2", project_id, minute - 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(outcomes)
 }
 
 impl PgStore {
@@ -432,7 +809,9 @@ impl Store for PgStore {
 
     async fn start_login(&self, login: NewLogin) -> StoreResult<StartOutcome> {
         let login = Arc::new(login);
-        self.write(Lane::Starts, move |tx, batch| {
+        let registered = Arc::clone(&login);
+        let register: Register = Box::new(move |batch| batch.starts.register(Arc::clone(&registered)));
+        self.write_registered(Lane::Starts, register, move |tx, batch| {
             let login = Arc::clone(&login);
             Box::pin(async move {
                 // Serialise starts per project across every instance: the limit
@@ -450,163 +829,22 @@ impl Store for PgStore {
                         .ok_or(StoreError::NotFound)?;
                     batch.locked(&login.project_id);
                 }
-                let now = login.created_at;
-                let now_ms = now.millis();
-
-                if let Some(claim) = &login.idempotency {
-                    let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
-                    let previous = sqlx::query!(
-                        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-                         WHERE project_id = $1 AND key = $2 AND created_at > $3",
-                        login.project_id,
-                        claim.key,
-                        since
-                    )
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    if let Some(previous) = previous {
-                        return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
-                            StartOutcome::Replayed {
-                                status: u16::try_from(previous.response_status).unwrap_or(200),
-                                body: previous.response_body,
-                            }
-                        } else {
-                            StartOutcome::IdempotencyConflict
-                        });
+                // The batch's first start of the project writes the starts
+                // that can go together; the others answer from its result.
+                if let Some(outcome) = batch.starts.take_outcome(&login.id) {
+                    return Ok(outcome);
+                }
+                if batch.starts.first_look(&login.project_id) {
+                    let together = batch.starts.can_go_together(&login.project_id);
+                    if together.len() >= 2 {
+                        let outcomes = start_together(&mut *tx, &login.project_id, &together).await?;
+                        batch.starts.answered(outcomes);
+                        if let Some(outcome) = batch.starts.take_outcome(&login.id) {
+                            return Ok(outcome);
+                        }
                     }
                 }
-
-                // One statement, after the lock, so it sees every earlier
-                // start: probe every limit and, if none is reached, insert the
-                // login, its leased or queued email, the send counter and the
-                // auth.started event. Each limit: is there a limit-th most
-                // recent send inside the window? If so the window is full, and
-                // it frees when that send leaves it. The project's per-minute
-                // estimate is `project_minute_limited` (passgate-core) in SQL;
-                // which limit it was is decided below, in Rust, from the same figures.
-                let limits = login.limits;
-                let minute = minute_bucket(now_ms);
-                let previous_minute = minute - 1;
-                let previous_minute_weight = 60_000 - now_ms.rem_euclid(60_000);
-                let event_id = IdKind::Event.generate();
-                let probe = sqlx::query!(
-                    r#"WITH probe AS (
-                        SELECT
-                          (SELECT created_at FROM logins WHERE project_id = $2 AND email = $3 AND created_at > $19
-                           ORDER BY created_at DESC LIMIT 1 OFFSET $20) AS recipient_full,
-                          COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $2 AND minute = $17), 0)
-                            AS current_sent,
-                          COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $2 AND minute = $21), 0)
-                            AS previous_sent,
-                          (SELECT created_at FROM logins WHERE project_id = $2 AND ip_address = $9 AND created_at > $22
-                           ORDER BY created_at DESC LIMIT 1 OFFSET $23) AS ip_full),
-                      admitted AS (
-                        SELECT 1 FROM probe WHERE recipient_full IS NULL AND ip_full IS NULL
-                          AND current_sent + previous_sent * $24::BIGINT / 60000 < $25::BIGINT),
-                      login AS (
-                        INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-                            validation_url, ip_address, user_agent, created_at, expires_at)
-                        SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::BYTEA, $6::TEXT, $7::TEXT, $8::TEXT,
-                            $9::TEXT, $10::TEXT, $11::BIGINT, $12::BIGINT FROM admitted),
-                      email AS (
-                        INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status,
-                            next_attempt_at, lease_owner, lease_until, created_at)
-                        SELECT $13::TEXT, $2, $1, $3, $14::BYTEA, 'queued', $11, $15::TEXT, $16::BIGINT, $11
-                        FROM admitted),
-                      counted AS (
-                        INSERT INTO project_send_counts (project_id, minute, sent) SELECT $2, $17::BIGINT, 1 FROM admitted
-                        ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1),
-                      started AS (
-                        INSERT INTO events (id, project_id, kind, login_id, email, ip_address, user_agent, created_at)
-                        SELECT $18::TEXT, $2, 'auth.started', $1, $3, $9, $10, $11 FROM admitted)
-                     SELECT recipient_full, current_sent AS "current_sent!", previous_sent AS "previous_sent!", ip_full,
-                        EXISTS (SELECT 1 FROM admitted) AS "admitted!"
-                     FROM probe"#,
-                    login.id,
-                    login.project_id,
-                    login.email,
-                    &login.token_hash[..],
-                    login.code_hash.as_ref().map(|h| &h[..]),
-                    login.code_challenge,
-                    login.state,
-                    login.validation_url,
-                    login.ip_address,
-                    login.user_agent,
-                    now_ms,
-                    login.expires_at.millis(),
-                    login.email_id,
-                    login.email_payload_sealed,
-                    login.email_lease.as_ref().map(|l| l.owner.as_str()),
-                    login.email_lease.as_ref().map(|l| l.until.millis()),
-                    minute,
-                    event_id,
-                    now_ms - limits.per_recipient_window_seconds * 1000,
-                    limits.per_recipient - 1,
-                    previous_minute,
-                    now_ms - 60_000,
-                    limits.per_ip_per_minute - 1,
-                    previous_minute_weight,
-                    limits.per_project_per_minute
-                )
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-
-                if !probe.admitted {
-                    let (current, previous) = (probe.current_sent, probe.previous_sent);
-                    let limited = if let Some(oldest) = probe.recipient_full {
-                        Some((LimitKind::Recipient, retry_after(oldest, limits.per_recipient_window_seconds, now)))
-                    } else if let Some(retry) =
-                        project_minute_limited(current, previous, now_ms, limits.per_project_per_minute)
-                    {
-                        Some((LimitKind::Project, retry))
-                    } else {
-                        probe.ip_full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now)))
-                    };
-                    let Some((limit, retry_after_seconds)) = limited else {
-                        return Err(StoreError::Corrupt("the send limits' SQL and Rust checks disagree".into()));
-                    };
-                    let mut event = NewEvent::new(&login.project_id, "rate_limited", now);
-                    event.email = Some(&login.email);
-                    event.reason = Some(limit.as_str());
-                    event.ip_address = login.ip_address.as_deref();
-                    event.user_agent = login.user_agent.as_deref();
-                    insert_event(&mut *tx, event).await?;
-                    return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
-                }
-                if probe.current_sent == 0 {
-                    // First send of a new minute: older counters are no longer needed.
-                    sqlx::query!(
-                        "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
-                        login.project_id,
-                        previous_minute
-                    )
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                }
-                if let Some(claim) = &login.idempotency {
-                    let fingerprint = &claim.fingerprint[..];
-                    let status = i64::from(claim.response_status);
-                    sqlx::query!(
-                        "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6)
-                         ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                            response_status = excluded.response_status, response_body = excluded.response_body,
-                            created_at = excluded.created_at",
-                        login.project_id,
-                        claim.key,
-                        fingerprint,
-                        status,
-                        claim.response_body,
-                        now_ms
-                    )
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                }
-                Ok(StartOutcome::Started)
+                start_one(&mut *tx, &login).await
             })
         })
         .await

@@ -45,10 +45,13 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a batch's jobs share besides the connection: the projects whose
 /// row the batch's transaction has locked already, so a start of the same
-/// project does not ask again (a round trip per start).
+/// project does not ask again (a round trip per start), and the batch's
+/// starts, registered before any job runs, so that the first start of a
+/// project can write the others with it in one statement.
 #[derive(Default)]
 pub(crate) struct BatchState {
     locked_projects: Vec<String>,
+    pub(crate) starts: crate::store::StartBatch,
 }
 
 impl BatchState {
@@ -64,6 +67,8 @@ impl BatchState {
 /// A write waiting for its batch: it can run (again, after a rollback),
 /// remembers its last outcome, and hands it over once the commit's fate is known.
 trait Job: Send {
+    /// Tells the batch about the job before any job of the batch runs.
+    fn register(&self, state: &mut BatchState);
     /// Runs inside the batch's transaction; says whether it succeeded.
     fn run<'c>(&'c mut self, conn: &'c mut PgConnection, state: &'c mut BatchState) -> BoxFuture<'c, bool>;
     fn fail(&mut self, error: StoreError);
@@ -71,7 +76,11 @@ trait Job: Send {
     fn deliver(self: Box<Self>, committed: StoreResult<()>);
 }
 
+/// What a job tells its batch before the batch runs (see [`BatchState`]).
+pub(crate) type Register = Box<dyn Fn(&mut BatchState) + Send>;
+
 struct Pending<R, F> {
+    register: Option<Register>,
     write: F,
     outcome: Option<StoreResult<R>>,
     reply: oneshot::Sender<StoreResult<R>>,
@@ -82,6 +91,12 @@ where
     R: Send + 'static,
     F: for<'c> Fn(&'c mut PgConnection, &'c mut BatchState) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
 {
+    fn register(&self, state: &mut BatchState) {
+        if let Some(register) = &self.register {
+            register(state);
+        }
+    }
+
     fn run<'c>(&'c mut self, conn: &'c mut PgConnection, state: &'c mut BatchState) -> BoxFuture<'c, bool> {
         Box::pin(async move {
             let outcome = (self.write)(conn, state).await;
@@ -157,14 +172,15 @@ impl Writer {
     }
 
     /// Runs `write` inside the lane's next batch transaction (twice if the
-    /// batch is rolled back); returns once committed.
-    pub(crate) async fn write<R, F>(&self, lane: Lane, write: F) -> StoreResult<R>
+    /// batch is rolled back); returns once committed. `register`, if any,
+    /// runs first, before any job of the batch (and again before a re-run).
+    pub(crate) async fn write<R, F>(&self, lane: Lane, register: Option<Register>, write: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: for<'c> Fn(&'c mut PgConnection, &'c mut BatchState) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: BoxedJob = Box::new(Pending { write, outcome: None, reply });
+        let job: BoxedJob = Box::new(Pending { register, write, outcome: None, reply });
         self.lane(lane).send(Message::Write(job)).map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
@@ -289,6 +305,9 @@ async fn run_together(conn: &mut PgConnection, batch: &mut [BoxedJob]) -> Togeth
         Err(e) => return Together::Broken(e.to_string()),
     };
     let mut state = BatchState::default();
+    for job in batch.iter() {
+        job.register(&mut state);
+    }
     for job in batch.iter_mut() {
         if !job.run(&mut tx, &mut state).await {
             return match tx.rollback().await {
@@ -312,6 +331,7 @@ async fn run_together(conn: &mut PgConnection, batch: &mut [BoxedJob]) -> Togeth
 async fn run_alone(conn: &mut PgConnection, job: &mut dyn Job) -> Result<StoreResult<()>, String> {
     let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
     let mut state = BatchState::default();
+    job.register(&mut state);
     if job.run(&mut tx, &mut state).await {
         Ok(tx.commit().await.map_err(db_err))
     } else {

@@ -27,7 +27,8 @@ macro_rules! conformance_tests {
             fifty_concurrent_verifies_one_winner, returning_user_is_not_new, per_recipient_limit,
             per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results,
             an_email_leased_at_start_is_its_owners_until_the_lease_lapses, events_are_recorded,
-            a_failed_operation_does_not_undo_concurrent_ones, a_failed_start_does_not_undo_concurrent_starts);
+            a_failed_operation_does_not_undo_concurrent_ones, a_failed_start_does_not_undo_concurrent_starts,
+            concurrent_starts_obey_every_limit);
     };
     (@each $fresh:path; $($name:ident),*) => {
         $(
@@ -669,4 +670,80 @@ pub async fn a_failed_start_does_not_undo_concurrent_starts<S: Store>(store: S) 
     }
     let first = verified(verify(&store, by_token(&project_id, "tok-taken", T0.plus_seconds(1))).await);
     assert_eq!(first.user.email, "first@example.com", "the refused starts left the first login alone");
+}
+
+/// Starts that arrive together (and so share a write batch, which a backend
+/// may write in one statement) are limited exactly as if they came one by
+/// one: the project's limit, a recipient's and an IP address's.
+pub async fn concurrent_starts_obey_every_limit<S: Store>(store: S) {
+    async fn all_at_once<S: Store>(store: &S, logins: Vec<NewLogin>) -> Vec<(NewLogin, StartOutcome)> {
+        let runs = logins.into_iter().map(|login| {
+            let store = store.clone();
+            tokio::spawn(async move { (login.clone(), start(&store, login).await) })
+        });
+        futures::future::join_all(runs).await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
+    }
+    fn tally(outcomes: &[(NewLogin, StartOutcome)]) -> (usize, Vec<LimitKind>) {
+        let started = outcomes.iter().filter(|(_, o)| *o == StartOutcome::Started).count();
+        let limits = outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                StartOutcome::RateLimited { limit, .. } => Some(*limit),
+                _ => None,
+            })
+            .collect();
+        (started, limits)
+    }
+
+    // The project's limit: 14 distinct recipients against 10 a minute.
+    let small = project(&store).await;
+    let mut s = settings("Small");
+    s.emails_per_minute = 10;
+    store.update_project(&small, s).await.unwrap_or_else(|e| panic!("{e}"));
+    let logins = (0..14)
+        .map(|i| {
+            let mut l = new_login(&small, &format!("p{i}@example.com"), &format!("p{i}"), T0);
+            l.limits.per_project_per_minute = 10;
+            l
+        })
+        .collect();
+    let (started, limits) = tally(&all_at_once(&store, logins).await);
+    assert_eq!(started, 10);
+    assert_eq!(limits, vec![LimitKind::Project; 4]);
+
+    // One recipient 8 times and one IP address 32 times, in the same wave.
+    let p = project(&store).await;
+    let mut logins: Vec<NewLogin> =
+        (0..8).map(|i| new_login(&p, "ada@example.com", &format!("ada{i}"), T0.plus_seconds(1))).collect();
+    logins.extend((0..32).map(|i| {
+        let mut l = new_login(&p, &format!("ip{i}@example.com"), &format!("ip{i}"), T0.plus_seconds(1));
+        l.ip_address = Some("203.0.113.7".into());
+        l
+    }));
+    let outcomes = all_at_once(&store, logins).await;
+    let ada: Vec<_> = outcomes.iter().filter(|(l, _)| l.email == "ada@example.com").cloned().collect();
+    let by_ip: Vec<_> = outcomes.iter().filter(|(l, _)| l.ip_address.is_some()).cloned().collect();
+    let per_ip = usize::try_from(PER_IP_STARTS_PER_MINUTE).unwrap_or_default();
+    let per_recipient = usize::try_from(PER_RECIPIENT_EMAILS).unwrap_or_default();
+    assert_eq!(tally(&ada), (per_recipient, vec![LimitKind::Recipient; 8 - per_recipient]));
+    assert_eq!(tally(&by_ip), (per_ip, vec![LimitKind::IpAddress; 32 - per_ip]));
+
+    // What was started is whole: every started login verifies, a refused one
+    // does not exist, and each refusal left its event.
+    for (login, outcome) in &outcomes {
+        let view = store.get_login(&p, &login.id, T0.plus_seconds(2)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(view.is_some(), *outcome == StartOutcome::Started, "{outcome:?}");
+    }
+    let events = store.list_events(&p, 200).await.unwrap_or_else(|e| panic!("{e}"));
+    let count = |kind: &str, reason: Option<&str>| {
+        events.iter().filter(|e| e.kind == kind && e.reason.as_deref() == reason).count()
+    };
+    assert_eq!(count("auth.started", None), per_recipient + per_ip);
+    assert_eq!(count("rate_limited", Some("recipient")), 8 - per_recipient);
+    assert_eq!(count("rate_limited", Some("ip_address")), 32 - per_ip);
+    for (login, _) in by_ip.iter().filter(|(_, o)| *o == StartOutcome::Started).take(3) {
+        let token = login.email.trim_end_matches("@example.com");
+        let verified_login = verified(verify(&store, by_token(&p, token, T0.plus_seconds(2))).await);
+        assert_eq!(verified_login.user.email, login.email);
+    }
 }
