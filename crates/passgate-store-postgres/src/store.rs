@@ -464,6 +464,145 @@ async fn start_together(
     Ok(outcomes)
 }
 
+/// One delivery outcome and its event, if any: one statement.
+async fn record_one(tx: &mut Tx, delivery: &PendingDelivery) -> StoreResult<bool> {
+    let PendingDelivery { email_id, lease_owner, result } = delivery;
+    let update = DeliveryUpdate::of(result);
+    let (kind, reason) = update.event.map_or((None, None), |(kind, reason)| (Some(kind), reason));
+    let event_id = IdKind::Event.generate();
+    // The outcome and its event, if any: one statement.
+    let recorded = sqlx::query_scalar!(
+        r#"WITH settled AS (
+            UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
+                next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
+                payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
+                lease_owner = NULL, lease_until = NULL
+            WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'retrying')
+            RETURNING project_id, login_id, recipient),
+          recorded AS (
+            INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
+            SELECT $7, project_id, $8, login_id, recipient, $9, $10 FROM settled
+            WHERE $8::TEXT IS NOT NULL)
+         SELECT COUNT(*) AS "count!" FROM settled"#,
+        update.status,
+        update.last_error,
+        update.next_attempt_at,
+        update.settled_at,
+        email_id,
+        lease_owner,
+        event_id,
+        kind,
+        reason,
+        update.at.millis()
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(recorded == 1)
+}
+
+/// A delivery outcome waiting in a write batch.
+pub(crate) struct PendingDelivery {
+    email_id: String,
+    lease_owner: String,
+    result: DeliveryResult,
+}
+
+/// The delivery outcomes of one write batch (see `writer::BatchState`).
+#[derive(Default)]
+pub(crate) struct DeliveryBatch {
+    registered: Vec<Arc<PendingDelivery>>,
+    looked: bool,
+    /// Emails whose outcome [`record_together`] wrote, and whether it was recorded.
+    answers: Vec<(String, bool)>,
+}
+
+impl DeliveryBatch {
+    pub(crate) fn register(&mut self, delivery: Arc<PendingDelivery>) {
+        self.registered.push(delivery);
+    }
+
+    fn first_look(&mut self) -> bool {
+        !std::mem::replace(&mut self.looked, true)
+    }
+
+    /// All of the batch's outcomes, unless one email comes twice (then
+    /// none: each is written on its own, in order).
+    fn can_go_together(&self) -> Vec<Arc<PendingDelivery>> {
+        let mut ids: Vec<&str> = self.registered.iter().map(|d| d.email_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() == self.registered.len() { self.registered.clone() } else { Vec::new() }
+    }
+
+    fn answered(&mut self, together: &[Arc<PendingDelivery>], recorded: Vec<String>) {
+        self.answers = together.iter().map(|d| (d.email_id.clone(), recorded.contains(&d.email_id))).collect();
+    }
+
+    fn answer(&mut self, email_id: &str) -> Option<bool> {
+        let at = self.answers.iter().position(|(id, _)| id == email_id)?;
+        Some(self.answers.swap_remove(at).1)
+    }
+}
+
+/// Many delivery outcomes, each of a different email, in one statement:
+/// the same conditional update as [`record_one`], row by row. Returns the
+/// ids of the emails whose outcome was recorded (the lease still theirs).
+///
+/// Prepared unnamed, so planned for each execution: this `UPDATE … FROM`
+/// joins the outbox, and a plan cached while the table was young (a
+/// sequential scan was cheapest then) would stay, scanning every email on
+/// every batch (bench/NOTES.md, item 8). One plan per batch is cheap.
+async fn record_together(tx: &mut Tx, deliveries: &[Arc<PendingDelivery>]) -> StoreResult<Vec<String>> {
+    let updates: Vec<DeliveryUpdate<'_>> = deliveries.iter().map(|d| DeliveryUpdate::of(&d.result)).collect();
+    let email_ids: Vec<&str> = deliveries.iter().map(|d| d.email_id.as_str()).collect();
+    let owners: Vec<&str> = deliveries.iter().map(|d| d.lease_owner.as_str()).collect();
+    let statuses: Vec<&str> = updates.iter().map(|u| u.status).collect();
+    let errors: Vec<Option<&str>> = updates.iter().map(|u| u.last_error).collect();
+    let next_attempts: Vec<Option<i64>> = updates.iter().map(|u| u.next_attempt_at).collect();
+    let settled: Vec<Option<i64>> = updates.iter().map(|u| u.settled_at).collect();
+    let event_ids: Vec<String> = updates.iter().map(|_| IdKind::Event.generate()).collect();
+    let kinds: Vec<Option<&str>> = updates.iter().map(|u| u.event.map(|(kind, _)| kind)).collect();
+    let reasons: Vec<Option<&str>> = updates.iter().map(|u| u.event.and_then(|(_, reason)| reason)).collect();
+    let ats: Vec<i64> = updates.iter().map(|u| u.at.millis()).collect();
+    let rows = sqlx::query_scalar::<_, String>(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[],
+                $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[])
+              AS t(email_id, lease_owner, status, last_error, next_attempt_at, settled_at, event_id, kind, reason, at)),
+          settled AS (
+            UPDATE outbox SET status = input.status, attempts = outbox.attempts + 1, last_error = input.last_error,
+                next_attempt_at = COALESCE(input.next_attempt_at, outbox.next_attempt_at),
+                settled_at = input.settled_at,
+                payload_sealed = CASE WHEN input.settled_at IS NULL THEN outbox.payload_sealed END,
+                lease_owner = NULL, lease_until = NULL
+            FROM input
+            WHERE outbox.id = input.email_id AND outbox.lease_owner = input.lease_owner
+              AND outbox.status IN ('queued', 'retrying')
+            RETURNING outbox.id, outbox.project_id, outbox.login_id, outbox.recipient,
+                input.event_id, input.kind, input.reason, input.at),
+          recorded AS (
+            INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
+            SELECT event_id, project_id, kind, login_id, recipient, reason, at FROM settled WHERE kind IS NOT NULL)
+         SELECT id FROM settled",
+    )
+    .persistent(false)
+    .bind(&email_ids)
+    .bind(&owners)
+    .bind(&statuses)
+    .bind(&errors)
+    .bind(&next_attempts)
+    .bind(&settled)
+    .bind(&event_ids)
+    .bind(&kinds)
+    .bind(&reasons)
+    .bind(&ats)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(rows)
+}
+
 impl PgStore {
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_err)
@@ -1110,43 +1249,29 @@ impl Store for PgStore {
     }
 
     async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
-        let outcome = Arc::new((email_id.to_string(), lease_owner.to_string(), result));
-        self.write(Lane::Deliveries, move |tx, _| {
-            let outcome = Arc::clone(&outcome);
+        let delivery =
+            Arc::new(PendingDelivery { email_id: email_id.to_string(), lease_owner: lease_owner.to_string(), result });
+        let registered = Arc::clone(&delivery);
+        let register: Register = Box::new(move |batch| batch.deliveries.register(Arc::clone(&registered)));
+        self.write_registered(Lane::Deliveries, register, move |tx, batch| {
+            let delivery = Arc::clone(&delivery);
             Box::pin(async move {
-                let (email_id, lease_owner, result) = &*outcome;
-                let update = DeliveryUpdate::of(result);
-                let (kind, reason) = update.event.map_or((None, None), |(kind, reason)| (Some(kind), reason));
-                let event_id = IdKind::Event.generate();
-                // The outcome and its event, if any: one statement.
-                let recorded = sqlx::query_scalar!(
-                    r#"WITH settled AS (
-                        UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
-                            next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
-                            payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
-                            lease_owner = NULL, lease_until = NULL
-                        WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'retrying')
-                        RETURNING project_id, login_id, recipient),
-                      recorded AS (
-                        INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
-                        SELECT $7, project_id, $8, login_id, recipient, $9, $10 FROM settled
-                        WHERE $8::TEXT IS NOT NULL)
-                     SELECT COUNT(*) AS "count!" FROM settled"#,
-                    update.status,
-                    update.last_error,
-                    update.next_attempt_at,
-                    update.settled_at,
-                    email_id,
-                    lease_owner,
-                    event_id,
-                    kind,
-                    reason,
-                    update.at.millis()
-                )
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                Ok(recorded == 1)
+                // The batch's first outcome records every outcome of the
+                // batch in one statement; the others answer from its result.
+                if let Some(recorded) = batch.deliveries.answer(&delivery.email_id) {
+                    return Ok(recorded);
+                }
+                if batch.deliveries.first_look() {
+                    let together = batch.deliveries.can_go_together();
+                    if together.len() >= 2 {
+                        let recorded = record_together(&mut *tx, &together).await?;
+                        batch.deliveries.answered(&together, recorded);
+                        if let Some(recorded) = batch.deliveries.answer(&delivery.email_id) {
+                            return Ok(recorded);
+                        }
+                    }
+                }
+                record_one(&mut *tx, &delivery).await
             })
         })
         .await

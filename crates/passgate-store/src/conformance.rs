@@ -28,7 +28,7 @@ macro_rules! conformance_tests {
             per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results,
             an_email_leased_at_start_is_its_owners_until_the_lease_lapses, events_are_recorded,
             a_failed_operation_does_not_undo_concurrent_ones, a_failed_start_does_not_undo_concurrent_starts,
-            concurrent_starts_obey_every_limit);
+            concurrent_starts_obey_every_limit, concurrent_delivery_outcomes_are_each_recorded);
     };
     (@each $fresh:path; $($name:ident),*) => {
         $(
@@ -745,5 +745,69 @@ pub async fn concurrent_starts_obey_every_limit<S: Store>(store: S) {
         let token = login.email.trim_end_matches("@example.com");
         let verified_login = verified(verify(&store, by_token(&p, token, T0.plus_seconds(2))).await);
         assert_eq!(verified_login.user.email, login.email);
+    }
+}
+
+/// Delivery outcomes that arrive together (and so share a write batch,
+/// which a backend may write in one statement) are each recorded as if
+/// alone: sent, retrying and given up, each with its event, while an outcome
+/// from a worker whose lease lapsed is refused.
+pub async fn concurrent_delivery_outcomes_are_each_recorded<S: Store>(store: S) {
+    let p = project(&store).await;
+    let mut logins = Vec::new();
+    for i in 0..24 {
+        let login = new_login(&p, &format!("d{i}@example.com"), &format!("d{i}"), T0);
+        logins.push((login.id.clone(), login.email_id.clone()));
+        start(&store, login).await;
+    }
+    let lease = Lease { owner: "w".into(), now: T0, until: T0.plus_seconds(30) };
+    assert_eq!(store.claim_emails(lease, 100).await.unwrap_or_else(|e| panic!("{e}")).len(), 24);
+    let at = T0.plus_seconds(1);
+    let outcome_of = move |i: usize| match i % 4 {
+        0 | 1 => DeliveryResult::Sent { at },
+        2 => DeliveryResult::Retry { at, error: "connection_refused".into(), retry_at: T0.plus_seconds(90) },
+        _ => DeliveryResult::GaveUp { at, error: "recipient_rejected (550)".into() },
+    };
+    let runs = logins.iter().enumerate().map(|(i, (_, email_id))| {
+        let store = store.clone();
+        let email_id = email_id.clone();
+        // Every sixth comes from a worker that no longer holds the lease.
+        let owner = if i % 6 == 5 { "stale" } else { "w" };
+        tokio::spawn(async move { store.record_delivery(&email_id, owner, outcome_of(i)).await })
+    });
+    let recorded: Vec<bool> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let events = store.list_events(&p, 500).await.unwrap_or_else(|e| panic!("{e}"));
+    for (i, (login_id, _)) in logins.iter().enumerate() {
+        let stale = i % 6 == 5;
+        assert_eq!(recorded[i], !stale, "outcome {i}");
+        let view = login_view(&store, &p, login_id, T0.plus_seconds(2)).await;
+        let expected = match (stale, i % 4) {
+            (true, _) => EmailView { status: EmailStatus::Queued, attempts: 0, last_error: None },
+            (false, 0 | 1) => EmailView { status: EmailStatus::Sent, attempts: 1, last_error: None },
+            (false, 2) => {
+                EmailView { status: EmailStatus::Retrying, attempts: 1, last_error: Some("connection_refused".into()) }
+            }
+            (false, _) => EmailView {
+                status: EmailStatus::Failed,
+                attempts: 1,
+                last_error: Some("recipient_rejected (550)".into()),
+            },
+        };
+        assert_eq!(view.email, expected, "email {i}");
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|e| e.login_id.as_deref() == Some(login_id.as_str()) && e.kind.starts_with("email."))
+            .map(|e| e.kind.as_str())
+            .collect();
+        let expected_kinds: &[&str] = match (stale, i % 4) {
+            (false, 0 | 1) => &["email.sent"],
+            (false, 3) => &["email.failed"],
+            _ => &[],
+        };
+        assert_eq!(kinds, expected_kinds, "events of email {i}");
     }
 }
