@@ -603,6 +603,113 @@ async fn record_together(tx: &mut Tx, deliveries: &[Arc<PendingDelivery>]) -> St
     Ok(rows)
 }
 
+/// The token verifies of one write batch (see `writer::BatchState`), each
+/// known by the user id it offers (unique per request).
+#[derive(Default)]
+pub(crate) struct VerifyBatch {
+    registered: Vec<Arc<VerifyByToken>>,
+    looked: bool,
+    answers: Vec<(String, VerifiedLogin)>,
+}
+
+impl VerifyBatch {
+    pub(crate) fn register(&mut self, req: Arc<VerifyByToken>) {
+        self.registered.push(req);
+    }
+
+    fn first_look(&mut self) -> bool {
+        !std::mem::replace(&mut self.looked, true)
+    }
+
+    /// The first verify of each token: a second one of the same token must
+    /// see the first's `used_at`, so it runs on its own, after.
+    fn can_go_together(&self) -> Vec<Arc<VerifyByToken>> {
+        let mut together: Vec<Arc<VerifyByToken>> = Vec::new();
+        for req in &self.registered {
+            if !together.iter().any(|t| t.token_hash == req.token_hash) {
+                together.push(Arc::clone(req));
+            }
+        }
+        together
+    }
+
+    fn answered(&mut self, verified: Vec<(String, VerifiedLogin)>) {
+        self.answers.extend(verified);
+    }
+
+    fn answer(&mut self, new_user_id: &str) -> Option<VerifiedLogin> {
+        let at = self.answers.iter().position(|(id, _)| id == new_user_id)?;
+        Some(self.answers.swap_remove(at).1)
+    }
+}
+
+/// A login [`verify_together`] consumed: the offered user id, the project,
+/// the login id, email and state, and the user's id and creation time.
+type ConsumedRow = (String, String, String, String, Option<String>, String, i64);
+
+/// Many link verifies, each of a different token, in one statement: the
+/// same conditional `UPDATE` as one verify (a login is consumed once, and a
+/// concurrent second `UPDATE` waits and re-checks), then one user per
+/// recipient found or created, then the events. Returns the verifies that
+/// consumed their login, by offered user id; the rest are decided one by one.
+///
+/// Prepared unnamed, so planned per execution, like [`record_together`]:
+/// the `UPDATE … FROM` joins the logins table.
+async fn verify_together(tx: &mut Tx, reqs: &[Arc<VerifyByToken>]) -> StoreResult<Vec<(String, VerifiedLogin)>> {
+    let keys: Vec<&str> = reqs.iter().map(|r| r.new_user_id.as_str()).collect();
+    let projects: Vec<&str> = reqs.iter().map(|r| r.project_id.as_str()).collect();
+    let hashes: Vec<Vec<u8>> = reqs.iter().map(|r| r.token_hash.to_vec()).collect();
+    let challenges: Vec<Option<&str>> = reqs.iter().map(|r| r.verifier_challenge.as_deref()).collect();
+    let event_ids: Vec<String> = reqs.iter().map(|_| IdKind::Event.generate()).collect();
+    let nows: Vec<i64> = reqs.iter().map(|r| r.now.millis()).collect();
+    let rows: Vec<ConsumedRow> = sqlx::query_as(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::TEXT[], $5::TEXT[], $6::BIGINT[])
+              AS t(offered_user_id, project_id, token_hash, challenge, event_id, now)),
+          consumed AS (
+            UPDATE logins SET used_at = input.now FROM input
+            WHERE logins.token_hash = input.token_hash AND logins.project_id = input.project_id
+              AND logins.used_at IS NULL AND logins.burned_at IS NULL AND logins.expires_at > input.now
+              AND (logins.code_challenge IS NULL OR logins.code_challenge = input.challenge)
+            RETURNING input.offered_user_id, input.project_id, input.event_id, input.now,
+                logins.id, logins.email, logins.state),
+          the_users AS (
+            INSERT INTO users (id, project_id, email, created_at)
+            SELECT DISTINCT ON (project_id, email) offered_user_id, project_id, email, now FROM consumed
+            ORDER BY project_id, email, offered_user_id
+            ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
+            RETURNING id, project_id, email, created_at),
+          recorded AS (
+            INSERT INTO events (id, project_id, kind, user_id, login_id, email, reason, created_at)
+            SELECT consumed.event_id, consumed.project_id, 'auth.verified', the_users.id, consumed.id,
+                consumed.email, $7, consumed.now
+            FROM consumed JOIN the_users USING (project_id, email))
+         SELECT consumed.offered_user_id, consumed.project_id, consumed.id, consumed.email, consumed.state,
+            the_users.id, the_users.created_at
+         FROM consumed JOIN the_users USING (project_id, email)",
+    )
+    .persistent(false)
+    .bind(&keys)
+    .bind(&projects)
+    .bind(&hashes)
+    .bind(&challenges)
+    .bind(&event_ids)
+    .bind(&nows)
+    .bind(AuthMethod::EmailLink.amr())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(offered, project_id, login_id, email, state, user_id, user_created_at)| {
+            let is_new_user = user_id == offered;
+            let user = User { id: user_id, project_id, email, created_at: Timestamp(user_created_at) };
+            let verified = VerifiedLogin { login_id, user, is_new_user, state, method: AuthMethod::EmailLink };
+            (offered, verified)
+        })
+        .collect())
+}
+
 impl PgStore {
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_err)
@@ -991,9 +1098,28 @@ impl Store for PgStore {
 
     async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
         let req = Arc::new(req);
-        self.write(Lane::Verifies, move |tx, _| {
+        let registered = Arc::clone(&req);
+        let register: Register = Box::new(move |batch| batch.verifies.register(Arc::clone(&registered)));
+        self.write_registered(Lane::Verifies, register, move |tx, batch| {
             let req = Arc::clone(&req);
             Box::pin(async move {
+                // The batch's first verify consumes every login of the batch
+                // it can in one statement; the others answer from its result.
+                // A verify it did not consume (refused, or a second one of
+                // the same token) goes on below, on its own.
+                if let Some(verified) = batch.verifies.answer(&req.new_user_id) {
+                    return Ok(VerifyOutcome::Verified(verified));
+                }
+                if batch.verifies.first_look() {
+                    let together = batch.verifies.can_go_together();
+                    if together.len() >= 2 {
+                        let verified = verify_together(&mut *tx, &together).await?;
+                        batch.verifies.answered(verified);
+                        if let Some(verified) = batch.verifies.answer(&req.new_user_id) {
+                            return Ok(VerifyOutcome::Verified(verified));
+                        }
+                    }
+                }
                 let hash = &req.token_hash[..];
                 let now_ms = req.now.millis();
                 let event_id = IdKind::Event.generate();

@@ -46,13 +46,15 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What a batch's jobs share besides the connection: the projects whose
 /// row the batch's transaction has locked already, so a start of the same
 /// project does not ask again (a round trip per start), and the batch's
-/// starts and delivery outcomes, registered before any job runs, so that
-/// the first of them can write the others with it in one statement.
+/// starts, delivery outcomes and link verifies, registered before any job
+/// runs, so that the first of each kind can write the others with it in one
+/// statement.
 #[derive(Default)]
 pub(crate) struct BatchState {
     locked_projects: Vec<String>,
     pub(crate) starts: crate::store::StartBatch,
     pub(crate) deliveries: crate::store::DeliveryBatch,
+    pub(crate) verifies: crate::store::VerifyBatch,
 }
 
 impl BatchState {

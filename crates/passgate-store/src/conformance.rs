@@ -28,7 +28,8 @@ macro_rules! conformance_tests {
             per_project_limit, per_ip_limit, idempotency, outbox_leases_and_results,
             an_email_leased_at_start_is_its_owners_until_the_lease_lapses, events_are_recorded,
             a_failed_operation_does_not_undo_concurrent_ones, a_failed_start_does_not_undo_concurrent_starts,
-            concurrent_starts_obey_every_limit, concurrent_delivery_outcomes_are_each_recorded);
+            concurrent_starts_obey_every_limit, concurrent_delivery_outcomes_are_each_recorded,
+            concurrent_verifies_are_each_decided_alone);
     };
     (@each $fresh:path; $($name:ident),*) => {
         $(
@@ -810,4 +811,84 @@ pub async fn concurrent_delivery_outcomes_are_each_recorded<S: Store>(store: S) 
         };
         assert_eq!(kinds, expected_kinds, "events of email {i}");
     }
+}
+
+/// Verifies that arrive together (and so share a write batch, which a
+/// backend may write in one statement) are each decided as if alone: two
+/// logins of one recipient make one user, new to exactly one of them; a
+/// replayed token, a wrong PKCE verifier, an expired login and another
+/// project's token are refused with their own reasons.
+pub async fn concurrent_verifies_are_each_decided_alone<S: Store>(store: S) {
+    let p = project(&store).await;
+    let other = project(&store).await;
+    for i in 0..12 {
+        start(&store, new_login(&p, &format!("v{i}@example.com"), &format!("v{i}"), T0)).await;
+    }
+    start(&store, new_login(&p, "twice@example.com", "twice-a", T0)).await;
+    start(&store, new_login(&p, "twice@example.com", "twice-b", T0)).await;
+    let mut pkce = new_login(&p, "pkce@example.com", "pkce", T0);
+    pkce.code_challenge = Some("the-challenge".into());
+    start(&store, pkce).await;
+    let mut short = new_login(&p, "short@example.com", "short", T0);
+    short.expires_at = T0.plus_seconds(5);
+    start(&store, short).await;
+    start(&store, new_login(&other, "elsewhere@example.com", "elsewhere", T0)).await;
+
+    let now = T0.plus_seconds(10);
+    let mut reqs: Vec<(&str, VerifyByToken)> = (0..12).map(|i| ("ok", by_token(&p, &format!("v{i}"), now))).collect();
+    reqs.push(("twice", by_token(&p, "twice-a", now)));
+    reqs.push(("twice", by_token(&p, "twice-b", now)));
+    reqs.push(("replay", by_token(&p, "v3", now)));
+    reqs.push(("pkce", by_token(&p, "pkce", now)));
+    reqs.push(("expired", by_token(&p, "short", now)));
+    reqs.push(("elsewhere", by_token(&p, "elsewhere", now)));
+    let runs = reqs.into_iter().map(|(what, req)| {
+        let store = store.clone();
+        tokio::spawn(async move { (what, store.verify_by_token(req).await.unwrap_or_else(|e| panic!("{e}"))) })
+    });
+    let outcomes: Vec<(&str, VerifyOutcome)> =
+        futures::future::join_all(runs).await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
+
+    let mut twice = Vec::new();
+    let mut v3 = Vec::new();
+    for (what, outcome) in outcomes {
+        match what {
+            "ok" | "replay" => {
+                if let VerifyOutcome::Verified(v) = &outcome {
+                    assert!(v.is_new_user && v.user.email.starts_with('v'), "{v:?}");
+                    assert_eq!(v.state.as_deref(), Some("st"));
+                }
+                if what == "replay"
+                    || matches!(&outcome, VerifyOutcome::Verified(v) if v.user.email == "v3@example.com")
+                {
+                    v3.push(outcome);
+                } else {
+                    verified(outcome);
+                }
+            }
+            "twice" => twice.push(verified(outcome)),
+            "pkce" => assert_eq!(failed(outcome), VerifyFailure::VerifierMismatch),
+            "expired" => assert!(matches!(failed(outcome), VerifyFailure::Expired { .. })),
+            "elsewhere" => assert_eq!(failed(outcome), VerifyFailure::Invalid),
+            other => panic!("{other}"),
+        }
+    }
+    // The token verified twice at once: one wins, the other sees it used.
+    assert_eq!(v3.len(), 2);
+    assert_eq!(v3.iter().filter(|o| matches!(o, VerifyOutcome::Verified(_))).count(), 1);
+    assert!(v3.iter().any(|o| matches!(o, VerifyOutcome::Failed(VerifyFailure::Used { .. }))));
+    // One recipient, two logins: one user, new to one of them.
+    assert_eq!(twice.len(), 2);
+    assert_eq!(twice[0].user, twice[1].user);
+    assert_eq!(twice.iter().filter(|v| v.is_new_user).count(), 1);
+    assert_ne!(twice[0].login_id, twice[1].login_id);
+    // The refused PKCE login was not consumed: the right verifier still works.
+    let mut right = by_token(&p, "pkce", now);
+    right.verifier_challenge = Some("the-challenge".into());
+    assert_eq!(verified(verify(&store, right).await).user.email, "pkce@example.com");
+
+    let events = store.list_events(&p, 500).await.unwrap_or_else(|e| panic!("{e}"));
+    let verified_events = events.iter().filter(|e| e.kind == "auth.verified").count();
+    assert_eq!(verified_events, 12 + 2 + 1, "one auth.verified per consumed login");
+    assert!(events.iter().all(|e| e.kind != "auth.verified" || e.user_id.is_some()));
 }
