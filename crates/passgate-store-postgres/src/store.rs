@@ -248,66 +248,32 @@ async fn start_one(tx: &mut Tx, login: &NewLogin) -> StoreResult<StartOutcome> {
     Ok(StartOutcome::Started)
 }
 
-/// The starts of one write batch (see `writer::BatchState`).
-#[derive(Default)]
-pub(crate) struct StartBatch {
-    registered: Vec<Arc<NewLogin>>,
-    /// Projects whose first start of the batch has run.
-    looked_at: Vec<String>,
-    /// Outcomes written ahead by [`start_together`], by login id.
-    outcomes: Vec<(String, StartOutcome)>,
-}
-
-impl StartBatch {
-    pub(crate) fn register(&mut self, login: Arc<NewLogin>) {
-        self.registered.push(login);
-    }
-
-    /// True the first time it is asked for a project.
-    fn first_look(&mut self, project_id: &str) -> bool {
-        if self.looked_at.iter().any(|p| p == project_id) {
-            return false;
-        }
-        self.looked_at.push(project_id.to_string());
-        true
-    }
-
-    fn answered(&mut self, outcomes: Vec<(String, StartOutcome)>) {
-        self.outcomes.extend(outcomes);
-    }
-
-    fn take_outcome(&mut self, login_id: &str) -> Option<StartOutcome> {
-        let at = self.outcomes.iter().position(|(id, _)| id == login_id)?;
-        Some(self.outcomes.swap_remove(at).1)
-    }
-
-    /// The project's starts that one statement can write with the same
-    /// result as one statement each, in order: none sends an
-    /// `Idempotency-Key` (its replay check reads rows an earlier start of
-    /// the batch may write), all fall in one minute and have the same
-    /// limits, and no two share a recipient or an IP address — so no start's
-    /// per-recipient or per-IP probe could see another's row. Whether the
-    /// project limit has room for all of them is the statement's to check.
-    /// The rest run one by one after them, and see their rows.
-    fn can_go_together(&self, project_id: &str) -> Vec<Arc<NewLogin>> {
-        let mut together: Vec<Arc<NewLogin>> = Vec::new();
-        for login in self.registered.iter().filter(|l| l.project_id == project_id && l.idempotency.is_none()) {
-            if let Some(first) = together.first() {
-                let same_minute = minute_bucket(first.created_at.millis()) == minute_bucket(login.created_at.millis());
-                let shares_recipient = together.iter().any(|t| t.email == login.email);
-                let shares_ip = login.ip_address.is_some() && together.iter().any(|t| t.ip_address == login.ip_address);
-                if !same_minute || first.limits != login.limits || shares_recipient || shares_ip {
-                    continue;
-                }
+/// The project's starts that one statement can write with the same
+/// result as one statement each, in order: none sends an
+/// `Idempotency-Key` (its replay check reads rows an earlier start of
+/// the batch may write), all fall in one minute and have the same
+/// limits, and no two share a recipient or an IP address — so no start's
+/// per-recipient or per-IP probe could see another's row. Whether the
+/// project limit has room for all of them is the statement's to check.
+/// The rest run one by one after them, and see their rows.
+fn starts_together(registered: &[Arc<NewLogin>], project_id: &str) -> Vec<Arc<NewLogin>> {
+    let mut together: Vec<Arc<NewLogin>> = Vec::new();
+    for login in registered.iter().filter(|l| l.project_id == project_id && l.idempotency.is_none()) {
+        if let Some(first) = together.first() {
+            let same_minute = minute_bucket(first.created_at.millis()) == minute_bucket(login.created_at.millis());
+            let shares_recipient = together.iter().any(|t| t.email == login.email);
+            let shares_ip = login.ip_address.is_some() && together.iter().any(|t| t.ip_address == login.ip_address);
+            if !same_minute || first.limits != login.limits || shares_recipient || shares_ip {
+                continue;
             }
-            together.push(Arc::clone(login));
         }
-        together
+        together.push(Arc::clone(login));
     }
+    together
 }
 
 /// Many starts of one project in one statement, after the project's lock
-/// (see [`StartBatch::can_go_together`] for which). The same probes as
+/// (see [`starts_together`] for which). The same probes as
 /// [`start_one`], each start against the rows committed before the batch;
 /// the project limit is checked once for all of them, with the batch's
 /// earliest time (the largest share of the previous minute), so it refuses
@@ -508,41 +474,13 @@ pub(crate) struct PendingDelivery {
     result: DeliveryResult,
 }
 
-/// The delivery outcomes of one write batch (see `writer::BatchState`).
-#[derive(Default)]
-pub(crate) struct DeliveryBatch {
-    registered: Vec<Arc<PendingDelivery>>,
-    looked: bool,
-    /// Emails whose outcome [`record_together`] wrote, and whether it was recorded.
-    answers: Vec<(String, bool)>,
-}
-
-impl DeliveryBatch {
-    pub(crate) fn register(&mut self, delivery: Arc<PendingDelivery>) {
-        self.registered.push(delivery);
-    }
-
-    fn first_look(&mut self) -> bool {
-        !std::mem::replace(&mut self.looked, true)
-    }
-
-    /// All of the batch's outcomes, unless one email comes twice (then
-    /// none: each is written on its own, in order).
-    fn can_go_together(&self) -> Vec<Arc<PendingDelivery>> {
-        let mut ids: Vec<&str> = self.registered.iter().map(|d| d.email_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.len() == self.registered.len() { self.registered.clone() } else { Vec::new() }
-    }
-
-    fn answered(&mut self, together: &[Arc<PendingDelivery>], recorded: Vec<String>) {
-        self.answers = together.iter().map(|d| (d.email_id.clone(), recorded.contains(&d.email_id))).collect();
-    }
-
-    fn answer(&mut self, email_id: &str) -> Option<bool> {
-        let at = self.answers.iter().position(|(id, _)| id == email_id)?;
-        Some(self.answers.swap_remove(at).1)
-    }
+/// The batch's outcomes, unless one email comes twice (then none: each is
+/// written on its own, in order).
+fn deliveries_together(registered: &[Arc<PendingDelivery>]) -> Vec<Arc<PendingDelivery>> {
+    let mut ids: Vec<&str> = registered.iter().map(|d| d.email_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() == registered.len() { registered.to_vec() } else { Vec::new() }
 }
 
 /// Many delivery outcomes, each of a different email, in one statement:
@@ -603,44 +541,16 @@ async fn record_together(tx: &mut Tx, deliveries: &[Arc<PendingDelivery>]) -> St
     Ok(rows)
 }
 
-/// The token verifies of one write batch (see `writer::BatchState`), each
-/// known by the user id it offers (unique per request).
-#[derive(Default)]
-pub(crate) struct VerifyBatch {
-    registered: Vec<Arc<VerifyByToken>>,
-    looked: bool,
-    answers: Vec<(String, VerifiedLogin)>,
-}
-
-impl VerifyBatch {
-    pub(crate) fn register(&mut self, req: Arc<VerifyByToken>) {
-        self.registered.push(req);
-    }
-
-    fn first_look(&mut self) -> bool {
-        !std::mem::replace(&mut self.looked, true)
-    }
-
-    /// The first verify of each token: a second one of the same token must
-    /// see the first's `used_at`, so it runs on its own, after.
-    fn can_go_together(&self) -> Vec<Arc<VerifyByToken>> {
-        let mut together: Vec<Arc<VerifyByToken>> = Vec::new();
-        for req in &self.registered {
-            if !together.iter().any(|t| t.token_hash == req.token_hash) {
-                together.push(Arc::clone(req));
-            }
+/// The first verify of each token: a second one of the same token must see
+/// the first's `used_at`, so it runs on its own, after.
+fn verifies_together(registered: &[Arc<VerifyByToken>]) -> Vec<Arc<VerifyByToken>> {
+    let mut together: Vec<Arc<VerifyByToken>> = Vec::new();
+    for req in registered {
+        if !together.iter().any(|t| t.token_hash == req.token_hash) {
+            together.push(Arc::clone(req));
         }
-        together
     }
-
-    fn answered(&mut self, verified: Vec<(String, VerifiedLogin)>) {
-        self.answers.extend(verified);
-    }
-
-    fn answer(&mut self, new_user_id: &str) -> Option<VerifiedLogin> {
-        let at = self.answers.iter().position(|(id, _)| id == new_user_id)?;
-        Some(self.answers.swap_remove(at).1)
-    }
+    together
 }
 
 /// A login [`verify_together`] consumed: the offered user id, the project,
@@ -1077,15 +987,15 @@ impl Store for PgStore {
                 }
                 // The batch's first start of the project writes the starts
                 // that can go together; the others answer from its result.
-                if let Some(outcome) = batch.starts.take_outcome(&login.id) {
+                if let Some(outcome) = batch.starts.answer(&login.id) {
                     return Ok(outcome);
                 }
                 if batch.starts.first_look(&login.project_id) {
-                    let together = batch.starts.can_go_together(&login.project_id);
+                    let together = starts_together(batch.starts.registered(), &login.project_id);
                     if together.len() >= 2 {
                         let outcomes = start_together(&mut *tx, &login.project_id, &together).await?;
                         batch.starts.answered(outcomes);
-                        if let Some(outcome) = batch.starts.take_outcome(&login.id) {
+                        if let Some(outcome) = batch.starts.answer(&login.id) {
                             return Ok(outcome);
                         }
                     }
@@ -1110,8 +1020,8 @@ impl Store for PgStore {
                 if let Some(verified) = batch.verifies.answer(&req.new_user_id) {
                     return Ok(VerifyOutcome::Verified(verified));
                 }
-                if batch.verifies.first_look() {
-                    let together = batch.verifies.can_go_together();
+                if batch.verifies.first_look("") {
+                    let together = verifies_together(batch.verifies.registered());
                     if together.len() >= 2 {
                         let verified = verify_together(&mut *tx, &together).await?;
                         batch.verifies.answered(verified);
@@ -1387,11 +1297,13 @@ impl Store for PgStore {
                 if let Some(recorded) = batch.deliveries.answer(&delivery.email_id) {
                     return Ok(recorded);
                 }
-                if batch.deliveries.first_look() {
-                    let together = batch.deliveries.can_go_together();
+                if batch.deliveries.first_look("") {
+                    let together = deliveries_together(batch.deliveries.registered());
                     if together.len() >= 2 {
                         let recorded = record_together(&mut *tx, &together).await?;
-                        batch.deliveries.answered(&together, recorded);
+                        batch
+                            .deliveries
+                            .answered(together.iter().map(|d| (d.email_id.clone(), recorded.contains(&d.email_id))));
                         if let Some(recorded) = batch.deliveries.answer(&delivery.email_id) {
                             return Ok(recorded);
                         }

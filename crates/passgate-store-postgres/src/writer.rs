@@ -52,9 +52,57 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Default)]
 pub(crate) struct BatchState {
     locked_projects: Vec<String>,
-    pub(crate) starts: crate::store::StartBatch,
-    pub(crate) deliveries: crate::store::DeliveryBatch,
-    pub(crate) verifies: crate::store::VerifyBatch,
+    /// Answered by login id.
+    pub(crate) starts: WrittenAhead<passgate_store::NewLogin, passgate_store::StartOutcome>,
+    /// Answered by email id: whether the outcome was recorded.
+    pub(crate) deliveries: WrittenAhead<crate::store::PendingDelivery, bool>,
+    /// Answered by the user id each verify offers (unique per request).
+    pub(crate) verifies: WrittenAhead<passgate_store::VerifyByToken, passgate_store::VerifiedLogin>,
+}
+
+/// The operations of one kind in a batch, registered before any job runs,
+/// and the answers the first of them wrote ahead for the others.
+pub(crate) struct WrittenAhead<T, A> {
+    registered: Vec<Arc<T>>,
+    /// What a statement already covered: a project for starts, the whole
+    /// batch (`""`) for the others.
+    looked_at: Vec<String>,
+    answers: Vec<(String, A)>,
+}
+
+impl<T, A> Default for WrittenAhead<T, A> {
+    fn default() -> Self {
+        Self { registered: Vec::new(), looked_at: Vec::new(), answers: Vec::new() }
+    }
+}
+
+impl<T, A> WrittenAhead<T, A> {
+    pub(crate) fn register(&mut self, operation: Arc<T>) {
+        self.registered.push(operation);
+    }
+
+    pub(crate) fn registered(&self) -> &[Arc<T>] {
+        &self.registered
+    }
+
+    /// True the first time it is asked for `scope`.
+    pub(crate) fn first_look(&mut self, scope: &str) -> bool {
+        if self.looked_at.iter().any(|s| s == scope) {
+            return false;
+        }
+        self.looked_at.push(scope.to_string());
+        true
+    }
+
+    pub(crate) fn answered(&mut self, answers: impl IntoIterator<Item = (String, A)>) {
+        self.answers.extend(answers);
+    }
+
+    /// The answer written ahead for `key`, once.
+    pub(crate) fn answer(&mut self, key: &str) -> Option<A> {
+        let at = self.answers.iter().position(|(k, _)| k == key)?;
+        Some(self.answers.swap_remove(at).1)
+    }
 }
 
 impl BatchState {
