@@ -7,10 +7,12 @@
 //! for a while is checked before it is handed out, so the pool recovers by
 //! itself after the database comes back.
 
+mod key_cache;
 mod store;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use passgate_store::{StoreError, StoreResult};
@@ -23,7 +25,12 @@ pub struct PgStore {
     pool: PgPool,
     /// The hot-path writes, group-committed (see [`writer`]).
     writer: writer::Writer,
+    /// API keys with their project, kept while PostgreSQL keeps us told of
+    /// changes (see [`key_cache`]).
+    keys: Arc<key_cache::KeyCache>,
 }
+
+pub use key_cache::LISTENER_APPLICATION_NAME;
 
 /// Pool sizing.
 #[derive(Debug, Clone, Copy)]
@@ -69,9 +76,23 @@ impl PgStore {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
         let writer = writer::Writer::spawn(&pool);
-        Ok(Self { pool, writer })
+        Ok(Self { pool, writer, keys: Arc::new(key_cache::KeyCache::new(options)) })
+    }
+
+    /// How long a cached API key may be used after it was read, when no
+    /// notification says it changed (default one second). Tests lengthen it
+    /// to show that notifications alone keep instances in step.
+    pub fn set_key_cache_max_age(&self, max_age: Duration) {
+        self.keys.set_max_age(max_age);
+    }
+
+    /// Whether API-key lookups are served from memory: true once the
+    /// listener for key changes is connected (it starts with the first
+    /// lookup), false while it is not.
+    pub fn key_cache_is_live(&self) -> bool {
+        self.keys.is_live()
     }
 
     /// Connects and checks the database answers.
@@ -83,6 +104,7 @@ impl PgStore {
 
     /// Finishes the writes already queued, then closes the pool.
     pub async fn close(&self) {
+        self.keys.stop_listener();
         self.writer.close().await;
         self.pool.close().await;
     }

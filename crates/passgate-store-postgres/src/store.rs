@@ -22,9 +22,11 @@ use passgate_store::backend::{
 };
 use passgate_store::*;
 use std::sync::Arc;
+use std::time::Instant;
 
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use crate::key_cache::notify_change;
 use crate::writer::{Lane, Register};
 use crate::{PgStore, db_err};
 
@@ -621,6 +623,44 @@ async fn verify_together(tx: &mut Tx, reqs: &[Arc<VerifyByToken>]) -> StoreResul
 }
 
 impl PgStore {
+    /// An API key and its project, from the database (see [`Store::find_api_key`] for the cache in front).
+    async fn read_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
+        let hash = &key_hash[..];
+        let Some(r) = sqlx::query!(
+            r#"SELECT k.id AS "key_id!", k.key_hash, k.revoked_at,
+                p.id AS "id!", p.name, p.app_name, p.redirect_urls, p.allowed_domains, p.allowed_emails,
+                p.link_ttl_seconds, p.emails_per_minute, p.is_dev, p.created_at
+             FROM api_keys k JOIN projects p ON p.id = k.project_id
+             WHERE k.key_hash = $1"#,
+            hash
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let project = ProjectRow {
+            id: r.id,
+            name: r.name,
+            app_name: r.app_name,
+            redirect_urls: r.redirect_urls,
+            allowed_domains: r.allowed_domains,
+            allowed_emails: r.allowed_emails,
+            link_ttl_seconds: r.link_ttl_seconds,
+            emails_per_minute: r.emails_per_minute,
+            is_dev: r.is_dev,
+            created_at: r.created_at,
+        }
+        .into_project()?;
+        Ok(Some(AuthenticatedKey {
+            key_id: r.key_id,
+            key_hash: hash32(r.key_hash)?,
+            revoked_at: r.revoked_at.map(Timestamp),
+            project,
+        }))
+    }
+
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_err)
     }
@@ -790,7 +830,9 @@ impl Store for PgStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
+        notify_change(&mut tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
+        self.keys.invalidate();
         row.into_project()
     }
 
@@ -863,45 +905,24 @@ impl Store for PgStore {
             .await
             .map_err(db_err)?
             .rows_affected();
+        notify_change(&mut tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
+        self.keys.invalidate();
         if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
-        let hash = &key_hash[..];
-        let Some(r) = sqlx::query!(
-            r#"SELECT k.id AS "key_id!", k.key_hash, k.revoked_at,
-                p.id AS "id!", p.name, p.app_name, p.redirect_urls, p.allowed_domains, p.allowed_emails,
-                p.link_ttl_seconds, p.emails_per_minute, p.is_dev, p.created_at
-             FROM api_keys k JOIN projects p ON p.id = k.project_id
-             WHERE k.key_hash = $1"#,
-            hash
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?
-        else {
-            return Ok(None);
-        };
-        let project = ProjectRow {
-            id: r.id,
-            name: r.name,
-            app_name: r.app_name,
-            redirect_urls: r.redirect_urls,
-            allowed_domains: r.allowed_domains,
-            allowed_emails: r.allowed_emails,
-            link_ttl_seconds: r.link_ttl_seconds,
-            emails_per_minute: r.emails_per_minute,
-            is_dev: r.is_dev,
-            created_at: r.created_at,
+        self.keys.start_listener();
+        if let Some(cached) = self.keys.get(key_hash) {
+            return Ok(Some(cached));
         }
-        .into_project()?;
-        Ok(Some(AuthenticatedKey {
-            key_id: r.key_id,
-            key_hash: hash32(r.key_hash)?,
-            revoked_at: r.revoked_at.map(Timestamp),
-            project,
-        }))
+        let ticket = self.keys.ticket();
+        let read_at = Instant::now();
+        let found = self.read_api_key(key_hash).await?;
+        if let Some(key) = &found {
+            self.keys.insert(ticket, *key_hash, key, read_at);
+        }
+        Ok(found)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -33,7 +33,8 @@ impl Drop for DropDatabase {
     }
 }
 
-async fn fresh() -> (PgStore, DropDatabase) {
+/// A fresh database: its URL, and the guard that drops it.
+async fn fresh_database() -> (String, DropDatabase) {
     use sqlx::Connection;
     let name = format!("passgate_test_{}", passgate_core::ids::IdKind::Request.generate().trim_start_matches("req_"));
     let admin_url = support::admin_url();
@@ -45,10 +46,136 @@ async fn fresh() -> (PgStore, DropDatabase) {
         Some((base, _)) => format!("{base}/{name}"),
         None => panic!("PASSGATE_TEST_POSTGRES_URL needs a database path"),
     };
+    (url, guard)
+}
+
+async fn instance(url: &str) -> PgStore {
     let settings = PoolSettings { max_connections: 8, ..PoolSettings::default() };
-    let store = PgStore::connect(&url, settings).await.unwrap_or_else(|e| panic!("{e}"));
+    PgStore::connect(url, settings).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn fresh() -> (PgStore, DropDatabase) {
+    let (url, guard) = fresh_database().await;
+    let store = instance(&url).await;
     store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
     (store, guard)
 }
 
 passgate_store::conformance_tests!(fresh);
+
+/// The API-key cache (src/key_cache.rs) on two instances of one database.
+/// Entries are kept for an hour here, so only what the cache hears can make
+/// an instance see another's change.
+mod key_cache {
+    use std::time::Duration;
+
+    use passgate_core::{Timestamp, sha256};
+    use passgate_store::Store;
+    use passgate_store::conformance::{project, settings};
+    use passgate_store::models::AuthenticatedKey;
+    use passgate_store_postgres::{LISTENER_APPLICATION_NAME, PgStore};
+
+    use super::{fresh_database, instance};
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    async fn lookup(store: &PgStore, key_hash: &[u8; 32]) -> AuthenticatedKey {
+        let found = store.find_api_key(key_hash).await.unwrap_or_else(|e| panic!("{e}"));
+        found.unwrap_or_else(|| panic!("key not found"))
+    }
+
+    /// Two instances; `reader` has looked the project's first key up, with
+    /// its listener live, so the key is in its cache.
+    async fn two_instances() -> (PgStore, PgStore, String, Database) {
+        let (url, guard) = fresh_database().await;
+        let writer = instance(&url).await;
+        writer.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let reader = instance(&url).await;
+        reader.set_key_cache_max_age(Duration::from_secs(3600));
+        let project_id = project(&writer).await;
+        let key_hash = sha256(project_id.as_bytes());
+        lookup(&reader, &key_hash).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !reader.key_cache_is_live() {
+            assert!(tokio::time::Instant::now() < deadline, "the key cache's listener never connected");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        lookup(&reader, &key_hash).await;
+        (writer, reader, project_id, Database { url, _guard: guard })
+    }
+
+    struct Database {
+        url: String,
+        _guard: super::DropDatabase,
+    }
+
+    impl Database {
+        /// Runs SQL behind the stores' backs.
+        async fn execute(&self, sql: &str, project_id: &str) -> u64 {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("{e}"));
+            let done = sqlx::query(sql).bind(project_id).execute(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+            done.rows_affected()
+        }
+    }
+
+    /// Looks the key up on `store` until `seen` holds, or fails after a while.
+    async fn until_seen(store: &PgStore, key_hash: &[u8; 32], what: &str, seen: impl Fn(&AuthenticatedKey) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !seen(&lookup(store, key_hash).await) {
+            assert!(tokio::time::Instant::now() < deadline, "{what} never reached the other instance");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn another_instance_hears_of_revocations_and_project_changes() {
+        let (writer, reader, project_id, _database) = two_instances().await;
+        let key_hash = sha256(project_id.as_bytes());
+
+        let mut changed = settings("Renamed");
+        changed.redirect_urls = vec!["https://renamed.example/cb".into()];
+        writer.update_project(&project_id, changed.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        until_seen(&reader, &key_hash, "a project change", |k| k.project.settings == changed).await;
+
+        let keys = writer.list_api_keys(&project_id).await.unwrap_or_else(|e| panic!("{e}"));
+        writer.revoke_api_key(&keys[0].id, Timestamp(1_700_000_000_000)).await.unwrap_or_else(|e| panic!("{e}"));
+        until_seen(&reader, &key_hash, "a revocation", |k| k.revoked_at.is_some()).await;
+        assert!(reader.key_cache_is_live());
+    }
+
+    /// Notifications sent while the listener's connection is down are lost;
+    /// the cache must not trust what it held before the reconnection.
+    #[tokio::test]
+    async fn a_lost_listener_connection_empties_the_cache() {
+        let (writer, reader, project_id, database) = two_instances().await;
+        let key_hash = sha256(project_id.as_bytes());
+        // Cut the listener, and revoke behind the store's back: no
+        // notification is sent, as if it had gone out during the outage.
+        let cut = database
+            .execute(
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE application_name = '{LISTENER_APPLICATION_NAME}' AND datname = current_database()
+                       AND $1 <> ''"
+                ),
+                &project_id,
+            )
+            .await;
+        assert_eq!(cut, 1, "one listener for the one instance that looked a key up");
+        database.execute("UPDATE api_keys SET revoked_at = 1 WHERE project_id = $1", &project_id).await;
+        until_seen(&reader, &key_hash, "a change made while the listener was cut", |k| k.revoked_at.is_some()).await;
+        drop(writer);
+    }
+
+    /// Without the listener's news, an entry still expires.
+    #[tokio::test]
+    async fn entries_expire_without_news() {
+        let (_writer, reader, project_id, database) = two_instances().await;
+        let key_hash = sha256(project_id.as_bytes());
+        reader.set_key_cache_max_age(Duration::from_millis(50));
+        lookup(&reader, &key_hash).await;
+        database.execute("UPDATE api_keys SET revoked_at = 1 WHERE project_id = $1", &project_id).await;
+        until_seen(&reader, &key_hash, "a change nobody announced", |k| k.revoked_at.is_some()).await;
+    }
+}

@@ -151,6 +151,67 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     }
 }
 
+/// Instances keep API keys in memory (docs/scale-out.md); a change made
+/// with the CLI, another process, reaches every one of them by the next
+/// request.
+#[tokio::test]
+async fn key_and_project_changes_reach_every_instance_by_the_next_request() {
+    let db = TestDb::on(Backend::Postgres).await;
+    let db_env = [("PASSGATE_DATABASE_URL", db.url.as_str())];
+    let out = run(&["project", "create", "--name", "Cached", "--redirect-url", CALLBACK, "--json"], &db_env).await;
+    let created = serde_json::from_str::<Value>(out.stdout.trim()).unwrap_or_default();
+    let (Some(project_id), Some(key)) = (created["projectId"].as_str(), created["secretKey"].as_str()) else {
+        panic!("project create failed: {}", out.stderr)
+    };
+    remember_secret(key);
+    let sink = SmtpSink::start().await;
+    let sink_url = sink.url();
+    let env = smtp_env(&db.url, &sink_url);
+    let dir = temp_dir();
+    let (a, b) = tokio::join!(Running::spawn(&["serve"], &env, &dir), Running::spawn(&["serve"], &env, &dir));
+    let http = reqwest::Client::new();
+    let start = |base: String, email: &'static str| {
+        let (http, key) = (http.clone(), key.to_string());
+        async move {
+            let body = json!({ "email": email, "validationUrl": CALLBACK });
+            post(&http, &base, &key, "/api/v2/auth/start", body).await
+        }
+    };
+    // The first lookup starts each instance's listener; by the later ones
+    // the key is served from memory.
+    for (round, email) in ["a@example.com", "b@example.com", "c@example.com"].into_iter().enumerate() {
+        for base in [&a.base, &b.base] {
+            let reply = start(base.clone(), email).await;
+            assert_eq!(reply.status, 202, "round {round}: {}", reply.text);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let updated =
+        run(&["project", "update", project_id, "--redirect-url", "https://elsewhere.example/cb"], &db_env).await;
+    assert_eq!(updated.code, Some(0), "{}", updated.stderr);
+    for base in [&a.base, &b.base] {
+        start(base.clone(), "d@example.com").await.assert_problem(400, "validation_url_not_allowed");
+    }
+    let restored = run(&["project", "update", project_id, "--redirect-url", CALLBACK], &db_env).await;
+    assert_eq!(restored.code, Some(0), "{}", restored.stderr);
+    for base in [&a.base, &b.base] {
+        assert_eq!(start(base.clone(), "e@example.com").await.status, 202);
+    }
+
+    let listed = run(&["key", "list", "--project", project_id, "--json"], &db_env).await;
+    let listed = serde_json::from_str::<Value>(listed.stdout.trim()).unwrap_or_default();
+    let key_id = listed[0]["keyId"].as_str().unwrap_or_else(|| panic!("no key listed: {listed}")).to_string();
+    let revoked = run(&["key", "revoke", &key_id], &db_env).await;
+    assert_eq!(revoked.code, Some(0), "{}", revoked.stderr);
+    for base in [&a.base, &b.base] {
+        start(base.clone(), "f@example.com").await.assert_problem(401, "key_revoked");
+    }
+    for m in sink.mails() {
+        remember_secret(&m.token().unwrap_or_default());
+    }
+}
+
 #[tokio::test]
 async fn concurrent_migrations_apply_once() {
     let db = TestDb::on(Backend::Postgres).await;
