@@ -565,8 +565,11 @@ type ConsumedRow = (String, String, String, String, Option<String>, String, i64)
 /// recipient found or created, then the events. Returns the verifies that
 /// consumed their login, by offered user id; the rest are decided one by one.
 ///
-/// Prepared unnamed, so planned per execution, like [`record_together`]:
-/// the `UPDATE … FROM` joins the logins table.
+/// The `UPDATE … FROM` joins the logins table, so a plan made while the table
+/// was young could scan it; the verify lanes' transactions rule out scans
+/// and hash or merge joins (`writer::BEGIN_INDEXED`), which leaves one plan:
+/// a probe of the token's unique index per input row. So it is prepared
+/// once and its generic plan kept (planning it took as long as running it).
 async fn verify_together(tx: &mut Tx, reqs: &[Arc<VerifyByToken>]) -> StoreResult<Vec<(String, VerifiedLogin)>> {
     let keys: Vec<&str> = reqs.iter().map(|r| r.new_user_id.as_str()).collect();
     let projects: Vec<&str> = reqs.iter().map(|r| r.project_id.as_str()).collect();
@@ -600,7 +603,7 @@ async fn verify_together(tx: &mut Tx, reqs: &[Arc<VerifyByToken>]) -> StoreResul
             the_users.id, the_users.created_at
          FROM consumed JOIN the_users USING (project_id, email)",
     )
-    .persistent(false)
+    .persistent(true)
     .bind(&keys)
     .bind(&projects)
     .bind(&hashes)

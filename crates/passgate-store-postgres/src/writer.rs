@@ -186,6 +186,19 @@ pub(crate) enum Lane {
     Deliveries,
 }
 
+/// How the transactions of the start and verify lanes begin. Their batch
+/// statements (`store::start_together`, `store::verify_together`) are big,
+/// and PostgreSQL would plan them on every execution (~0.25 ms each: custom
+/// plans look cheaper to it, as they see how many rows the arrays hold),
+/// over a tenth of its CPU at 2,000 logins/s. These lanes use cached generic
+/// plans instead, made with no sequential scan, hash or merge join, so that
+/// a plan first made while `logins` was small (item 8 of bench/NOTES.md)
+/// cannot scan the grown table: every lookup in these statements has an
+/// index made for it, and their joins match a few rows of `UNNEST`ed input,
+/// one index probe each.
+const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
+    SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
 /// Verifies get several lanes: unlike starts, which queue on their
 /// project's row lock anyway, they only wait on round trips. Two of them can
 /// deadlock only when the same logins are verified twice at once in crossed
@@ -204,9 +217,12 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn spawn(pool: &PgPool) -> Self {
         let lanes = (0..2 + VERIFY_LANES)
-            .map(|_| {
+            .map(|index| {
                 let (sender, receiver) = mpsc::unbounded_channel();
-                tokio::spawn(run(pool.clone(), receiver));
+                // The deliveries lane's statement is planned on each
+                // execution on purpose (see `store::record_together`).
+                let begin = if index == 1 { "BEGIN" } else { BEGIN_INDEXED };
+                tokio::spawn(run(pool.clone(), receiver, begin));
                 sender
             })
             .collect();
@@ -247,7 +263,7 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>) {
+async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>, begin: &'static str) {
     // A busy lane keeps its connection from batch to batch: taking one from
     // the pool per batch would queue the lane behind every read. An idle
     // lane gives it back, so lanes never starve reads, whatever the pool's size.
@@ -269,7 +285,7 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>) {
                 next = receiver.try_recv().ok();
             }
         }
-        commit_batch(&pool, &mut held, batch).await;
+        commit_batch(&pool, &mut held, batch, begin).await;
         if receiver.is_empty() {
             held = None;
         }
@@ -286,7 +302,12 @@ fn fail_all(batch: Vec<BoxedJob>, message: &str) {
     }
 }
 
-async fn commit_batch(pool: &PgPool, held: &mut Option<PoolConnection<Postgres>>, batch: Vec<BoxedJob>) {
+async fn commit_batch(
+    pool: &PgPool,
+    held: &mut Option<PoolConnection<Postgres>>,
+    batch: Vec<BoxedJob>,
+    begin: &'static str,
+) {
     if batch.is_empty() {
         return;
     }
@@ -297,16 +318,16 @@ async fn commit_batch(pool: &PgPool, held: &mut Option<PoolConnection<Postgres>>
         }
     }
     let Some(conn) = held.as_mut() else { return };
-    if !run_batch(conn, batch).await {
+    if !run_batch(conn, batch, begin).await {
         // Most likely the connection broke: the next batch takes a fresh one.
         *held = None;
     }
 }
 
 /// Runs and commits a batch; says whether the connection still looks usable.
-async fn run_batch(conn: &mut PgConnection, mut batch: Vec<BoxedJob>) -> bool {
+async fn run_batch(conn: &mut PgConnection, mut batch: Vec<BoxedJob>, begin: &'static str) -> bool {
     if batch.len() > 1 {
-        match run_together(conn, &mut batch).await {
+        match run_together(conn, &mut batch, begin).await {
             Together::Committed => {
                 for job in batch {
                     job.deliver(Ok(()));
@@ -329,7 +350,7 @@ async fn run_batch(conn: &mut PgConnection, mut batch: Vec<BoxedJob>) -> bool {
     // One job, or a batch in which one failed: each in its own transaction.
     let mut usable = true;
     for mut job in batch {
-        match run_alone(conn, job.as_mut()).await {
+        match run_alone(conn, job.as_mut(), begin).await {
             Ok(committed) => job.deliver(committed),
             Err(e) => {
                 job.fail(StoreError::Database(e.clone().into()));
@@ -350,8 +371,8 @@ enum Together {
     Broken(String),
 }
 
-async fn run_together(conn: &mut PgConnection, batch: &mut [BoxedJob]) -> Together {
-    let mut tx = match conn.begin().await {
+async fn run_together(conn: &mut PgConnection, batch: &mut [BoxedJob], begin: &'static str) -> Together {
+    let mut tx = match conn.begin_with(begin).await {
         Ok(tx) => tx,
         Err(e) => return Together::Broken(e.to_string()),
     };
@@ -379,8 +400,8 @@ async fn run_together(conn: &mut PgConnection, batch: &mut [BoxedJob]) -> Togeth
 /// Runs one job in a transaction of its own: `Ok` with the commit's fate
 /// (a failed job is rolled back and keeps its own error), `Err` when the
 /// connection failed.
-async fn run_alone(conn: &mut PgConnection, job: &mut dyn Job) -> Result<StoreResult<()>, String> {
-    let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+async fn run_alone(conn: &mut PgConnection, job: &mut dyn Job, begin: &'static str) -> Result<StoreResult<()>, String> {
+    let mut tx = conn.begin_with(begin).await.map_err(|e| e.to_string())?;
     let mut state = BatchState::default();
     job.register(&mut state);
     if job.run(&mut tx, &mut state).await {
