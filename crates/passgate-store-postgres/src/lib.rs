@@ -6,6 +6,9 @@
 //! operator's to size (see docs/scale-out.md); a connection that sat idle
 //! for a while is checked before it is handed out, so the pool recovers by
 //! itself after the database comes back.
+//!
+//! Hot-path writes are group-committed ([`writer`]); API keys are cached in
+//! memory and forgotten when any instance announces a change ([`key_cache`]).
 
 mod key_cache;
 mod store;
