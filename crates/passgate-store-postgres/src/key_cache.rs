@@ -54,7 +54,15 @@ pub(crate) struct KeyCache {
     state: Mutex<State>,
     /// For the listener, which opens a connection of its own.
     options: PgConnectOptions,
-    listener: Mutex<Option<tokio::task::AbortHandle>>,
+    listener: Mutex<Listener>,
+}
+
+#[derive(Debug)]
+enum Listener {
+    NotStarted,
+    Running(tokio::task::AbortHandle),
+    /// The store was closed: the cache stays off.
+    Stopped,
 }
 
 #[derive(Debug)]
@@ -86,7 +94,7 @@ impl KeyCache {
         Self {
             state: Mutex::new(State { live: false, generation: 0, max_age: MAX_AGE, entries: HashMap::new() }),
             options,
-            listener: Mutex::new(None),
+            listener: Mutex::new(Listener::NotStarted),
         }
     }
 
@@ -148,21 +156,23 @@ impl KeyCache {
         self.state().live
     }
 
-    /// Starts the listener unless it runs already. Needs a Tokio runtime.
+    /// Starts the listener if it never ran. Called on a miss only: the
+    /// cache cannot hit before the listener is live. Needs a Tokio runtime.
     pub(crate) fn start_listener(self: &Arc<Self>) {
         let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if listener.is_some() {
-            return;
+        if matches!(*listener, Listener::NotStarted) {
+            let task = tokio::spawn(listen(Arc::downgrade(self), self.options.clone()));
+            *listener = Listener::Running(task.abort_handle());
         }
-        let task = tokio::spawn(listen(Arc::downgrade(self), self.options.clone()));
-        *listener = Some(task.abort_handle());
     }
 
-    /// Stops the listener; the cache is bypassed from then on.
+    /// Stops the listener for good; the cache is bypassed from then on.
     pub(crate) fn stop_listener(&self) {
-        if let Some(task) = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Listener::Running(task) = std::mem::replace(&mut *listener, Listener::Stopped) {
             task.abort();
         }
+        drop(listener);
         self.set_live(false);
     }
 }

@@ -915,10 +915,10 @@ impl Store for PgStore {
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
-        self.keys.start_listener();
         if let Some(cached) = self.keys.get(key_hash) {
             return Ok(Some(cached));
         }
+        self.keys.start_listener();
         let ticket = self.keys.ticket();
         let read_at = Instant::now();
         let found = self.read_api_key(key_hash).await?;

@@ -187,10 +187,11 @@ pub(crate) enum Lane {
 }
 
 /// How the transactions of the start and verify lanes begin. Their batch
-/// statements (`store::start_together`, `store::verify_together`) are big,
-/// and PostgreSQL would plan them on every execution (~0.25 ms each: custom
-/// plans look cheaper to it, as they see how many rows the arrays hold),
-/// over a tenth of its CPU at 2,000 logins/s. These lanes use cached generic
+/// statements (`store::start_together`, `store::verify_together`) are big;
+/// planned on every execution (~0.25 ms each), the verify batch alone took
+/// over a tenth of PostgreSQL's CPU at 2,000 logins/s, and PostgreSQL may
+/// choose to do so for any statement whose custom plans look cheaper (they
+/// see how many rows the arrays hold). These lanes use cached generic
 /// plans instead, made with no sequential scan, hash or merge join, so that
 /// a plan first made while `logins` was small (item 8 of bench/NOTES.md)
 /// cannot scan the grown table: every lookup in these statements has an
@@ -206,6 +207,11 @@ const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_pl
 /// operations run again one by one after the other batch committed.
 const VERIFY_LANES: usize = 4;
 
+/// Where each kind's lanes sit in [`Writer::lanes`].
+const STARTS_LANE: usize = 0;
+const DELIVERIES_LANE: usize = 1;
+const FIRST_VERIFY_LANE: usize = 2;
+
 /// The sending sides, held by every clone of the store.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
@@ -216,12 +222,12 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn spawn(pool: &PgPool) -> Self {
-        let lanes = (0..2 + VERIFY_LANES)
+        let lanes = (0..FIRST_VERIFY_LANE + VERIFY_LANES)
             .map(|index| {
                 let (sender, receiver) = mpsc::unbounded_channel();
                 // The deliveries lane's statement is planned on each
                 // execution on purpose (see `store::record_together`).
-                let begin = if index == 1 { "BEGIN" } else { BEGIN_INDEXED };
+                let begin = if index == DELIVERIES_LANE { "BEGIN" } else { BEGIN_INDEXED };
                 tokio::spawn(run(pool.clone(), receiver, begin));
                 sender
             })
@@ -231,9 +237,9 @@ impl Writer {
 
     fn lane(&self, lane: Lane) -> &mpsc::UnboundedSender<Message> {
         let index = match lane {
-            Lane::Starts => 0,
-            Lane::Deliveries => 1,
-            Lane::Verifies => 2 + self.next_verify.fetch_add(1, Ordering::Relaxed) % VERIFY_LANES,
+            Lane::Starts => STARTS_LANE,
+            Lane::Deliveries => DELIVERIES_LANE,
+            Lane::Verifies => FIRST_VERIFY_LANE + self.next_verify.fetch_add(1, Ordering::Relaxed) % VERIFY_LANES,
         };
         &self.lanes[index]
     }
