@@ -66,11 +66,13 @@ pub(crate) fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection>
     if !read_only {
         // The journal mode is a property of the file; readers inherit it.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Each job of a batch runs in a savepoint, whose undo journal would
-        // otherwise spill to a temporary file: two thirds of the writer's
-        // writes went there. It only ever serves a rollback inside the open
-        // transaction (a crash discards the whole uncommitted batch from the
-        // WAL anyway), so memory is the right place for it.
+        // A batch that must run again job by job puts each job in a
+        // savepoint, and a statement that may fail half-way keeps a statement
+        // journal; both would otherwise spill to temporary files (when every
+        // job had a savepoint, two thirds of the writer's writes went there).
+        // They only ever serve a rollback inside the open transaction (a
+        // crash discards the whole uncommitted batch from the WAL anyway), so
+        // memory is the right place for them.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         // The hot pages of a busy server (the right edge of every table,
         // the recent logins) stay cached between batches.
@@ -99,10 +101,11 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the writer's next batch transaction; returns once committed.
+    /// `f` may run twice (see [`writer`]); only its last run counts.
     pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
     {
         self.writer.write(f).await
     }

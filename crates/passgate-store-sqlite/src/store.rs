@@ -1,5 +1,5 @@
-//! `Store` for SQLite: one method, one transaction (a savepoint of the
-//! writer's batch, see `writer.rs`). Statements are prepared once per
+//! `Store` for SQLite: one method, one transaction (a part of the writer's
+//! batch that commits all or nothing, see `writer.rs`). Statements are prepared once per
 //! connection and cached.
 
 use passgate_core::ids::IdKind;

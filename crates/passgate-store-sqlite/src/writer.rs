@@ -2,13 +2,20 @@
 //! every write of the store, batching whatever arrived together into one
 //! transaction — one `fsync` for many logins instead of one each.
 //!
-//! Each job runs inside its own `SAVEPOINT`, so a job that fails is rolled
-//! back alone and the rest of the batch commits. A job's result is handed
-//! back only after the batch's `COMMIT` returned: nothing is reported done
-//! before it is on disk (`synchronous=FULL`). Jobs of a batch run one after
-//! another on one connection, so every guarantee of "one transaction per
-//! method" holds: a second verify in the same batch sees the first one's
-//! `used_at` and its conditional `UPDATE` matches nothing.
+//! A batch first runs its jobs one after another with nothing in between.
+//! Should one of them fail, the whole transaction is rolled back and the
+//! batch runs again, each job inside its own `SAVEPOINT`, so that the
+//! failed job leaves nothing behind and the others keep their writes. (A
+//! savepoint around every job, always, cost two statements and a copy of
+//! each page the job touched into the savepoint's journal, for a rollback
+//! that almost never happens.) Jobs are therefore `Fn`: a
+//! job may run twice, and only its last run counts.
+//!
+//! A job's result is handed back only after the batch's `COMMIT` returned:
+//! nothing is reported done before it is on disk (`synchronous=FULL`). Jobs
+//! of a batch run one after another on one connection, so every guarantee of
+//! "one transaction per method" holds: a second verify in the same batch sees
+//! the first one's `used_at` and its conditional `UPDATE` matches nothing.
 //!
 //! The writer is an OS thread, not an async task: its work is nothing but
 //! blocking SQLite calls, and while it waits for a commit's `fsync` the
@@ -27,18 +34,59 @@ use crate::{db_err, open};
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 256;
 
-/// A job: given the connection, runs and returns whether it succeeded and
-/// what to do once the batch's fate is known (deliver its result, or the
-/// commit's error); given none (the transaction could not begin), reports
-/// that instead of running.
-type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) -> (bool, Deliver) + Send>;
-type Deliver = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// One write waiting in the writer: it can run (again) and, once the
+/// batch's fate is known, answer its caller.
+trait Job: Send {
+    /// Runs the operation on the open transaction, replacing the outcome of
+    /// an earlier run; returns whether it succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+
+    /// Records that the job could not run: its outcome is `error`.
+    fn fail(&mut self, error: StoreError);
+
+    /// Answers the caller: the last run's outcome if `batch` is `Ok` (the
+    /// transaction committed), else `batch`'s error.
+    fn answer(self: Box<Self>, batch: StoreResult<()>);
+}
+
+struct PendingWrite<F, R> {
+    operation: F,
+    outcome: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<F, R> Job for PendingWrite<F, R>
+where
+    R: Send + 'static,
+    F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        // A panicking job must not take the writer (and every later write) down.
+        let outcome = catch_unwind(AssertUnwindSafe(|| (self.operation)(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Database("a write operation panicked".into())));
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn answer(self: Box<Self>, batch: StoreResult<()>) {
+        let outcome = match batch {
+            Ok(()) => self.outcome.unwrap_or_else(|| Err(StoreError::Database("a write was never run".into()))),
+            Err(e) => Err(e),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
 
 enum Message {
     /// Runs inside the batch transaction.
-    Write(Job),
+    Write(Box<dyn Job>),
     /// Runs alone, outside any transaction (migrations manage their own).
-    Alone(Job),
+    Alone(Box<dyn Job>),
     Close(oneshot::Sender<()>),
 }
 
@@ -74,32 +122,20 @@ impl Writer {
         Ok(Self { sender })
     }
 
-    fn wrap<R, F>(f: F) -> (Job, oneshot::Receiver<StoreResult<R>>)
+    fn wrap<R, F>(operation: F) -> (Box<dyn Job>, oneshot::Receiver<StoreResult<R>>)
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let outcome = conn.and_then(|conn| {
-                // A panicking job must not take the writer (and every later write) down.
-                catch_unwind(AssertUnwindSafe(|| f(conn)))
-                    .unwrap_or_else(|_| Err(StoreError::Database("a write operation panicked".into())))
-            });
-            let ok = outcome.is_ok();
-            let deliver: Deliver = Box::new(move |committed: StoreResult<()>| {
-                let _ = reply.send(committed.and(outcome));
-            });
-            (ok, deliver)
-        });
-        (job, answer)
+        (Box::new(PendingWrite { operation, outcome: None, reply }), answer)
     }
 
     /// Runs `f` inside the next batch's transaction; returns once committed.
     pub(crate) async fn write<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (job, answer) = Self::wrap(f);
         self.sender.send(Message::Write(job)).map_err(|_| closed())?;
@@ -110,7 +146,7 @@ impl Writer {
     pub(crate) async fn alone<R, F>(&self, f: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (job, answer) = Self::wrap(f);
         self.sender.send(Message::Alone(job)).map_err(|_| closed())?;
@@ -135,11 +171,11 @@ fn run(conn: Connection, receiver: &mpsc::Receiver<Message>) {
         while let Some(message) = next.take() {
             match message {
                 Message::Write(job) => batch.push(job),
-                Message::Alone(job) => {
+                Message::Alone(mut job) => {
                     // Whatever was batched before it commits first.
                     commit_batch(&conn, std::mem::take(&mut batch));
-                    let (_, deliver) = job(Ok(&conn));
-                    deliver(Ok(()));
+                    job.run(&conn);
+                    job.answer(Ok(()));
                 }
                 Message::Close(done) => {
                     closing = Some(done);
@@ -162,45 +198,178 @@ fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
     if batch.is_empty() {
         return;
     }
     // IMMEDIATE takes the write lock up front, so another process on the
     // same file (the CLI) waits on busy_timeout instead of deadlocking.
-    if let Err(e) = execute(conn, "BEGIN IMMEDIATE") {
-        tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
-        let message = e.to_string();
-        for job in batch {
-            let (_, deliver) = job(Err(StoreError::Database(message.clone().into())));
-            deliver(Ok(()));
-        }
-        return;
-    }
-    let mut deliveries = Vec::with_capacity(batch.len());
-    for job in batch {
-        let savepoint = execute(conn, "SAVEPOINT job");
-        let (ok, deliver) =
-            job(savepoint.as_ref().map(|()| conn).map_err(|e| StoreError::Database(e.to_string().into())));
-        // A job that failed half-way leaves nothing behind; the others keep theirs.
-        if savepoint.is_ok() {
-            if !ok {
-                let _ = execute(conn, "ROLLBACK TO job");
+    let begin = || execute(conn, "BEGIN IMMEDIATE").map_err(db_err);
+    let committed = begin()
+        .and_then(|()| {
+            if batch.iter_mut().all(|job| job.run(conn)) {
+                return Ok(());
             }
-            let _ = execute(conn, "RELEASE job");
-        }
-        deliveries.push(deliver);
-    }
-    let committed = execute(conn, "COMMIT").map_err(db_err);
+            // Rare: start over, each job in a savepoint of its own.
+            execute(conn, "ROLLBACK").map_err(db_err)?;
+            begin()?;
+            batch.iter_mut().for_each(|job| run_in_savepoint(conn, job));
+            Ok(())
+        })
+        .and_then(|()| execute(conn, "COMMIT").map_err(db_err));
     if let Err(e) = &committed {
-        tracing::error!(error = %e, "cannot commit a write transaction");
+        tracing::error!(error = %e, jobs = batch.len(), "cannot commit a write transaction");
         let _ = execute(conn, "ROLLBACK");
     }
-    for deliver in deliveries {
+    for job in batch {
         let result = match &committed {
             Ok(()) => Ok(()),
             Err(e) => Err(StoreError::Database(e.to_string().into())),
         };
-        deliver(result);
+        job.answer(result);
+    }
+}
+
+/// Runs a job inside a savepoint, undoing whatever it did if it failed.
+fn run_in_savepoint(conn: &Connection, job: &mut Box<dyn Job>) {
+    if let Err(e) = execute(conn, "SAVEPOINT job") {
+        job.fail(db_err(e));
+        return;
+    }
+    if !job.run(conn) {
+        let _ = execute(conn, "ROLLBACK TO job");
+    }
+    let _ = execute(conn, "RELEASE job");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A database file in the temporary directory, removed when dropped.
+    struct TempDatabase(PathBuf);
+
+    impl TempDatabase {
+        fn new() -> Self {
+            let name = format!("passgate-writer-{}.db", passgate_core::ids::IdKind::Request.generate());
+            Self(std::env::temp_dir().join(name))
+        }
+
+        fn values(&self) -> Vec<i64> {
+            let conn = open(&self.0, true).unwrap_or_else(|e| panic!("{e}"));
+            let mut statement = conn.prepare("SELECT x FROM t ORDER BY x").unwrap_or_else(|e| panic!("{e}"));
+            let rows = statement.query_map([], |row| row.get(0)).unwrap_or_else(|e| panic!("{e}"));
+            rows.collect::<Result<_, _>>().unwrap_or_else(|e| panic!("{e}"))
+        }
+    }
+
+    impl Drop for TempDatabase {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = self.0.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Keeps the writer busy for a moment, so that the writes sent
+    /// meanwhile all land in the next batch.
+    fn hold_writer(writer: &Writer) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .alone(|_| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    Ok(())
+                })
+                .await
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_leaves_nothing_behind_and_the_rest_of_its_batch_commits() {
+        let database = TempDatabase::new();
+        let writer = Writer::spawn(&database.0).await.unwrap_or_else(|e| panic!("{e}"));
+        writer
+            .alone(|conn| conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL)").map_err(db_err))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        let held = hold_writer(&writer);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let writes: Vec<_> = (0..30_i64)
+            .map(|x| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .write(move |conn| {
+                            // Every job writes; some then fail, one panics.
+                            conn.execute("INSERT INTO t (x) VALUES (?)", [x]).map_err(db_err)?;
+                            match x % 3 {
+                                1 => Err(StoreError::Conflict(format!("{x} refused"))),
+                                2 if x == 5 => panic!("job {x} panics"),
+                                _ => Ok(x * 10),
+                            }
+                        })
+                        .await
+                })
+            })
+            .collect();
+        held.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+
+        for (x, write) in (0..30_i64).zip(writes) {
+            let result = write.await.unwrap_or_else(|e| panic!("{e}"));
+            match x % 3 {
+                1 => assert!(
+                    matches!(&result, Err(StoreError::Conflict(m)) if *m == format!("{x} refused")),
+                    "{result:?}"
+                ),
+                2 if x == 5 => assert!(matches!(&result, Err(StoreError::Database(_))), "{result:?}"),
+                _ => assert_eq!(result.ok(), Some(x * 10)),
+            }
+        }
+        let kept: Vec<i64> = (0..30).filter(|x| x % 3 != 1 && *x != 5).collect();
+        assert_eq!(database.values(), kept);
+        writer.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_of_a_batch_see_each_others_writes() {
+        let database = TempDatabase::new();
+        let writer = Writer::spawn(&database.0).await.unwrap_or_else(|e| panic!("{e}"));
+        writer
+            .alone(|conn| conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)").map_err(db_err))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        // Ten jobs of one batch each claim the value 1 if nobody has: one
+        // succeeds, whichever ran first, and the rest see its row.
+        let held = hold_writer(&writer);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let writes: Vec<_> = (0..10)
+            .map(|_| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .write(|conn| {
+                            let claimed = conn.execute("INSERT INTO t (x) VALUES (1) ON CONFLICT DO NOTHING", []);
+                            claimed.map_err(db_err)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        held.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        let mut claims = 0;
+        for write in writes {
+            claims += write.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(claims, 1);
+        assert_eq!(database.values(), vec![1]);
+        writer.close().await;
     }
 }
