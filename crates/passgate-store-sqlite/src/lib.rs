@@ -14,6 +14,7 @@
 //! statement itself — on the single writer, that hand-off was the ceiling of
 //! the whole server (see BENCHMARKS.md).
 
+mod key_cache;
 mod migrate;
 mod reader;
 mod store;
@@ -34,6 +35,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteStore {
     writer: writer::Writer,
     reader: Arc<reader::ReaderPool>,
+    keys: Arc<key_cache::KeyCache>,
 }
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
@@ -91,7 +93,7 @@ impl SqliteStore {
         let path = database_path(url)?;
         let writer = writer::Writer::spawn(&path).await?;
         let reader = Arc::new(reader::ReaderPool::new(path));
-        Ok(Self { writer, reader })
+        Ok(Self { writer, reader, keys: Arc::default() })
     }
 
     /// Finishes the writes already queued, then closes the connections.

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "project_send_counts", include_str!("../migrations/0002_project_send_counts.sql")),
     (3, "clustered_tables", include_str!("../migrations/0003_clustered_tables.sql")),
+    (4, "key_generation", include_str!("../migrations/0004_key_generation.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated

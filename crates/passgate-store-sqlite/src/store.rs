@@ -708,6 +708,15 @@ impl Store for SqliteStore {
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
         self.read(|conn| {
+            // Read before the key: see `key_cache` for why the order matters.
+            let generation: i64 = conn
+                .prepare_cached("SELECT n FROM key_generation WHERE id = 1")
+                .db()?
+                .query_row([], |r| r.get(0))
+                .db()?;
+            if let Some(cached) = self.keys.get(generation, key_hash) {
+                return Ok(Some(cached));
+            }
             let found = conn
                 .prepare_cached(concat!(
                     "SELECT k.id, k.key_hash, k.revoked_at, ",
@@ -724,12 +733,14 @@ impl Store for SqliteStore {
             let Some(((key_id, stored_hash, revoked_at), project)) = found else {
                 return Ok(None);
             };
-            Ok(Some(AuthenticatedKey {
+            let key = AuthenticatedKey {
                 key_id,
                 key_hash: hash32(stored_hash)?,
                 revoked_at: revoked_at.map(Timestamp),
                 project: project?,
-            }))
+            };
+            self.keys.insert(generation, *key_hash, &key);
+            Ok(Some(key))
         })
     }
 
