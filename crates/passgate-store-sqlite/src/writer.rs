@@ -8,8 +8,8 @@
 //! failed job leaves nothing behind and the others keep their writes. (A
 //! savepoint around every job, always, cost two statements and a copy of
 //! each page the job touched into the savepoint's journal, for a rollback
-//! that almost never happens.) Jobs are therefore `Fn`: a
-//! job may run twice, and only its last run counts.
+//! that almost never happens.) Jobs are therefore `Fn`: a job may run
+//! twice, and only its last run counts.
 //!
 //! A job's result is handed back only after the batch's `COMMIT` returned:
 //! nothing is reported done before it is on disk (`synchronous=FULL`). Jobs
