@@ -276,53 +276,64 @@ mod tests {
         }
     }
 
-    /// Keeps the writer busy for a moment, so that the writes sent
-    /// meanwhile all land in the next batch.
-    fn hold_writer(writer: &Writer) -> tokio::task::JoinHandle<StoreResult<()>> {
-        let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
+    async fn writer_with_table(database: &TempDatabase, table: &'static str) -> Writer {
+        let writer = Writer::spawn(&database.0).await.unwrap_or_else(|e| panic!("{e}"));
+        writer.alone(move |conn| conn.execute_batch(table).map_err(db_err)).await.unwrap_or_else(|e| panic!("{e}"));
+        writer
+    }
+
+    /// Sends the writes while the writer is kept busy for a moment, so that
+    /// they all land in one batch; returns their answers, in order.
+    async fn in_one_batch<R, F>(writer: &Writer, operations: Vec<F>) -> Vec<StoreResult<R>>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let holder = writer.clone();
+        let held = tokio::spawn(async move {
+            holder
                 .alone(|_| {
                     std::thread::sleep(Duration::from_millis(100));
                     Ok(())
                 })
                 .await
-        })
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let writes: Vec<_> = operations
+            .into_iter()
+            .map(|operation| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.write(operation).await })
+            })
+            .collect();
+        held.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        let mut answers = Vec::new();
+        for write in writes {
+            answers.push(write.await.unwrap_or_else(|e| panic!("{e}")));
+        }
+        answers
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_job_leaves_nothing_behind_and_the_rest_of_its_batch_commits() {
         let database = TempDatabase::new();
-        let writer = Writer::spawn(&database.0).await.unwrap_or_else(|e| panic!("{e}"));
-        writer
-            .alone(|conn| conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL)").map_err(db_err))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-
-        let held = hold_writer(&writer);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let writes: Vec<_> = (0..30_i64)
+        let writer = writer_with_table(&database, "CREATE TABLE t (x INTEGER NOT NULL)").await;
+        let jobs = (0..30_i64)
             .map(|x| {
-                let writer = writer.clone();
-                tokio::spawn(async move {
-                    writer
-                        .write(move |conn| {
-                            // Every job writes; some then fail, one panics.
-                            conn.execute("INSERT INTO t (x) VALUES (?)", [x]).map_err(db_err)?;
-                            match x % 3 {
-                                1 => Err(StoreError::Conflict(format!("{x} refused"))),
-                                2 if x == 5 => panic!("job {x} panics"),
-                                _ => Ok(x * 10),
-                            }
-                        })
-                        .await
-                })
+                move |conn: &Connection| {
+                    // Every job writes; some then fail, one panics.
+                    conn.execute("INSERT INTO t (x) VALUES (?)", [x]).map_err(db_err)?;
+                    match x % 3 {
+                        1 => Err(StoreError::Conflict(format!("{x} refused"))),
+                        2 if x == 5 => panic!("job {x} panics"),
+                        _ => Ok(x * 10),
+                    }
+                }
             })
             .collect();
-        held.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        let answers = in_one_batch(&writer, jobs).await;
 
-        for (x, write) in (0..30_i64).zip(writes) {
-            let result = write.await.unwrap_or_else(|e| panic!("{e}"));
+        for (x, result) in (0..30_i64).zip(answers) {
             match x % 3 {
                 1 => assert!(
                     matches!(&result, Err(StoreError::Conflict(m)) if *m == format!("{x} refused")),
@@ -340,34 +351,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jobs_of_a_batch_see_each_others_writes() {
         let database = TempDatabase::new();
-        let writer = Writer::spawn(&database.0).await.unwrap_or_else(|e| panic!("{e}"));
-        writer
-            .alone(|conn| conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)").map_err(db_err))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let writer = writer_with_table(&database, "CREATE TABLE t (x INTEGER NOT NULL UNIQUE)").await;
 
         // Ten jobs of one batch each claim the value 1 if nobody has: one
         // succeeds, whichever ran first, and the rest see its row.
-        let held = hold_writer(&writer);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let writes: Vec<_> = (0..10)
-            .map(|_| {
-                let writer = writer.clone();
-                tokio::spawn(async move {
-                    writer
-                        .write(|conn| {
-                            let claimed = conn.execute("INSERT INTO t (x) VALUES (1) ON CONFLICT DO NOTHING", []);
-                            claimed.map_err(db_err)
-                        })
-                        .await
-                })
-            })
-            .collect();
-        held.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
-        let mut claims = 0;
-        for write in writes {
-            claims += write.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
-        }
+        let claim =
+            |conn: &Connection| conn.execute("INSERT INTO t (x) VALUES (1) ON CONFLICT DO NOTHING", []).map_err(db_err);
+        let answers = in_one_batch(&writer, vec![claim; 10]).await;
+        let claims: usize = answers.into_iter().map(|a| a.unwrap_or_else(|e| panic!("{e}"))).sum();
         assert_eq!(claims, 1);
         assert_eq!(database.values(), vec![1]);
         writer.close().await;
