@@ -489,10 +489,12 @@ fn deliveries_together(registered: &[Arc<PendingDelivery>]) -> Vec<Arc<PendingDe
 /// the same conditional update as [`record_one`], row by row. Returns the
 /// ids of the emails whose outcome was recorded (the lease still theirs).
 ///
-/// Prepared unnamed, so planned for each execution: this `UPDATE … FROM`
-/// joins the outbox, and a plan cached while the table was young (a
-/// sequential scan was cheapest then) would stay, scanning every email on
-/// every batch (bench/NOTES.md, item 8). One plan per batch is cheap.
+/// Runs on a cached generic plan (the lane's `BEGIN_INDEXED`: no sequential
+/// scan, hash or merge join), so the one plan is a primary-key probe per
+/// input row. The status test names the settled states, not the pending
+/// ones: `status IN ('queued', 'retrying')` is the `outbox_due` index's
+/// predicate, and a plan made while the table was young could scan that
+/// whole index for every row instead (bench/NOTES.md, items 8 and 13).
 async fn record_together(tx: &mut Tx, deliveries: &[Arc<PendingDelivery>]) -> StoreResult<Vec<String>> {
     let updates: Vec<DeliveryUpdate<'_>> = deliveries.iter().map(|d| DeliveryUpdate::of(&d.result)).collect();
     let email_ids: Vec<&str> = deliveries.iter().map(|d| d.email_id.as_str()).collect();
@@ -518,7 +520,7 @@ async fn record_together(tx: &mut Tx, deliveries: &[Arc<PendingDelivery>]) -> St
                 lease_owner = NULL, lease_until = NULL
             FROM input
             WHERE outbox.id = input.email_id AND outbox.lease_owner = input.lease_owner
-              AND outbox.status IN ('queued', 'retrying')
+              AND outbox.status NOT IN ('sent', 'failed')
             RETURNING outbox.id, outbox.project_id, outbox.login_id, outbox.recipient,
                 input.event_id, input.kind, input.reason, input.at),
           recorded AS (
@@ -526,7 +528,7 @@ async fn record_together(tx: &mut Tx, deliveries: &[Arc<PendingDelivery>]) -> St
             SELECT event_id, project_id, kind, login_id, recipient, reason, at FROM settled WHERE kind IS NOT NULL)
          SELECT id FROM settled",
     )
-    .persistent(false)
+    .persistent(true)
     .bind(&email_ids)
     .bind(&owners)
     .bind(&statuses)

@@ -186,8 +186,9 @@ pub(crate) enum Lane {
     Deliveries,
 }
 
-/// How the transactions of the start and verify lanes begin. Their batch
-/// statements (`store::start_together`, `store::verify_together`) are big;
+/// How the transactions of every lane begin. Their batch
+/// statements (`store::start_together`, `store::verify_together`,
+/// `store::record_together`) are big;
 /// planned on every execution (~0.25 ms each), the verify batch alone took
 /// over a tenth of PostgreSQL's CPU at 2,000 logins/s, and PostgreSQL may
 /// choose to do so for any statement whose custom plans look cheaper (they
@@ -205,7 +206,13 @@ const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_pl
 /// deadlock only when the same logins are verified twice at once in crossed
 /// order (a replay); PostgreSQL then fails one of the two batches, whose
 /// operations run again one by one after the other batch committed.
-const VERIFY_LANES: usize = 4;
+///
+/// Two, not more: each lane's transactions cost a `BEGIN`, a `COMMIT`, a
+/// WAL flush and an executor start-up whatever their size, and more lanes
+/// make smaller batches. At 64 users on 2 cores, four lanes averaged 2.6
+/// verifies a transaction and one lane left the machine idle between
+/// round trips; two ran ~20% more logins/s than four (bench/NOTES.md, item 13).
+const VERIFY_LANES: usize = 2;
 
 /// Where each kind's lanes sit in [`Writer::lanes`].
 const STARTS_LANE: usize = 0;
@@ -223,12 +230,9 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn spawn(pool: &PgPool) -> Self {
         let lanes = (0..FIRST_VERIFY_LANE + VERIFY_LANES)
-            .map(|index| {
+            .map(|_| {
                 let (sender, receiver) = mpsc::unbounded_channel();
-                // The deliveries lane's statement is planned on each
-                // execution on purpose (see `store::record_together`).
-                let begin = if index == DELIVERIES_LANE { "BEGIN" } else { BEGIN_INDEXED };
-                tokio::spawn(run(pool.clone(), receiver, begin));
+                tokio::spawn(run(pool.clone(), receiver, BEGIN_INDEXED));
                 sender
             })
             .collect();
