@@ -24,7 +24,7 @@ use passgate_store::*;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
 use crate::key_cache::notify_change;
 use crate::writer::{Lane, Register};
@@ -432,40 +432,42 @@ async fn start_together(
     Ok(outcomes)
 }
 
+/// [`record_one`]'s statement: the outcome and its event, if any. A
+/// constant, so [`PgStore::lane_plans`] can explain it; its status test names
+/// the settled states for the reason given at [`record_together`].
+const RECORD_ONE: &str = "WITH settled AS (
+        UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
+            next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
+            payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
+            lease_owner = NULL, lease_until = NULL
+        WHERE id = $5 AND lease_owner = $6 AND status NOT IN ('sent', 'failed')
+        RETURNING project_id, login_id, recipient),
+      recorded AS (
+        INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
+        SELECT $7, project_id, $8, login_id, recipient, $9, $10 FROM settled
+        WHERE $8::TEXT IS NOT NULL)
+     SELECT COUNT(*) FROM settled";
+
 /// One delivery outcome and its event, if any: one statement.
 async fn record_one(tx: &mut Tx, delivery: &PendingDelivery) -> StoreResult<bool> {
     let PendingDelivery { email_id, lease_owner, result } = delivery;
     let update = DeliveryUpdate::of(result);
     let (kind, reason) = update.event.map_or((None, None), |(kind, reason)| (Some(kind), reason));
     let event_id = IdKind::Event.generate();
-    // The outcome and its event, if any: one statement.
-    let recorded = sqlx::query_scalar!(
-        r#"WITH settled AS (
-            UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
-                next_attempt_at = COALESCE($3, next_attempt_at), settled_at = $4,
-                payload_sealed = CASE WHEN $4::BIGINT IS NULL THEN payload_sealed END,
-                lease_owner = NULL, lease_until = NULL
-            WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'retrying')
-            RETURNING project_id, login_id, recipient),
-          recorded AS (
-            INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
-            SELECT $7, project_id, $8, login_id, recipient, $9, $10 FROM settled
-            WHERE $8::TEXT IS NOT NULL)
-         SELECT COUNT(*) AS "count!" FROM settled"#,
-        update.status,
-        update.last_error,
-        update.next_attempt_at,
-        update.settled_at,
-        email_id,
-        lease_owner,
-        event_id,
-        kind,
-        reason,
-        update.at.millis()
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    let recorded: i64 = sqlx::query_scalar(RECORD_ONE)
+        .bind(update.status)
+        .bind(update.last_error)
+        .bind(update.next_attempt_at)
+        .bind(update.settled_at)
+        .bind(email_id)
+        .bind(lease_owner)
+        .bind(&event_id)
+        .bind(kind)
+        .bind(reason)
+        .bind(update.at.millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
     Ok(recorded == 1)
 }
 
@@ -484,6 +486,66 @@ fn deliveries_together(registered: &[Arc<PendingDelivery>]) -> Vec<Arc<PendingDe
     ids.dedup();
     if ids.len() == registered.len() { registered.to_vec() } else { Vec::new() }
 }
+
+impl PgStore {
+    /// The plans PostgreSQL makes, on this database as it is now, for the
+    /// lanes' statements that could scan a growing table, made the way the
+    /// lanes make them (`writer::BEGIN_INDEXED`): each statement's name and
+    /// `EXPLAIN`'s text of its generic plan. Exists for the test that such
+    /// plans, made on an empty database, still probe an index per input row
+    /// (bench/NOTES.md, items 8 and 13); it runs on a connection of its own,
+    /// which it closes, and writes nothing.
+    #[doc(hidden)]
+    pub async fn lane_plans(&self) -> StoreResult<Vec<(&'static str, String)>> {
+        let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await.map_err(db_err)?;
+        sqlx::raw_sql(crate::writer::BEGIN_INDEXED).execute(&mut conn).await.map_err(db_err)?;
+        let mut plans = Vec::new();
+        let statements =
+            [("verify_together", VERIFY_TOGETHER), ("record_together", RECORD_TOGETHER), ("record_one", RECORD_ONE)];
+        for (name, statement) in statements {
+            sqlx::raw_sql(&format!("PREPARE {name} AS {statement}")).execute(&mut conn).await.map_err(db_err)?;
+            // A generic plan does not depend on the values; NULLs fill every parameter.
+            let nulls = vec!["NULL"; parameter_count(statement)].join(", ");
+            let explain = format!("EXPLAIN EXECUTE {name}({nulls})");
+            let lines: Vec<String> = sqlx::query_scalar(&explain).fetch_all(&mut conn).await.map_err(db_err)?;
+            plans.push((name, lines.join("\n")));
+        }
+        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.map_err(db_err)?;
+        conn.close().await.map_err(db_err)?;
+        Ok(plans)
+    }
+}
+
+/// The highest `$n` in a statement.
+fn parameter_count(statement: &str) -> usize {
+    statement
+        .split('$')
+        .skip(1)
+        .filter_map(|after| after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// [`record_together`]'s statement (a constant, so [`PgStore::lane_plans`] can explain it).
+const RECORD_TOGETHER: &str = "WITH input AS (
+        SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[],
+            $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[])
+          AS t(email_id, lease_owner, status, last_error, next_attempt_at, settled_at, event_id, kind, reason, at)),
+      settled AS (
+        UPDATE outbox SET status = input.status, attempts = outbox.attempts + 1, last_error = input.last_error,
+            next_attempt_at = COALESCE(input.next_attempt_at, outbox.next_attempt_at),
+            settled_at = input.settled_at,
+            payload_sealed = CASE WHEN input.settled_at IS NULL THEN outbox.payload_sealed END,
+            lease_owner = NULL, lease_until = NULL
+        FROM input
+        WHERE outbox.id = input.email_id AND outbox.lease_owner = input.lease_owner
+          AND outbox.status NOT IN ('sent', 'failed')
+        RETURNING outbox.id, outbox.project_id, outbox.login_id, outbox.recipient,
+            input.event_id, input.kind, input.reason, input.at),
+      recorded AS (
+        INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
+        SELECT event_id, project_id, kind, login_id, recipient, reason, at FROM settled WHERE kind IS NOT NULL)
+     SELECT id FROM settled";
 
 /// Many delivery outcomes, each of a different email, in one statement:
 /// the same conditional update as [`record_one`], row by row. Returns the
@@ -507,41 +569,21 @@ async fn record_together(tx: &mut Tx, deliveries: &[Arc<PendingDelivery>]) -> St
     let kinds: Vec<Option<&str>> = updates.iter().map(|u| u.event.map(|(kind, _)| kind)).collect();
     let reasons: Vec<Option<&str>> = updates.iter().map(|u| u.event.and_then(|(_, reason)| reason)).collect();
     let ats: Vec<i64> = updates.iter().map(|u| u.at.millis()).collect();
-    let rows = sqlx::query_scalar::<_, String>(
-        "WITH input AS (
-            SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[],
-                $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[])
-              AS t(email_id, lease_owner, status, last_error, next_attempt_at, settled_at, event_id, kind, reason, at)),
-          settled AS (
-            UPDATE outbox SET status = input.status, attempts = outbox.attempts + 1, last_error = input.last_error,
-                next_attempt_at = COALESCE(input.next_attempt_at, outbox.next_attempt_at),
-                settled_at = input.settled_at,
-                payload_sealed = CASE WHEN input.settled_at IS NULL THEN outbox.payload_sealed END,
-                lease_owner = NULL, lease_until = NULL
-            FROM input
-            WHERE outbox.id = input.email_id AND outbox.lease_owner = input.lease_owner
-              AND outbox.status NOT IN ('sent', 'failed')
-            RETURNING outbox.id, outbox.project_id, outbox.login_id, outbox.recipient,
-                input.event_id, input.kind, input.reason, input.at),
-          recorded AS (
-            INSERT INTO events (id, project_id, kind, login_id, email, reason, created_at)
-            SELECT event_id, project_id, kind, login_id, recipient, reason, at FROM settled WHERE kind IS NOT NULL)
-         SELECT id FROM settled",
-    )
-    .persistent(true)
-    .bind(&email_ids)
-    .bind(&owners)
-    .bind(&statuses)
-    .bind(&errors)
-    .bind(&next_attempts)
-    .bind(&settled)
-    .bind(&event_ids)
-    .bind(&kinds)
-    .bind(&reasons)
-    .bind(&ats)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    let rows = sqlx::query_scalar::<_, String>(RECORD_TOGETHER)
+        .persistent(true)
+        .bind(&email_ids)
+        .bind(&owners)
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(&next_attempts)
+        .bind(&settled)
+        .bind(&event_ids)
+        .bind(&kinds)
+        .bind(&reasons)
+        .bind(&ats)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
     Ok(rows)
 }
 
@@ -561,6 +603,32 @@ fn verifies_together(registered: &[Arc<VerifyByToken>]) -> Vec<Arc<VerifyByToken
 /// the login id, email and state, and the user's id and creation time.
 type ConsumedRow = (String, String, String, String, Option<String>, String, i64);
 
+/// [`verify_together`]'s statement (a constant, so [`PgStore::lane_plans`] can explain it).
+const VERIFY_TOGETHER: &str = "WITH input AS (
+        SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::TEXT[], $5::TEXT[], $6::BIGINT[])
+          AS t(offered_user_id, project_id, token_hash, challenge, event_id, now)),
+      consumed AS (
+        UPDATE logins SET used_at = input.now FROM input
+        WHERE logins.token_hash = input.token_hash AND logins.project_id = input.project_id
+          AND logins.used_at IS NULL AND logins.burned_at IS NULL AND logins.expires_at > input.now
+          AND (logins.code_challenge IS NULL OR logins.code_challenge = input.challenge)
+        RETURNING input.offered_user_id, input.project_id, input.event_id, input.now,
+            logins.id, logins.email, logins.state),
+      the_users AS (
+        INSERT INTO users (id, project_id, email, created_at)
+        SELECT DISTINCT ON (project_id, email) offered_user_id, project_id, email, now FROM consumed
+        ORDER BY project_id, email, offered_user_id
+        ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
+        RETURNING id, project_id, email, created_at),
+      recorded AS (
+        INSERT INTO events (id, project_id, kind, user_id, login_id, email, reason, created_at)
+        SELECT consumed.event_id, consumed.project_id, 'auth.verified', the_users.id, consumed.id,
+            consumed.email, $7, consumed.now
+        FROM consumed JOIN the_users USING (project_id, email))
+     SELECT consumed.offered_user_id, consumed.project_id, consumed.id, consumed.email, consumed.state,
+        the_users.id, the_users.created_at
+     FROM consumed JOIN the_users USING (project_id, email)";
+
 /// Many link verifies, each of a different token, in one statement: the
 /// same conditional `UPDATE` as one verify (a login is consumed once, and a
 /// concurrent second `UPDATE` waits and re-checks), then one user per
@@ -579,43 +647,18 @@ async fn verify_together(tx: &mut Tx, reqs: &[Arc<VerifyByToken>]) -> StoreResul
     let challenges: Vec<Option<&str>> = reqs.iter().map(|r| r.verifier_challenge.as_deref()).collect();
     let event_ids: Vec<String> = reqs.iter().map(|_| IdKind::Event.generate()).collect();
     let nows: Vec<i64> = reqs.iter().map(|r| r.now.millis()).collect();
-    let rows: Vec<ConsumedRow> = sqlx::query_as(
-        "WITH input AS (
-            SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::TEXT[], $5::TEXT[], $6::BIGINT[])
-              AS t(offered_user_id, project_id, token_hash, challenge, event_id, now)),
-          consumed AS (
-            UPDATE logins SET used_at = input.now FROM input
-            WHERE logins.token_hash = input.token_hash AND logins.project_id = input.project_id
-              AND logins.used_at IS NULL AND logins.burned_at IS NULL AND logins.expires_at > input.now
-              AND (logins.code_challenge IS NULL OR logins.code_challenge = input.challenge)
-            RETURNING input.offered_user_id, input.project_id, input.event_id, input.now,
-                logins.id, logins.email, logins.state),
-          the_users AS (
-            INSERT INTO users (id, project_id, email, created_at)
-            SELECT DISTINCT ON (project_id, email) offered_user_id, project_id, email, now FROM consumed
-            ORDER BY project_id, email, offered_user_id
-            ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
-            RETURNING id, project_id, email, created_at),
-          recorded AS (
-            INSERT INTO events (id, project_id, kind, user_id, login_id, email, reason, created_at)
-            SELECT consumed.event_id, consumed.project_id, 'auth.verified', the_users.id, consumed.id,
-                consumed.email, $7, consumed.now
-            FROM consumed JOIN the_users USING (project_id, email))
-         SELECT consumed.offered_user_id, consumed.project_id, consumed.id, consumed.email, consumed.state,
-            the_users.id, the_users.created_at
-         FROM consumed JOIN the_users USING (project_id, email)",
-    )
-    .persistent(true)
-    .bind(&keys)
-    .bind(&projects)
-    .bind(&hashes)
-    .bind(&challenges)
-    .bind(&event_ids)
-    .bind(&nows)
-    .bind(AuthMethod::EmailLink.amr())
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    let rows: Vec<ConsumedRow> = sqlx::query_as(VERIFY_TOGETHER)
+        .persistent(true)
+        .bind(&keys)
+        .bind(&projects)
+        .bind(&hashes)
+        .bind(&challenges)
+        .bind(&event_ids)
+        .bind(&nows)
+        .bind(AuthMethod::EmailLink.amr())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
     Ok(rows
         .into_iter()
         .map(|(offered, project_id, login_id, email, state, user_id, user_created_at)| {

@@ -198,7 +198,7 @@ pub(crate) enum Lane {
 /// cannot scan the grown table: every lookup in these statements has an
 /// index made for it, and their joins match a few rows of `UNNEST`ed input,
 /// one index probe each.
-const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
+pub(crate) const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
     SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
 /// Verifies get several lanes: unlike starts, which queue on their

@@ -63,6 +63,32 @@ async fn fresh() -> (PgStore, DropDatabase) {
 
 passgate_store::conformance_tests!(fresh);
 
+/// The lanes' statements that could scan a growing table, planned the way
+/// the lanes plan them (cached generic plans) on an empty database, where a
+/// plan could most easily settle on a scan that the grown table would make
+/// ruinous (bench/NOTES.md, item 8): each reaches its table through the one
+/// index made for its lookup, never a scan, and never the outbox's index of
+/// due mail, which holds every queued email.
+#[tokio::test]
+async fn lane_statements_probe_their_index_even_when_planned_on_empty_tables() {
+    let (store, _guard) = fresh().await;
+    let plans = store.lane_plans().await.unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = plans.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, ["verify_together", "record_together", "record_one"]);
+    for (name, plan) in &plans {
+        for refused in ["Seq Scan", "Hash Join", "Merge Join", "outbox_due"] {
+            assert!(!plan.contains(refused), "{name}'s plan has a {refused}:\n{plan}");
+        }
+    }
+    let index_of = |name: &str, index: &str| {
+        let (_, plan) = plans.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no plan for {name}"));
+        assert!(plan.contains(&format!("Index Scan using {index}")), "{name} does not probe {index}:\n{plan}");
+    };
+    index_of("verify_together", "logins_token_hash_key");
+    index_of("record_together", "outbox_pkey");
+    index_of("record_one", "outbox_pkey");
+}
+
 /// The API-key cache (src/key_cache.rs) on two instances of one database.
 /// Entries are kept for an hour here, so only what the cache hears can make
 /// an instance see another's change.
