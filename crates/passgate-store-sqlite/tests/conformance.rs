@@ -42,6 +42,18 @@ mod key_cache {
         found.unwrap_or_else(|| panic!("key not found"))
     }
 
+    /// A store with a project whose key was looked up twice, so the second
+    /// lookup (and any later one) may be answered from memory: the store, its
+    /// files, the project's id and its key's hash.
+    async fn with_cached_key() -> (SqliteStore, super::RemoveFiles, String, [u8; 32]) {
+        let (server, files) = fresh().await;
+        let project_id = project(&server).await;
+        let key_hash = sha256(project_id.as_bytes());
+        lookup(&server, &key_hash).await;
+        lookup(&server, &key_hash).await;
+        (server, files, project_id, key_hash)
+    }
+
     /// A second store on the same file, as the CLI opens it beside a server.
     async fn beside(path: &std::path::Path) -> SqliteStore {
         SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap_or_else(|e| panic!("{e}"))
@@ -49,11 +61,7 @@ mod key_cache {
 
     #[tokio::test]
     async fn another_process_s_changes_reach_the_next_lookup() {
-        let (server, files) = fresh().await;
-        let project_id = project(&server).await;
-        let key_hash = sha256(project_id.as_bytes());
-        // Looked up twice: the second answer may come from the cache.
-        lookup(&server, &key_hash).await;
+        let (server, files, project_id, key_hash) = with_cached_key().await;
         assert_eq!(lookup(&server, &key_hash).await.project.settings, settings("Acme"));
 
         let cli = beside(&files.0).await;
@@ -71,11 +79,7 @@ mod key_cache {
 
     #[tokio::test]
     async fn changes_made_in_plain_sql_reach_the_next_lookup_too() {
-        let (server, files) = fresh().await;
-        let project_id = project(&server).await;
-        let key_hash = sha256(project_id.as_bytes());
-        lookup(&server, &key_hash).await;
-        lookup(&server, &key_hash).await;
+        let (server, files, project_id, key_hash) = with_cached_key().await;
 
         // Behind the store's back: the triggers, not the store's code, signal.
         let conn = rusqlite::Connection::open(&files.0).unwrap_or_else(|e| panic!("{e}"));
