@@ -80,7 +80,8 @@ impl PgStore {
                 })
             })
             .connect_lazy_with(options.clone());
-        let writer = writer::Writer::spawn(&pool);
+        let aheads = writer::Aheads { verifies: store::verify_ahead, deliveries: store::record_ahead };
+        let writer = writer::Writer::spawn(&pool, aheads);
         Ok(Self { pool, writer, keys: Arc::new(key_cache::KeyCache::new(options)) })
     }
 
@@ -96,6 +97,13 @@ impl PgStore {
     /// lookup), false while it is not.
     pub fn key_cache_is_live(&self) -> bool {
         self.keys.is_live()
+    }
+
+    /// The pool behind the store, for tests that look at what its
+    /// connections carry.
+    #[doc(hidden)]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Connects and checks the database answers.
@@ -120,7 +128,7 @@ impl PgStore {
             + Send
             + 'static,
     {
-        self.writer.write(lane, None, f).await
+        self.writer.write(lane, None, None, f).await
     }
 
     /// As [`Self::write`], with `register` telling the batch about the
@@ -137,6 +145,25 @@ impl PgStore {
             + Send
             + 'static,
     {
-        self.writer.write(lane, Some(register), f).await
+        self.writer.write(lane, Some(register), None, f).await
+    }
+
+    /// As [`Self::write_registered`], with `answer` looking for the write's
+    /// outcome in what the lane's statement ahead of the transaction wrote
+    /// (see [`writer`]); `f` runs only if it is not there.
+    pub(crate) async fn write_ahead<R, F>(
+        &self,
+        lane: writer::Lane,
+        register: writer::Register,
+        answer: writer::Answer<R>,
+        f: F,
+    ) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: for<'c> Fn(&'c mut sqlx::PgConnection, &'c mut writer::BatchState) -> writer::BoxFuture<'c, StoreResult<R>>
+            + Send
+            + 'static,
+    {
+        self.writer.write(lane, Some(register), Some(answer), f).await
     }
 }

@@ -27,7 +27,7 @@ use std::time::Instant;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
 use crate::key_cache::notify_change;
-use crate::writer::{Lane, Register};
+use crate::writer::{Answer, BatchState, BoxFuture, Lane, Register};
 use crate::{PgStore, db_err};
 
 /// A connection inside a transaction: the writer's batch (hot path) or a
@@ -490,7 +490,7 @@ fn deliveries_together(registered: &[Arc<PendingDelivery>]) -> Vec<Arc<PendingDe
 impl PgStore {
     /// The plans PostgreSQL makes, on this database as it is now, for the
     /// lanes' statements that could scan a growing table, made the way the
-    /// lanes make them (`writer::BEGIN_INDEXED`): each statement's name and
+    /// lanes make them (`writer::LANE_SETTINGS`): each statement's name and
     /// `EXPLAIN`'s text of its generic plan. Exists for the test that such
     /// plans, made on an empty database, still probe an index per input row
     /// (bench/NOTES.md, items 8 and 13); it runs on a connection of its own,
@@ -498,7 +498,7 @@ impl PgStore {
     #[doc(hidden)]
     pub async fn lane_plans(&self) -> StoreResult<Vec<(&'static str, String)>> {
         let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await.map_err(db_err)?;
-        sqlx::raw_sql(crate::writer::BEGIN_INDEXED).execute(&mut conn).await.map_err(db_err)?;
+        sqlx::raw_sql(crate::writer::LANE_SETTINGS).execute(&mut conn).await.map_err(db_err)?;
         let mut plans = Vec::new();
         let statements =
             [("verify_together", VERIFY_TOGETHER), ("record_together", RECORD_TOGETHER), ("record_one", RECORD_ONE)];
@@ -510,7 +510,6 @@ impl PgStore {
             let lines: Vec<String> = sqlx::query_scalar(&explain).fetch_all(&mut conn).await.map_err(db_err)?;
             plans.push((name, lines.join("\n")));
         }
-        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.map_err(db_err)?;
         conn.close().await.map_err(db_err)?;
         Ok(plans)
     }
@@ -551,7 +550,7 @@ const RECORD_TOGETHER: &str = "WITH input AS (
 /// the same conditional update as [`record_one`], row by row. Returns the
 /// ids of the emails whose outcome was recorded (the lease still theirs).
 ///
-/// Runs on a cached generic plan (the lane's `BEGIN_INDEXED`: no sequential
+/// Runs on a cached generic plan (the lane's `LANE_SETTINGS`: no sequential
 /// scan, hash or merge join), so the one plan is a primary-key probe per
 /// input row. The status test names the settled states, not the pending
 /// ones: `status IN ('queued', 'retrying')` is the `outbox_due` index's
@@ -637,7 +636,7 @@ const VERIFY_TOGETHER: &str = "WITH input AS (
 ///
 /// The `UPDATE … FROM` joins the logins table, so a plan made while the table
 /// was young could scan it; the verify lanes' transactions rule out scans
-/// and hash or merge joins (`writer::BEGIN_INDEXED`), which leaves one plan:
+/// and hash or merge joins (`writer::LANE_SETTINGS`), which leaves one plan:
 /// a probe of the token's unique index per input row. So it is prepared
 /// once and its generic plan kept (planning it took as long as running it).
 async fn verify_together(tx: &mut Tx, reqs: &[Arc<VerifyByToken>]) -> StoreResult<Vec<(String, VerifiedLogin)>> {
@@ -668,6 +667,40 @@ async fn verify_together(tx: &mut Tx, reqs: &[Arc<VerifyByToken>]) -> StoreResul
             (offered, verified)
         })
         .collect())
+}
+
+/// The verify lanes' statement ahead of their transactions (see
+/// `writer`): the batch's verifies of different tokens, in one statement.
+pub(crate) fn verify_ahead<'c>(
+    conn: &'c mut PgConnection,
+    batch: &'c mut BatchState,
+) -> BoxFuture<'c, StoreResult<()>> {
+    Box::pin(async move {
+        let together = verifies_together(batch.verifies.registered());
+        if !together.is_empty() {
+            let verified = verify_together(conn, &together).await?;
+            batch.verifies.answered(verified);
+        }
+        Ok(())
+    })
+}
+
+/// The deliveries lane's statement ahead of its transactions (see
+/// `writer`): the batch's outcomes, unless one email comes twice, in one
+/// statement; each is answered whether it was recorded.
+pub(crate) fn record_ahead<'c>(
+    conn: &'c mut PgConnection,
+    batch: &'c mut BatchState,
+) -> BoxFuture<'c, StoreResult<()>> {
+    Box::pin(async move {
+        let together = deliveries_together(batch.deliveries.registered());
+        if !together.is_empty() {
+            let recorded = record_together(conn, &together).await?;
+            let answers = together.iter().map(|d| (d.email_id.clone(), recorded.contains(&d.email_id)));
+            batch.deliveries.answered(answers);
+        }
+        Ok(())
+    })
 }
 
 impl PgStore {
@@ -1076,29 +1109,19 @@ impl Store for PgStore {
     }
 
     async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
+        let offered_user = req.new_user_id.clone();
         let req = Arc::new(req);
         let registered = Arc::clone(&req);
         let register: Register = Box::new(move |batch| batch.verifies.register(Arc::clone(&registered)));
-        self.write_registered(Lane::Verifies, register, move |tx, batch| {
+        let answer: Answer<VerifyOutcome> =
+            Box::new(move |batch| batch.verifies.answer(&offered_user).map(VerifyOutcome::Verified));
+        self.write_ahead(Lane::Verifies, register, answer, move |tx, _| {
             let req = Arc::clone(&req);
             Box::pin(async move {
-                // The batch's first verify consumes every login of the batch
-                // it can in one statement; the others answer from its result.
-                // A verify it did not consume (refused, or a second one of
-                // the same token) goes on below, on its own.
-                if let Some(verified) = batch.verifies.answer(&req.new_user_id) {
-                    return Ok(VerifyOutcome::Verified(verified));
-                }
-                if batch.verifies.first_look("") {
-                    let together = verifies_together(batch.verifies.registered());
-                    if together.len() >= 2 {
-                        let verified = verify_together(&mut *tx, &together).await?;
-                        batch.verifies.answered(verified);
-                        if let Some(verified) = batch.verifies.answer(&req.new_user_id) {
-                            return Ok(VerifyOutcome::Verified(verified));
-                        }
-                    }
-                }
+                // Not consumed by the lane's statement ahead of the
+                // transaction (`verify_ahead`): refused, the second verify of
+                // a token in the batch, or the statement failed. Decided here,
+                // on its own.
                 let hash = &req.token_hash[..];
                 let now_ms = req.now.millis();
                 let event_id = IdKind::Event.generate();
@@ -1354,30 +1377,18 @@ impl Store for PgStore {
     }
 
     async fn record_delivery(&self, email_id: &str, lease_owner: &str, result: DeliveryResult) -> StoreResult<bool> {
+        let email_id_of_answer = email_id.to_string();
         let delivery =
             Arc::new(PendingDelivery { email_id: email_id.to_string(), lease_owner: lease_owner.to_string(), result });
         let registered = Arc::clone(&delivery);
         let register: Register = Box::new(move |batch| batch.deliveries.register(Arc::clone(&registered)));
-        self.write_registered(Lane::Deliveries, register, move |tx, batch| {
+        let answer: Answer<bool> = Box::new(move |batch| batch.deliveries.answer(&email_id_of_answer));
+        self.write_ahead(Lane::Deliveries, register, answer, move |tx, _| {
             let delivery = Arc::clone(&delivery);
             Box::pin(async move {
-                // The batch's first outcome records every outcome of the
-                // batch in one statement; the others answer from its result.
-                if let Some(recorded) = batch.deliveries.answer(&delivery.email_id) {
-                    return Ok(recorded);
-                }
-                if batch.deliveries.first_look("") {
-                    let together = deliveries_together(batch.deliveries.registered());
-                    if together.len() >= 2 {
-                        let recorded = record_together(&mut *tx, &together).await?;
-                        batch
-                            .deliveries
-                            .answered(together.iter().map(|d| (d.email_id.clone(), recorded.contains(&d.email_id))));
-                        if let Some(recorded) = batch.deliveries.answer(&delivery.email_id) {
-                            return Ok(recorded);
-                        }
-                    }
-                }
+                // Not written by the lane's statement ahead of the
+                // transaction (`record_ahead`): the batch holds this email
+                // twice, or the statement failed.
                 record_one(&mut *tx, &delivery).await
             })
         })

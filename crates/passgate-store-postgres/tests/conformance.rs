@@ -89,6 +89,81 @@ async fn lane_statements_probe_their_index_even_when_planned_on_empty_tables() {
     index_of("record_one", "outbox_pkey");
 }
 
+/// A lane sets its plan settings for the session of the connection it
+/// takes from the pool, and the starts lane chains one transaction into the
+/// next while starts keep coming (src/writer.rs). A connection the lanes
+/// give back carries neither: a read on it would otherwise run with
+/// sequential scans off, or inside a transaction left open.
+#[tokio::test]
+async fn lanes_give_connections_back_without_their_settings_or_an_open_transaction() {
+    use passgate_store::StartOutcome;
+    use passgate_store::conformance::{T0, by_token, new_login, project};
+    let (url, _guard) = fresh_database().await;
+    // One connection: the lanes and the read below take turns on it.
+    let settings = PoolSettings { max_connections: 1, ..PoolSettings::default() };
+    let store = PgStore::connect(&url, settings).await.unwrap_or_else(|e| panic!("{e}"));
+    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let project_id = project(&store).await;
+    let mut watcher = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("{e}"))
+    };
+    let tokens: Vec<String> = (0..20).map(|i| format!("tok-{i}")).collect();
+    let starts: Vec<_> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let (store, login) = (store.clone(), new_login(&project_id, &format!("u{i}@example.com"), token, T0));
+            tokio::spawn(async move { store.start_login(login).await })
+        })
+        .collect();
+    for start in starts {
+        let outcome = start.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome, StartOutcome::Started);
+    }
+    // Chained only while more starts wait: never idle inside a transaction
+    // (looked at within the 100 ms the lane keeps its connection).
+    let idle_in_transaction: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(&mut watcher)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(idle_in_transaction, 0, "the starts lane sits idle inside a transaction");
+    let verifies: Vec<_> = tokens
+        .iter()
+        .map(|token| {
+            let (store, req) = (store.clone(), by_token(&project_id, token, T0.plus_seconds(1)));
+            tokio::spawn(async move { store.verify_by_token(req).await })
+        })
+        .collect();
+    for verify in verifies {
+        let outcome = verify.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(outcome, passgate_store::VerifyOutcome::Verified(_)), "{outcome:?}");
+    }
+
+    // Waits until the last lane that held the one connection gave it back.
+    let mut conn = store.pool().acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    for (setting, default) in
+        [("plan_cache_mode", "auto"), ("enable_seqscan", "on"), ("enable_hashjoin", "on"), ("enable_mergejoin", "on")]
+    {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(value, default, "{setting} left as a lane set it");
+    }
+    // In a transaction begun before this statement, now() is its start. (A
+    // simple query: the extended protocol restarts the statement's clock
+    // between its messages.)
+    let row = sqlx::raw_sql("SELECT now() <> statement_timestamp()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let in_transaction: bool = sqlx::Row::try_get(&row, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!in_transaction, "a lane left a transaction open");
+}
+
 /// The API-key cache (src/key_cache.rs) on two instances of one database.
 /// Entries are kept for an hour here, so only what the cache hears can make
 /// an instance see another's change.
