@@ -635,7 +635,7 @@ const VERIFY_TOGETHER: &str = "WITH input AS (
 /// consumed their login, by offered user id; the rest are decided one by one.
 ///
 /// The `UPDATE … FROM` joins the logins table, so a plan made while the table
-/// was young could scan it; the verify lanes' transactions rule out scans
+/// was young could scan it; the verify lanes' sessions rule out scans
 /// and hash or merge joins (`writer::LANE_SETTINGS`), which leaves one plan:
 /// a probe of the token's unique index per input row. So it is prepared
 /// once and its generic plan kept (planning it took as long as running it).

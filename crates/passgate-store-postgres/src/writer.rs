@@ -65,8 +65,9 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// row the batch's transaction has locked already, so a start of the same
 /// project does not ask again (a round trip per start), and the batch's
 /// starts, delivery outcomes and link verifies, registered before any job
-/// runs, so that the first of each kind can write the others with it in one
-/// statement.
+/// runs: the first start of a project writes the others with it in one
+/// statement, and the lanes' statements ahead of the transaction write the
+/// outcomes and the verifies.
 #[derive(Default)]
 pub(crate) struct BatchState {
     locked_projects: Vec<String>,
@@ -82,8 +83,7 @@ pub(crate) struct BatchState {
 /// and the answers the first of them wrote ahead for the others.
 pub(crate) struct WrittenAhead<T, A> {
     registered: Vec<Arc<T>>,
-    /// What a statement already covered: a project for starts, the whole
-    /// batch (`""`) for the others.
+    /// The projects whose starts a statement already covered.
     looked_at: Vec<String>,
     answers: Vec<(String, A)>,
 }
