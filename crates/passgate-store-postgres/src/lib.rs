@@ -120,23 +120,13 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    /// Runs `f` in the writer's next batch transaction; returns once committed.
-    pub(crate) async fn write<R, F>(&self, lane: writer::Lane, f: F) -> StoreResult<R>
-    where
-        R: Send + 'static,
-        F: for<'c> Fn(&'c mut sqlx::PgConnection, &'c mut writer::BatchState) -> writer::BoxFuture<'c, StoreResult<R>>
-            + Send
-            + 'static,
-    {
-        self.writer.write(lane, None, None, f).await
-    }
-
-    /// As [`Self::write`], with `register` telling the batch about the
-    /// write before any of its jobs runs.
-    pub(crate) async fn write_registered<R, F>(
+    /// Runs `f` in the lane's next batch transaction; returns once
+    /// committed. `register` and `answer` as in [`writer::Writer::write`].
+    pub(crate) async fn write<R, F>(
         &self,
         lane: writer::Lane,
-        register: writer::Register,
+        register: Option<writer::Register>,
+        answer: Option<writer::Answer<R>>,
         f: F,
     ) -> StoreResult<R>
     where
@@ -145,25 +135,6 @@ impl PgStore {
             + Send
             + 'static,
     {
-        self.writer.write(lane, Some(register), None, f).await
-    }
-
-    /// As [`Self::write_registered`], with `answer` looking for the write's
-    /// outcome in what the lane's statement ahead of the transaction wrote
-    /// (see [`writer`]); `f` runs only if it is not there.
-    pub(crate) async fn write_ahead<R, F>(
-        &self,
-        lane: writer::Lane,
-        register: writer::Register,
-        answer: writer::Answer<R>,
-        f: F,
-    ) -> StoreResult<R>
-    where
-        R: Send + 'static,
-        F: for<'c> Fn(&'c mut sqlx::PgConnection, &'c mut writer::BatchState) -> writer::BoxFuture<'c, StoreResult<R>>
-            + Send
-            + 'static,
-    {
-        self.writer.write(lane, Some(register), Some(answer), f).await
+        self.writer.write(lane, register, answer, f).await
     }
 }

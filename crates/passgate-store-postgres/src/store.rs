@@ -1069,7 +1069,7 @@ impl Store for PgStore {
         let login = Arc::new(login);
         let registered = Arc::clone(&login);
         let register: Register = Box::new(move |batch| batch.starts.register(Arc::clone(&registered)));
-        self.write_registered(Lane::Starts, register, move |tx, batch| {
+        self.write(Lane::Starts, Some(register), None, move |tx, batch| {
             let login = Arc::clone(&login);
             Box::pin(async move {
                 // Serialise starts per project across every instance: the limit
@@ -1115,7 +1115,7 @@ impl Store for PgStore {
         let register: Register = Box::new(move |batch| batch.verifies.register(Arc::clone(&registered)));
         let answer: Answer<VerifyOutcome> =
             Box::new(move |batch| batch.verifies.answer(&offered_user).map(VerifyOutcome::Verified));
-        self.write_ahead(Lane::Verifies, register, answer, move |tx, _| {
+        self.write(Lane::Verifies, Some(register), Some(answer), move |tx, _| {
             let req = Arc::clone(&req);
             Box::pin(async move {
                 // Not consumed by the lane's statement ahead of the
@@ -1205,7 +1205,7 @@ impl Store for PgStore {
 
     async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
         let req = Arc::new(req);
-        self.write(Lane::Verifies, move |tx, _| {
+        self.write(Lane::Verifies, None, None, move |tx, _| {
             let req = Arc::clone(&req);
             Box::pin(async move {
                 let now_ms = req.now.millis();
@@ -1383,7 +1383,7 @@ impl Store for PgStore {
         let registered = Arc::clone(&delivery);
         let register: Register = Box::new(move |batch| batch.deliveries.register(Arc::clone(&registered)));
         let answer: Answer<bool> = Box::new(move |batch| batch.deliveries.answer(&email_id_of_answer));
-        self.write_ahead(Lane::Deliveries, register, answer, move |tx, _| {
+        self.write(Lane::Deliveries, Some(register), Some(answer), move |tx, _| {
             let delivery = Arc::clone(&delivery);
             Box::pin(async move {
                 // Not written by the lane's statement ahead of the
