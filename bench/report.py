@@ -63,11 +63,23 @@ def pair(p):
 
 
 runs = {}
+rounds = {}  # (target, db, users) -> [row of round 1, round 2, ...], for rows measured in rounds
 for path in glob.glob(os.path.join(out, "*-link-*.json")):
     name = os.path.basename(path)[:-5]
-    m = re.match(r"(passgate|better-auth)-(sqlite|postgres)-link-(\d+)$", name)
-    if m:
-        runs[(m.group(1), m.group(2), int(m.group(3)))] = row_of(load(path))
+    m = re.match(r"(passgate|better-auth)-(sqlite|postgres)-link-(\d+)(?:\.round(\d+))?$", name)
+    if not m:
+        continue
+    key = (m.group(1), m.group(2), int(m.group(3)))
+    if m.group(4):
+        rounds.setdefault(key, {})[int(m.group(4))] = row_of(load(path))
+    else:
+        runs[key] = row_of(load(path))
+for key, by_number in rounds.items():
+    ordered = [by_number[n] for n in sorted(by_number) if by_number[n]]
+    rounds[key] = ordered
+    if ordered:
+        # The round with the median rate (the lower of the two middle ones for an even count) stands for the row.
+        runs[key] = sorted(ordered, key=lambda r: r["rate"])[(len(ordered) - 1) // 2]
 
 lines = []
 w = lines.append
@@ -94,6 +106,10 @@ w("Latencies in ms (p50 / p99). `email` is start response → message received b
   "Steal is CPU time the hypervisor gave to other guests during the row's window: this is a shared VM; a row "
   "with more than 0.15 core of steal is measured again, up to three times (`MAX_STEAL`, `TRIES` in `bench/run.sh`), "
   "and the table shows the run that was kept.")
+if rounds:
+    w("")
+    w("Rows measured in rounds (see below) show each side's median round: every figure in the row is that round's, "
+      "and the ratio is the two medians'.")
 w("")
 w("| target | db | users | logins/s | ratio | errors | start | email | verify | cycle | peak RSS MiB | server cores | db cores | loadgen cores | steal cores |")
 w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -110,6 +126,26 @@ for db in ("sqlite", "postgres"):
               f"{fmt(r['server_cores'], 2)} | {fmt(r['db_cores'], 2)} | {fmt(r['loadgen_cores'], 2)} | "
               f"{fmt(r['steal'], 2)} |")
 w("")
+
+if rounds:
+    w("### Rounds")
+    w("")
+    w("This host's speed drifts by tens of percent within minutes, and both sides drift with it. So the rows the "
+      "targets are judged on are measured in rounds (`ROUNDS`, `ROUND_USERS` in `bench/run.sh`): passgate, then "
+      "the peer, then passgate again, each round a fresh server and database. Logins/s of every round, in the "
+      "order run, and the ratio within each round:")
+    w("")
+    w("| db | users | passgate | better-auth | ratio by round | ratio of the medians |")
+    w("|---|---|---|---|---|---|")
+    for (target, db, users) in sorted(k for k in rounds if k[0] == "passgate"):
+        ours = rounds[(target, db, users)]
+        theirs = rounds.get(("better-auth", db, users)) or []
+        by_round = [ratio(a["rate"], b["rate"]) for a, b in zip(ours, theirs)]
+        peer = runs.get(("better-auth", db, users))
+        w(f"| {db} | {users} | {', '.join(fmt(r['rate']) for r in ours)} | "
+          f"{', '.join(fmt(r['rate']) for r in theirs) or '–'} | {', '.join(by_round) or '–'} | "
+          f"{ratio(runs[(target, db, users)]['rate'], peer['rate']) if peer else '–'} |")
+    w("")
 
 # Limits.
 def raw_sqlite(path):
