@@ -47,6 +47,8 @@ TRIES=${TRIES:-3}
 ROUNDS=${ROUNDS:-3}
 ROUND_USERS=${ROUND_USERS:-64}
 mkdir -p "$OUT"
+# Rounds of an earlier run the same day would be read as this run's.
+rm -f "$OUT"/*.round*.*
 cd "$ROOT"
 
 server_pid=""
