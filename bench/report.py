@@ -137,14 +137,16 @@ if rounds:
     w("")
     w("| db | users | passgate | better-auth | ratio by round | ratio of the medians |")
     w("|---|---|---|---|---|---|")
-    for (target, db, users) in sorted(k for k in rounds if k[0] == "passgate"):
+    order = ("sqlite", "postgres")  # as in the table above
+    for (target, db, users) in sorted((k for k in rounds if k[0] == "passgate"), key=lambda k: (order.index(k[1]), k[2])):
         ours = rounds[(target, db, users)]
+        kept = runs.get((target, db, users))
         theirs = rounds.get(("better-auth", db, users)) or []
         by_round = [ratio(a["rate"], b["rate"]) for a, b in zip(ours, theirs)]
         peer = runs.get(("better-auth", db, users))
         w(f"| {db} | {users} | {', '.join(fmt(r['rate']) for r in ours)} | "
           f"{', '.join(fmt(r['rate']) for r in theirs) or '–'} | {', '.join(by_round) or '–'} | "
-          f"{ratio(runs[(target, db, users)]['rate'], peer['rate']) if peer else '–'} |")
+          f"{ratio(kept['rate'], peer['rate']) if kept and peer else '–'} |")
     w("")
 
 # Limits.
