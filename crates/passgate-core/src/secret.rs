@@ -130,7 +130,7 @@ impl ServerSecret {
         let nonce_bytes: [u8; NONCE_LEN] = crate::random::bytes();
         let cipher = Aes256Gcm::new(self.current.key(purpose).into());
         let payload = Payload { msg: plaintext, aad: purpose.label().as_bytes() };
-        let Ok(ciphertext) = cipher.encrypt(Nonce::from_slice(&nonce_bytes), payload) else {
+        let Ok(ciphertext) = cipher.encrypt(&Nonce::from(nonce_bytes), payload) else {
             unreachable!("AES-GCM encryption fails only for inputs over 64 GiB");
         };
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
@@ -146,19 +146,22 @@ impl ServerSecret {
             return Err(SecretError::CannotOpen);
         }
         let (nonce, ciphertext) = sealed[1..].split_at(NONCE_LEN);
+        let Ok(nonce) = <[u8; NONCE_LEN]>::try_from(nonce).map(Nonce::from) else {
+            return Err(SecretError::CannotOpen);
+        };
         std::iter::once(&self.current)
             .chain(self.previous.as_ref())
             .find_map(|keys| {
                 let cipher = Aes256Gcm::new(keys.key(purpose).into());
                 let payload = Payload { msg: ciphertext, aad: purpose.label().as_bytes() };
-                cipher.decrypt(Nonce::from_slice(nonce), payload).ok()
+                cipher.decrypt(&nonce, payload).ok()
             })
             .map(Zeroizing::new)
             .ok_or(SecretError::CannotOpen)
     }
 
     fn mac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
             unreachable!("HMAC accepts keys of any length");
         };
         mac.update(data);
