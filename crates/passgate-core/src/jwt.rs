@@ -48,6 +48,8 @@ pub enum JwtError {
     BadHeader,
     #[error("the token's signature does not verify")]
     BadSignature,
+    #[error("the claims cannot be serialised")]
+    Claims,
 }
 
 /// The key id of a public key: 16 characters of base64url over its SHA-256.
@@ -86,15 +88,15 @@ impl JwtSigner {
         &self.kid
     }
 
-    /// Signs `claims` into a compact JWS.
-    pub fn sign<C: Serialize>(&self, claims: &C) -> String {
+    /// Signs `claims` into a compact JWS. Fails closed: claims that cannot
+    /// be serialised are an error, never an empty (or partial) token.
+    pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, JwtError> {
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": self.kid });
-        // Serialising plain structs and json! values cannot fail.
-        let header = serde_json::to_vec(&header).unwrap_or_default();
-        let claims = serde_json::to_vec(claims).unwrap_or_default();
+        let header = serde_json::to_vec(&header).map_err(|_| JwtError::Claims)?;
+        let claims = serde_json::to_vec(claims).map_err(|_| JwtError::Claims)?;
         let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
         let signature = self.key.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())))
     }
 }
 
@@ -159,7 +161,7 @@ mod tests {
     #[test]
     fn signs_and_verifies_with_the_published_key() {
         let signer = JwtSigner::generate();
-        let token = signer.sign(&claims());
+        let token = signer.sign(&claims()).unwrap_or_else(|e| panic!("{e}"));
         let keys = vec![(signer.kid().to_string(), signer.public_key())];
         let got = verify_signature(&token, &keys).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got["email"], "ada@example.com");
@@ -174,7 +176,7 @@ mod tests {
     fn rejects_other_keys_tampering_and_alg_none() {
         let signer = JwtSigner::generate();
         let other = JwtSigner::generate();
-        let token = signer.sign(&claims());
+        let token = signer.sign(&claims()).unwrap_or_else(|e| panic!("{e}"));
         let other_keys = vec![(signer.kid().to_string(), other.public_key())];
         assert_eq!(verify_signature(&token, &other_keys), Err(JwtError::BadSignature));
         let keys = vec![(signer.kid().to_string(), signer.public_key())];

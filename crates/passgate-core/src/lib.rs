@@ -8,12 +8,15 @@
 //! type that could be built from a weaker source would be a trap.
 
 pub mod apikey;
+pub mod client;
 pub mod code;
 pub mod duration;
 pub mod email;
+pub mod events;
 pub mod ids;
 pub mod jwt;
 pub mod limits;
+pub mod login;
 pub mod pkce;
 pub mod policy;
 pub mod random;
@@ -23,6 +26,11 @@ pub mod time;
 pub mod token;
 
 pub use email::EmailAddress;
+pub use events::EventKind;
+pub use ids::{
+    ApiKeyId, EmailId, EventId, IdKind, InviteId, LoginId, OrganizationId, OtpId, ProjectId, SessionId, UserId,
+    WebhookId,
+};
 pub use time::{Clock, ManualClock, Timestamp};
 
 /// Compares two byte strings in constant time (for equal lengths).

@@ -24,8 +24,31 @@ pub const JWT_TTL_SECONDS: i64 = 5 * 60;
 /// How long an `Idempotency-Key` is remembered, in seconds.
 pub const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 60 * 60;
 
-/// Longest `state` a caller may attach to a login.
-pub const MAX_STATE_LEN: usize = 512;
+/// Which send limit refused a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Recipient,
+    Project,
+    IpAddress,
+}
+
+impl LimitKind {
+    pub const ALL: [LimitKind; 3] = [Self::Recipient, Self::Project, Self::IpAddress];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recipient => "recipient",
+            Self::Project => "project",
+            Self::IpAddress => "ip_address",
+        }
+    }
+}
+
+/// Seconds until the oldest counted send leaves its window (at least 1).
+pub fn retry_after(oldest_counted: i64, window_seconds: i64, now_ms: i64) -> i64 {
+    let free_at = oldest_counted + window_seconds * 1000;
+    ((free_at - now_ms + 999) / 1000).max(1)
+}
 
 /// The per-project "emails per minute" limit as a sliding minute, estimated
 /// from two fixed one-minute counters (the sliding-window-counter method):
@@ -49,6 +72,15 @@ pub fn minute_bucket(now_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_and_is_at_least_one_second() {
+        let now = 10_000;
+        assert_eq!(retry_after(0, 15, now), 5);
+        assert_eq!(retry_after(0, 10, now), 1);
+        assert_eq!(retry_after(1, 10, now), 1);
+        assert_eq!(retry_after(500, 15, now), 6);
+    }
 
     #[test]
     fn the_previous_minute_fades_out_as_the_current_one_passes() {

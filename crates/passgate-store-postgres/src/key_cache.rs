@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use passgate_store::models::AuthenticatedKey;
+use passgate_store::AuthenticatedKey;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 /// The notification channel for changes to API keys and projects.

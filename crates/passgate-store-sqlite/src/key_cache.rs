@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use passgate_store::models::AuthenticatedKey;
+use passgate_store::AuthenticatedKey;
 
 /// The cache is emptied when it would grow past this many keys.
 const MAX_ENTRIES: usize = 4096;
@@ -70,15 +70,15 @@ impl KeyCache {
 mod tests {
     use super::*;
     use passgate_core::Timestamp;
-    use passgate_store::models::{Project, ProjectSettings};
+    use passgate_store::{Project, ProjectSettings};
 
     fn key(name: &str) -> AuthenticatedKey {
         AuthenticatedKey {
-            key_id: format!("key_{name}"),
+            key_id: passgate_core::ApiKeyId::from_trusted(format!("key_{name}")),
             key_hash: [7; 32],
             revoked_at: None,
             project: Project {
-                id: "prj_1".into(),
+                id: passgate_core::ProjectId::from_trusted("prj_1"),
                 settings: ProjectSettings {
                     name: name.into(),
                     app_name: None,

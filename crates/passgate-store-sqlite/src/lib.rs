@@ -1,4 +1,7 @@
-//! The embedded SQLite implementation of [`Store`](passgate_store::Store).
+//! The embedded SQLite implementation of [`Store`](passgate_store::Store):
+//! one file per area, named as in `passgate-store` (`logins.rs` holds
+//! `impl Logins for SqliteStore`), plus the writer, the readers, the key
+//! cache and the migrations.
 //!
 //! One file, WAL mode, `synchronous=FULL`: a start that returned 202 has its
 //! login and email on disk. Every write goes to one writer thread that owns
@@ -14,10 +17,15 @@
 //! statement itself — on the single writer, that hand-off was the ceiling of
 //! the whole server (see BENCHMARKS.md).
 
+mod database;
+mod events;
 mod key_cache;
+mod logins;
 mod migrate;
+mod outbox;
+mod projects;
 mod reader;
-mod store;
+mod signing_keys;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -39,7 +47,18 @@ pub struct SqliteStore {
 }
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(Box::new(e))
+    StoreError::database(e)
+}
+
+/// Maps the driver's errors into the store's.
+pub(crate) trait OrStoreError<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> OrStoreError<T> for rusqlite::Result<T> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(db_err)
+    }
 }
 
 /// The file a `sqlite:` URL names: `sqlite://path`, `sqlite:///abs/path` or
@@ -48,10 +67,10 @@ pub fn database_path(url: &str) -> StoreResult<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StoreError::Database(format!("{url:?} is not a sqlite: URL").into()))?;
+        .ok_or_else(|| StoreError::database_message(format!("{url:?} is not a sqlite: URL")))?;
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() {
-        return Err(StoreError::Database(format!("{url:?} names no database file").into()));
+        return Err(StoreError::database_message(format!("{url:?} names no database file")));
     }
     Ok(PathBuf::from(path))
 }

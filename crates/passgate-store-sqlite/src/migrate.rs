@@ -30,12 +30,9 @@ pub(crate) fn run(conn: &Connection) -> StoreResult<()> {
         conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0)).map_err(db_err)?;
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
     if let Some(newest) = newest.filter(|v| *v > known) {
-        return Err(StoreError::Database(
-            format!(
-                "the database is at schema version {newest}, newer than this passgate knows ({known}); upgrade passgate"
-            )
-            .into(),
-        ));
+        return Err(StoreError::database_message(format!(
+            "the database is at schema version {newest}, newer than this passgate knows ({known}); upgrade passgate"
+        )));
     }
     for (version, name, sql) in MIGRATIONS {
         if newest.is_some_and(|v| v >= *version) {
@@ -61,7 +58,7 @@ pub(crate) fn run(conn: &Connection) -> StoreResult<()> {
         })();
         if let Err(e) = applied {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(StoreError::Database(format!("migration {version} ({name}) failed: {e}").into()));
+            return Err(StoreError::database(MigrationFailed { version: *version, name, source: e }));
         }
     }
     Ok(())
@@ -75,7 +72,7 @@ pub(crate) fn check_current(conn: &Connection) -> StoreResult<()> {
         .map_err(db_err)?;
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
     if newest.unwrap_or(0) < known {
-        return Err(StoreError::Database(format!("the database is not migrated to version {known}").into()));
+        return Err(StoreError::database_message(format!("the database is not migrated to version {known}")));
     }
     Ok(())
 }
@@ -170,4 +167,14 @@ mod tests {
         assert_eq!(versions, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
         Ok(())
     }
+}
+
+/// A migration that could not be applied, with the driver's error as its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("migration {version} ({name}) failed")]
+struct MigrationFailed {
+    version: i64,
+    name: &'static str,
+    #[source]
+    source: rusqlite::Error,
 }

@@ -39,7 +39,7 @@ impl ReaderPool {
 
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Database("the SQLite store is closed".into()));
+            return Err(StoreError::database_message("the SQLite store is closed"));
         }
         let taken = self.idle().pop();
         let conn = match taken {

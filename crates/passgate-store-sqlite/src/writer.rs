@@ -63,7 +63,7 @@ where
     fn run(&mut self, conn: &Connection) -> bool {
         // A panicking job must not take the writer (and every later write) down.
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.operation)(conn)))
-            .unwrap_or_else(|_| Err(StoreError::Database("a write operation panicked".into())));
+            .unwrap_or_else(|_| Err(StoreError::database_message("a write operation panicked")));
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
@@ -75,7 +75,7 @@ where
 
     fn answer(self: Box<Self>, batch: StoreResult<()>) {
         let outcome = match batch {
-            Ok(()) => self.outcome.unwrap_or_else(|| Err(StoreError::Database("a write was never run".into()))),
+            Ok(()) => self.outcome.unwrap_or_else(|| Err(StoreError::database_message("a write was never run"))),
             Err(e) => Err(e),
         };
         let _ = self.reply.send(outcome);
@@ -91,7 +91,7 @@ enum Message {
 }
 
 fn closed() -> StoreError {
-    StoreError::Database("the SQLite writer is closed".into())
+    StoreError::database_message("the SQLite writer is closed")
 }
 
 /// The sending side, held by every clone of the store.
@@ -117,7 +117,7 @@ impl Writer {
                     let _ = opened.send(Err(db_err(e)));
                 }
             })
-            .map_err(|e| StoreError::Database(Box::new(e)))?;
+            .map_err(StoreError::database)?;
         wait_open.await.map_err(|_| closed())??;
         Ok(Self { sender })
     }
@@ -221,12 +221,10 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
         tracing::error!(error = %e, jobs = batch.len(), "cannot commit a write transaction");
         let _ = execute(conn, "ROLLBACK");
     }
+    // Every job of a failed batch gets the batch's error itself (shared,
+    // not copied into a string), so its cause chain reaches the logs.
     for job in batch {
-        let result = match &committed {
-            Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Database(e.to_string().into())),
-        };
-        job.answer(result);
+        job.answer(committed.clone());
     }
 }
 

@@ -1,0 +1,399 @@
+//! `Logins` for SQLite: each method one job of the writer's batch (see
+//! `writer.rs`), so "one transaction per method" holds; what to do with the
+//! rows read is decided by `passgate_core::login` and `passgate_store::shared`.
+
+use passgate_core::constant_time_eq;
+use passgate_core::limits::{IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket};
+use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_race, token_refusal};
+use passgate_core::{EventKind, LoginId, ProjectId, Timestamp, UserId};
+use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event, started_event};
+use passgate_store::{
+    AuthMethod, EmailStatus, EmailView, LoginView, Logins, NewEvent, NewLogin, StartOutcome, StoreResult, User,
+    VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::events::insert_event;
+use crate::{OrStoreError, SqliteStore};
+
+/// Finds the user of `email` in a project, creating them with `new_id`.
+fn upsert_user(
+    conn: &Connection,
+    project_id: &ProjectId,
+    email: &str,
+    new_id: &UserId,
+    now: Timestamp,
+) -> StoreResult<(User, bool)> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO users (id, project_id, email, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (project_id, email) DO NOTHING",
+        )
+        .db()?
+        .execute(params![new_id.as_str(), project_id.as_str(), email, now.millis()])
+        .db()?
+        == 1;
+    let (id, created_at): (String, i64) = conn
+        .prepare_cached("SELECT id, created_at FROM users WHERE project_id = ? AND email = ?")
+        .db()?
+        .query_row(params![project_id.as_str(), email], |r| Ok((r.get(0)?, r.get(1)?)))
+        .db()?;
+    let user = User {
+        id: UserId::from_trusted(id),
+        project_id: project_id.clone(),
+        email: email.to_string(),
+        created_at: Timestamp(created_at),
+    };
+    Ok((user, inserted))
+}
+
+/// Writes what a refusal decided (a failure counted, which may burn the
+/// login) and records `auth.failed`; returns the failure to answer.
+fn refuse(
+    conn: &Connection,
+    project_id: &ProjectId,
+    login_id: Option<&LoginId>,
+    refusal: Refusal,
+    now: Timestamp,
+) -> StoreResult<VerifyOutcome> {
+    let counter = match refusal {
+        Refusal::Refuse(_) => None,
+        Refusal::CountVerifierFailure => Some((
+            "UPDATE logins SET verifier_failures = verifier_failures + 1,
+                burned_at = CASE WHEN verifier_failures + 1 >= ? THEN ? ELSE burned_at END
+             WHERE id = ? AND used_at IS NULL AND burned_at IS NULL",
+            MAX_VERIFIER_FAILURES,
+        )),
+        Refusal::CountCodeFailure => Some((
+            "UPDATE logins SET code_failures = code_failures + 1,
+                burned_at = CASE WHEN code_failures + 1 >= ? THEN ? ELSE burned_at END
+             WHERE id = ? AND used_at IS NULL AND burned_at IS NULL",
+            MAX_CODE_FAILURES,
+        )),
+    };
+    if let (Some((statement, max)), Some(login_id)) = (counter, login_id) {
+        conn.prepare_cached(statement).db()?.execute(params![max, now.millis(), login_id.as_str()]).db()?;
+    }
+    let failure = refusal.failure();
+    insert_event(conn, failed_event(project_id, login_id, failure, now))?;
+    Ok(VerifyOutcome::Failed(failure))
+}
+
+fn finish_verified(
+    conn: &Connection,
+    consumed: Consumed,
+    new_user_id: &UserId,
+    now: Timestamp,
+) -> StoreResult<VerifyOutcome> {
+    let Consumed { project_id, login_id, email, state, method } = consumed;
+    let (user, is_new_user) = upsert_user(conn, &project_id, &email, new_user_id, now)?;
+    let event = NewEvent {
+        user_id: Some(&user.id),
+        login_id: Some(&login_id),
+        email: Some(&email),
+        reason: Some(method.amr()),
+        ..NewEvent::new(&project_id, EventKind::AuthVerified, now)
+    };
+    insert_event(conn, event)?;
+    Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
+}
+
+/// The newest time of the `limit`-th most recent login matching a filter
+/// inside a window: if there is one, the window is full, and it frees when
+/// that login leaves it.
+fn window_full(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+    project_id: &ProjectId,
+    since: i64,
+    limit: i64,
+) -> StoreResult<Option<i64>> {
+    conn.prepare_cached(sql)
+        .db()?
+        .query_row(params![project_id.as_str(), key, since, limit - 1], |r| r.get(0))
+        .optional()
+        .db()
+}
+
+/// Reads what the start's limits depend on, each probe only while no
+/// earlier limit is reached (as the contract orders them).
+fn probe_limits(conn: &Connection, login: &NewLogin) -> StoreResult<LimitProbe> {
+    let (limits, now_ms) = (login.limits, login.created_at.millis());
+    let recipient_full = window_full(
+        conn,
+        "SELECT created_at FROM logins WHERE project_id = ? AND email = ? AND created_at > ?
+         ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+        &login.email,
+        &login.project_id,
+        now_ms - limits.per_recipient_window_seconds * 1000,
+        limits.per_recipient,
+    )?;
+    let minute = minute_bucket(now_ms);
+    let mut probe = LimitProbe { recipient_full, ..LimitProbe::default() };
+    {
+        let mut counts = conn
+            .prepare_cached("SELECT minute, sent FROM project_send_counts WHERE project_id = ? AND minute >= ?")
+            .db()?;
+        let mut rows = counts.query(params![login.project_id.as_str(), minute - 1]).db()?;
+        while let Some(row) = rows.next().db()? {
+            let (m, sent): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
+            if m == minute {
+                probe.project_current = sent;
+            } else if m == minute - 1 {
+                probe.project_previous = sent;
+            }
+        }
+    }
+    let earlier_limit_reached = limit_reached(probe, limits, login.created_at).is_some();
+    if let (false, Some(ip)) = (earlier_limit_reached, &login.ip_address) {
+        probe.ip_full = window_full(
+            conn,
+            "SELECT created_at FROM logins WHERE project_id = ? AND ip_address = ? AND created_at > ?
+             ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+            ip,
+            &login.project_id,
+            now_ms - 60_000,
+            limits.per_ip_per_minute,
+        )?;
+    }
+    Ok(probe)
+}
+
+fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome> {
+    let now_ms = login.created_at.millis();
+
+    if let Some(claim) = &login.idempotency {
+        let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
+        let previous: Option<(Vec<u8>, i64, String)> = conn
+            .prepare_cached(
+                "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+                 WHERE project_id = ? AND key = ? AND created_at > ?",
+            )
+            .db()?
+            .query_row(params![login.project_id.as_str(), claim.key, since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .db()?;
+        if let Some((fingerprint, status, body)) = previous {
+            return Ok(if constant_time_eq(&fingerprint, &claim.fingerprint) {
+                StartOutcome::Replayed { status: u16::try_from(status).unwrap_or(200), body }
+            } else {
+                StartOutcome::IdempotencyConflict
+            });
+        }
+    }
+
+    let probe = probe_limits(conn, login)?;
+    if let Some((limit, retry_after_seconds)) = limit_reached(probe, login.limits, login.created_at) {
+        insert_event(conn, rate_limited_event(login, limit))?;
+        return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
+    }
+
+    conn.prepare_cached(
+        "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
+            validation_url, ip_address, user_agent, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .db()?
+    .execute(params![
+        login.id.as_str(),
+        login.project_id.as_str(),
+        login.email,
+        &login.token_hash[..],
+        login.code_hash.as_ref().map(|h| &h[..]),
+        login.code_challenge,
+        login.state,
+        login.validation_url,
+        login.ip_address,
+        login.user_agent,
+        now_ms,
+        login.expires_at.millis()
+    ])
+    .db()?;
+    crate::outbox::queue_login_email(conn, login)?;
+    let minute = minute_bucket(now_ms);
+    conn.prepare_cached(
+        "INSERT INTO project_send_counts (project_id, minute, sent) VALUES (?, ?, 1)
+         ON CONFLICT (project_id, minute) DO UPDATE SET sent = sent + 1",
+    )
+    .db()?
+    .execute(params![login.project_id.as_str(), minute])
+    .db()?;
+    if probe.project_current == 0 {
+        // First send of a new minute: older counters are no longer needed.
+        conn.prepare_cached("DELETE FROM project_send_counts WHERE project_id = ? AND minute < ?")
+            .db()?
+            .execute(params![login.project_id.as_str(), minute - 1])
+            .db()?;
+    }
+    if let Some(claim) = &login.idempotency {
+        conn.prepare_cached(
+            "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                response_status = excluded.response_status, response_body = excluded.response_body,
+                created_at = excluded.created_at",
+        )
+        .db()?
+        .execute(params![
+            login.project_id.as_str(),
+            claim.key,
+            &claim.fingerprint[..],
+            i64::from(claim.response_status),
+            claim.response_body,
+            now_ms
+        ])
+        .db()?;
+    }
+    insert_event(conn, started_event(login))?;
+    Ok(StartOutcome::Started)
+}
+
+fn verify_by_token(conn: &Connection, req: &VerifyByToken) -> StoreResult<VerifyOutcome> {
+    let now_ms = req.now.millis();
+    // The single-use guarantee: one conditional UPDATE.
+    let consumed: Option<(String, String, Option<String>)> = conn
+        .prepare_cached(
+            "UPDATE logins SET used_at = ?
+             WHERE project_id = ? AND token_hash = ? AND used_at IS NULL AND burned_at IS NULL
+               AND expires_at > ? AND (code_challenge IS NULL OR code_challenge = ?)
+             RETURNING id, email, state",
+        )
+        .db()?
+        .query_row(params![now_ms, req.project_id.as_str(), &req.token_hash[..], now_ms, req.verifier_challenge], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+        .db()?;
+    if let Some((login_id, email, state)) = consumed {
+        let consumed = Consumed {
+            project_id: req.project_id.clone(),
+            login_id: LoginId::from_trusted(login_id),
+            email,
+            state,
+            method: AuthMethod::EmailLink,
+        };
+        return finish_verified(conn, consumed, &req.new_user_id, req.now);
+    }
+    let row: Option<(String, Option<i64>, Option<i64>, i64)> = conn
+        .prepare_cached("SELECT id, used_at, burned_at, expires_at FROM logins WHERE project_id = ? AND token_hash = ?")
+        .db()?
+        .query_row(params![req.project_id.as_str(), &req.token_hash[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()
+        .db()?;
+    let login_id = row.as_ref().map(|(id, ..)| LoginId::from_trusted(id.clone()));
+    let times = row.map(|(_, used, burned, expires)| (used.map(Timestamp), burned.map(Timestamp), Timestamp(expires)));
+    refuse(conn, &req.project_id, login_id.as_ref(), token_refusal(times, req.now), req.now)
+}
+
+fn verify_by_code(conn: &Connection, req: &VerifyByCode) -> StoreResult<VerifyOutcome> {
+    type Row = (String, Option<String>, Option<Vec<u8>>, Option<String>, Option<i64>, Option<i64>, i64);
+    let now_ms = req.now.millis();
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT email, state, code_hash, code_challenge, used_at, burned_at, expires_at
+             FROM logins WHERE project_id = ? AND id = ?",
+        )
+        .db()?
+        .query_row(params![req.project_id.as_str(), req.login_id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+        })
+        .optional()
+        .db()?;
+    let Some((email, state, code_hash, code_challenge, used_at, burned_at, expires_at)) = row else {
+        return refuse(conn, &req.project_id, None, Refusal::Refuse(VerifyFailure::Invalid), req.now);
+    };
+    let login = CodeLogin {
+        used_at: used_at.map(Timestamp),
+        burned_at: burned_at.map(Timestamp),
+        expires_at: Timestamp(expires_at),
+        code_hash: code_hash.as_deref(),
+        code_challenge: code_challenge.as_deref(),
+    };
+    if let Err(refusal) = decide_code(login, &req.code_hash_candidates, req.verifier_challenge.as_deref(), req.now) {
+        return refuse(conn, &req.project_id, Some(&req.login_id), refusal, req.now);
+    }
+    // Still one conditional UPDATE decides who wins.
+    let consumed = conn
+        .prepare_cached(
+            "UPDATE logins SET used_at = ?
+             WHERE id = ? AND used_at IS NULL AND burned_at IS NULL AND expires_at > ?",
+        )
+        .db()?
+        .execute(params![now_ms, req.login_id.as_str(), now_ms])
+        .db()?;
+    if consumed == 0 {
+        // Another verify won the race: report the login as it stands now.
+        let used_at: Option<i64> = conn
+            .prepare_cached("SELECT used_at FROM logins WHERE id = ?")
+            .db()?
+            .query_row([req.login_id.as_str()], |r| r.get(0))
+            .optional()
+            .db()?
+            .flatten();
+        let failure = lost_race(used_at.map(Timestamp));
+        return refuse(conn, &req.project_id, Some(&req.login_id), Refusal::Refuse(failure), req.now);
+    }
+    let consumed = Consumed {
+        project_id: req.project_id.clone(),
+        login_id: req.login_id.clone(),
+        email,
+        state,
+        method: AuthMethod::EmailCode,
+    };
+    finish_verified(conn, consumed, &req.new_user_id, req.now)
+}
+
+impl Logins for SqliteStore {
+    async fn start_login(&self, login: NewLogin) -> StoreResult<StartOutcome> {
+        self.write(move |conn| start_login(conn, &login)).await
+    }
+
+    async fn verify_by_token(&self, req: VerifyByToken) -> StoreResult<VerifyOutcome> {
+        self.write(move |conn| verify_by_token(conn, &req)).await
+    }
+
+    async fn verify_by_code(&self, req: VerifyByCode) -> StoreResult<VerifyOutcome> {
+        self.write(move |conn| verify_by_code(conn, &req)).await
+    }
+
+    async fn get_login(
+        &self,
+        project_id: &ProjectId,
+        login_id: &LoginId,
+        now: Timestamp,
+    ) -> StoreResult<Option<LoginView>> {
+        type Row = (i64, i64, Option<i64>, Option<i64>, Option<String>, Option<i64>, Option<String>);
+        let row: Option<Row> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT l.created_at, l.expires_at, l.used_at, l.burned_at, o.status, o.attempts, o.last_error
+                 FROM logins l LEFT JOIN outbox o ON o.login_id = l.id
+                 WHERE l.project_id = ? AND l.id = ?",
+            )
+            .db()?
+            .query_row([project_id.as_str(), login_id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
+            .optional()
+            .db()
+        })?;
+        let Some((created_at, expires_at, used_at, burned_at, email_status, attempts, last_error)) = row else {
+            return Ok(None);
+        };
+        let (used_at, burned_at, expires_at) =
+            (used_at.map(Timestamp), burned_at.map(Timestamp), Timestamp(expires_at));
+        // A login's email row is written with it, so a missing one means it
+        // was never queued yet: show it as queued.
+        let email_status = email_status.as_deref().map(EmailStatus::parse).transpose()?.unwrap_or(EmailStatus::Queued);
+        Ok(Some(LoginView {
+            id: login_id.clone(),
+            status: LoginStatus::of(used_at, burned_at, expires_at, now),
+            email: EmailView { status: email_status, attempts: attempts.unwrap_or(0), last_error },
+            created_at: Timestamp(created_at),
+            expires_at,
+            verified_at: used_at,
+        }))
+    }
+}

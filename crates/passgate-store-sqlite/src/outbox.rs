@@ -1,0 +1,145 @@
+//! `Outbox` for SQLite: emails are leased with `UPDATE … RETURNING` (one
+//! writer, so no two workers ever see the same row as due) and settled by
+//! their lease holder only.
+
+use passgate_core::{EmailId, LoginId, ProjectId, Timestamp};
+use passgate_store::shared::DeliveryUpdate;
+use passgate_store::{ClaimedEmail, DeliveryResult, Lease, NewEvent, NewLogin, Outbox, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::events::insert_event;
+use crate::{OrStoreError, SqliteStore};
+
+/// Queues a login's email, in the login's own transaction (and leased to
+/// the starting instance, when it will send it itself).
+pub(crate) fn queue_login_email(conn: &Connection, login: &NewLogin) -> StoreResult<()> {
+    let now_ms = login.created_at.millis();
+    conn.prepare_cached(
+        "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
+            lease_owner, lease_until, created_at)
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+    )
+    .db()?
+    .execute(params![
+        login.email_id.as_str(),
+        login.project_id.as_str(),
+        login.id.as_str(),
+        login.email,
+        login.email_payload_sealed,
+        now_ms,
+        login.email_lease.as_ref().map(|l| &l.owner),
+        login.email_lease.as_ref().map(|l| l.until.millis()),
+        now_ms
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn claim_emails(conn: &Connection, lease: &Lease, limit: u32) -> StoreResult<Vec<ClaimedEmail>> {
+    type Row = (String, String, Option<String>, String, Option<Vec<u8>>, i64);
+    let (now, until) = (lease.now.millis(), lease.until.millis());
+    let mut statement = conn
+        .prepare_cached(
+            "UPDATE outbox SET lease_owner = ?, lease_until = ?
+             WHERE id IN (
+                SELECT id FROM outbox
+                WHERE status IN ('queued', 'retrying') AND next_attempt_at <= ?
+                  AND (lease_until IS NULL OR lease_until <= ?)
+                ORDER BY next_attempt_at LIMIT ?)
+             RETURNING id, project_id, login_id, recipient, payload_sealed, attempts",
+        )
+        .db()?;
+    let rows = statement
+        .query_map(params![lease.owner, until, now, now, i64::from(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .db()?;
+    rows.map(|row| {
+        let (id, project_id, login_id, recipient, payload_sealed, attempts): Row = row.db()?;
+        Ok(ClaimedEmail {
+            id: EmailId::from_trusted(id),
+            project_id: ProjectId::from_trusted(project_id),
+            login_id: login_id.map(LoginId::from_trusted),
+            recipient,
+            payload_sealed: payload_sealed.ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
+            attempts,
+        })
+    })
+    .collect()
+}
+
+fn record_delivery(
+    conn: &Connection,
+    email_id: &EmailId,
+    lease_owner: &str,
+    result: &DeliveryResult,
+) -> StoreResult<bool> {
+    let update = DeliveryUpdate::of(result);
+    let row: Option<(String, Option<String>, String)> = conn
+        .prepare_cached(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?,
+                next_attempt_at = COALESCE(?, next_attempt_at), settled_at = ?,
+                payload_sealed = CASE WHEN ? IS NULL THEN payload_sealed END,
+                lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')
+             RETURNING project_id, login_id, recipient",
+        )
+        .db()?
+        .query_row(
+            params![
+                update.status,
+                update.last_error,
+                update.next_attempt_at,
+                update.settled_at,
+                update.settled_at,
+                email_id.as_str(),
+                lease_owner
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .db()?;
+    let Some((project_id, login_id, recipient)) = row else {
+        return Ok(false);
+    };
+    if let Some((kind, reason)) = update.event {
+        let (project_id, login_id) = (ProjectId::from_trusted(project_id), login_id.map(LoginId::from_trusted));
+        let event = NewEvent {
+            login_id: login_id.as_ref(),
+            email: Some(&recipient),
+            reason,
+            ..NewEvent::new(&project_id, kind, update.at)
+        };
+        insert_event(conn, event)?;
+    }
+    Ok(true)
+}
+
+impl Outbox for SqliteStore {
+    async fn claim_emails(&self, lease: Lease, limit: u32) -> StoreResult<Vec<ClaimedEmail>> {
+        self.write(move |conn| claim_emails(conn, &lease, limit)).await
+    }
+
+    async fn record_delivery(
+        &self,
+        email_id: &EmailId,
+        lease_owner: &str,
+        result: DeliveryResult,
+    ) -> StoreResult<bool> {
+        let (email_id, lease_owner) = (email_id.clone(), lease_owner.to_string());
+        self.write(move |conn| record_delivery(conn, &email_id, &lease_owner, &result)).await
+    }
+
+    async fn next_email_due(&self) -> StoreResult<Option<Timestamp>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0)))
+                 FROM outbox WHERE status IN ('queued', 'retrying')",
+            )
+            .db()?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))
+            .db()
+            .map(|due| due.map(Timestamp))
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! What passgate's tests share, so that no test suite makes its own:
+//!
+//! - [`TempDatabase`]: a fresh database on either backend — a SQLite file
+//!   in the temporary directory, or a PostgreSQL database created from
+//!   `PASSGATE_TEST_POSTGRES_URL` — removed when dropped, also when the
+//!   test failed;
+//! - [`conformance`]: the runner that makes one test of every check of the
+//!   store conformance suite, for a backend's test binary.
+//!
+//! Real databases only: nothing here mocks a store.
+
+pub mod conformance;
+mod database;
+
+pub use database::{Backend, TempDatabase, postgres_admin_url};
