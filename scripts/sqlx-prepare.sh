@@ -15,7 +15,7 @@ trap 'psql "$admin_url" -qc "DROP DATABASE IF EXISTS $scratch_db WITH (FORCE)"' 
 pg_url="${admin_url%/*}/$scratch_db"
 for m in crates/passgate-store-postgres/migrations/*.sql; do psql "$pg_url" -q -v ON_ERROR_STOP=1 -f "$m"; done
 rm -rf crates/passgate-store-postgres/.sqlx && mkdir -p crates/passgate-store-postgres/.sqlx
-touch crates/passgate-store-postgres/src/*.rs
+find crates/passgate-store-postgres/src -name "*.rs" -exec touch {} +
 SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/crates/passgate-store-postgres/.sqlx" \
   DATABASE_URL="$pg_url" cargo check -q -p passgate-store-postgres --all-targets
 echo "postgres: $(ls crates/passgate-store-postgres/.sqlx | wc -l) queries cached"

@@ -97,11 +97,21 @@ pub struct VerifyLoginResponse {
     pub state: Option<String>,
 }
 
+/// Where a login's email stands: `queued` → `sent`, or `queued` →
+/// `retrying` (after a failed attempt) → `sent` | `failed` (given up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailDeliveryStatus {
+    Queued,
+    Sent,
+    Retrying,
+    Failed,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailDeliveryView {
-    /// `queued`, `sent`, `retrying` or `failed`.
-    pub status: String,
+    pub status: EmailDeliveryStatus,
     /// Delivery attempts made so far.
     pub attempts: i64,
     /// Short category and SMTP reply code of the last failure, e.g. `recipient_rejected (550)`.
@@ -109,13 +119,26 @@ pub struct EmailDeliveryView {
     pub last_error: Option<String>,
 }
 
+/// Where a login attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginStatus {
+    /// Sent and not yet used; still valid.
+    Pending,
+    /// Used (by its link or its code).
+    Verified,
+    /// Not used before it expired.
+    Expired,
+    /// Made unusable by too many failed attempts.
+    Burned,
+}
+
 /// `GET /api/v2/auth/logins/{loginId}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginStatusResponse {
     pub login_id: String,
-    /// `pending`, `verified`, `expired` or `burned`.
-    pub status: String,
+    pub status: LoginStatus,
     pub email: EmailDeliveryView,
     pub created_at: String,
     pub expires_at: String,

@@ -109,6 +109,13 @@ macro_rules! typed_id {
             }
         }
 
+        /// As its text. (No `Deserialize`: an id from outside is parsed.)
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
                 self.0 == other

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, get};
 use passgate_core::Clock;
 use passgate_core::secret::ServerSecret;
 use passgate_store::Store;
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::path::HttpMethod;
 
 use crate::http::{auth, dev, error::ApiError, ops, request_id};
 use crate::keys::KeyRing;
@@ -58,20 +59,102 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(passgate_api_types::ErrorCode::MethodNotAllowed, "this endpoint does not accept that method")
 }
 
-/// The whole HTTP surface.
+/// A route of the public API: where it is served, its OpenAPI operation,
+/// and the schemas that operation refers to. Made by [`api_routes!`] from
+/// the handler's `#[utoipa::path]` annotation, so the router and the
+/// document cannot disagree.
+#[derive(Clone)]
+pub struct RouteDoc {
+    pub path: String,
+    pub methods: Vec<HttpMethod>,
+    pub operation: utoipa::openapi::path::Operation,
+    pub schemas: Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+}
+
+impl std::fmt::Debug for RouteDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteDoc").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl RouteDoc {
+    /// What `#[utoipa::path]` made for a handler. (`__dev` is utoipa's
+    /// hidden API for this very purpose, which its derive and utoipa-axum
+    /// use; our own macro needs it because `routes!` cannot take handlers
+    /// generic over the store.)
+    fn of<P>() -> Self
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+    {
+        let mut schemas = Vec::new();
+        P::schemas(&mut schemas);
+        let mut operation = P::operation();
+        // utoipa-axum's `routes!` does the same: tags given on the handler
+        // are the operation's.
+        let tags = <P as utoipa::__dev::Tags>::tags();
+        if !tags.is_empty() {
+            operation.tags.get_or_insert_with(Vec::new).extend(tags.iter().map(ToString::to_string));
+        }
+        Self { path: P::path(), methods: P::methods(), operation, schemas }
+    }
+}
+
+/// The method filter of an OpenAPI method.
+fn method_filter(method: &HttpMethod) -> MethodFilter {
+    match method {
+        HttpMethod::Get => MethodFilter::GET,
+        HttpMethod::Post => MethodFilter::POST,
+        HttpMethod::Put => MethodFilter::PUT,
+        HttpMethod::Delete => MethodFilter::DELETE,
+        HttpMethod::Patch => MethodFilter::PATCH,
+        HttpMethod::Head => MethodFilter::HEAD,
+        HttpMethod::Options => MethodFilter::OPTIONS,
+        HttpMethod::Trace => MethodFilter::TRACE,
+    }
+}
+
+/// Declares the public API once: each entry names a handler annotated
+/// with `#[utoipa::path]` (with `<S>` when it is generic over the store).
+/// From the one list come [`api_router`] and [`api_docs`].
+macro_rules! api_routes {
+    ($($module:ident :: $handler:ident $(<$store:ident>)?),* $(,)?) => {
+        /// The public API's routes, served from their documented paths.
+        fn api_router<S: Store>() -> Router<App<S>> {
+            let mut router = Router::new();
+            $(
+                utoipa_axum::paste! {
+                    let doc = RouteDoc::of::<$module::[<__path_ $handler>]>();
+                }
+                let methods = doc.methods.iter().fold(MethodRouter::new(), |routes, method| {
+                    routes.on(method_filter(method), $module::$handler $(::<$store>)?)
+                });
+                router = router.route(&doc.path, methods);
+            )*
+            router
+        }
+
+        /// The public API's routes as the OpenAPI document describes them.
+        pub fn api_docs() -> Vec<RouteDoc> {
+            vec![$(utoipa_axum::paste! { RouteDoc::of::<$module::[<__path_ $handler>]>() }),*]
+        }
+    };
+}
+
+api_routes![
+    auth::start<S>,
+    auth::verify<S>,
+    auth::get_login<S>,
+    ops::jwks<S>,
+    ops::healthz,
+    ops::readyz<S>,
+    ops::openapi,
+];
+
+/// The whole HTTP surface: the documented API, and in dev mode the mailbox.
 pub fn router<S: Store>(app: App<S>) -> Router {
-    let api = Router::new()
-        .route("/api/v2/auth/start", post(auth::start::<S>))
-        .route("/api/v2/auth/verify", post(auth::verify::<S>))
-        .route("/api/v2/auth/logins/{login_id}", get(auth::get_login::<S>))
-        .route("/api/v2/openapi.json", get(ops::openapi))
+    let mut router = api_router::<S>()
         // Responses carry JWTs and login state: never cache them anywhere.
-        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    let mut router = Router::new()
-        .merge(api)
-        .route("/.well-known/jwks.json", get(ops::jwks::<S>))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz::<S>));
+        .layer(axum::middleware::from_fn(no_store_under_api));
     if app.dev_mailbox.is_some() {
         router = router.route("/_dev/mailbox", get(dev::mailbox::<S>));
     }
@@ -87,6 +170,17 @@ pub fn router<S: Store>(app: App<S>) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .with_state(app)
+}
+
+/// `Cache-Control: no-store` on every answer under `/api/`: they carry JWTs
+/// and login state (the JWKS and health checks, outside it, may be cached).
+async fn no_store_under_api(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let under_api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    if under_api {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets

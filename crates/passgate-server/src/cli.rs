@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use passgate_core::apikey::{ApiKey, KeyMode};
 use passgate_core::email::EmailAddress;
-use passgate_core::ids::IdKind;
 use passgate_core::limits::{EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_MAX_SECONDS, LINK_TTL_MIN_SECONDS};
 use passgate_core::policy::canonical_domain;
 use passgate_core::redirect::AllowedRedirect;
-use passgate_core::{Clock, Timestamp, duration};
+use passgate_core::{ApiKeyId, Clock, ProjectId, Timestamp, duration};
 use passgate_store::{ApiKeyInfo, NewApiKey, NewProject, Project, ProjectSettings, Store, StoreError};
 use serde_json::json;
 
@@ -232,7 +231,7 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
                 link_ttl_seconds: ttl_seconds(&args.link_ttl)?,
                 emails_per_minute: args.emails_per_minute,
             })?;
-            let id = IdKind::Project.generate();
+            let id = ProjectId::generate();
             let (key, record) = new_key(&id, KeyMode::Live, now);
             let project = NewProject { id: id.clone(), settings: project_settings, is_dev: false, created_at: now };
             store.create_project(project, record, false).await?;
@@ -244,7 +243,8 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
             }
         }
         Command::Project(ProjectCommand::Update(args)) => {
-            let current = store.get_project(&args.id).await?.ok_or_else(|| CliError::NoProject(args.id.clone()))?;
+            let id = project_id(&args.id)?;
+            let current = store.get_project(&id).await?.ok_or_else(|| CliError::NoProject(args.id.clone()))?;
             let mut s = current.settings;
             if let Some(name) = &args.name {
                 s.name = name.clone();
@@ -267,20 +267,21 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
             if let Some(n) = args.emails_per_minute {
                 s.emails_per_minute = n;
             }
-            let updated = store.update_project(&args.id, checked_settings(s)?).await.map_err(|e| match e {
+            let updated = store.update_project(&id, checked_settings(s)?).await.map_err(|e| match e {
                 StoreError::NotFound => CliError::NoProject(args.id.clone()),
                 other => other.into(),
             })?;
             print_project(&updated, args.json);
         }
         Command::Project(ProjectCommand::Show { id, json }) => {
-            let project = store.get_project(id).await?.ok_or_else(|| CliError::NoProject(id.clone()))?;
+            let project = store.get_project(&project_id(id)?).await?.ok_or_else(|| CliError::NoProject(id.clone()))?;
             print_project(&project, *json);
         }
         Command::Key(KeyCommand::Create { project, json }) => {
-            let p = store.get_project(project).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
+            let p =
+                store.get_project(&project_id(project)?).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
             let mode = if p.is_dev { KeyMode::Test } else { KeyMode::Live };
-            let (key, record) = new_key(project, mode, now);
+            let (key, record) = new_key(&p.id, mode, now);
             let key_id = record.id.clone();
             store.create_api_key(record).await?;
             if *json {
@@ -291,12 +292,14 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
             }
         }
         Command::Key(KeyCommand::List { project, json }) => {
-            store.get_project(project).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
-            let keys = store.list_api_keys(project).await?;
+            let id = project_id(project)?;
+            store.get_project(&id).await?.ok_or_else(|| CliError::NoProject(project.clone()))?;
+            let keys = store.list_api_keys(&id).await?;
             print_keys(&keys, *json);
         }
         Command::Key(KeyCommand::Revoke { key_id }) => {
-            store.revoke_api_key(key_id, now).await.map_err(|e| match e {
+            let id = ApiKeyId::parse(key_id).ok_or_else(|| CliError::NoKey(key_id.clone()))?;
+            store.revoke_api_key(&id, now).await.map_err(|e| match e {
                 StoreError::NotFound => CliError::NoKey(key_id.clone()),
                 other => other.into(),
             })?;
@@ -317,11 +320,17 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
     Ok(())
 }
 
-fn new_key(project_id: &str, mode: KeyMode, now: Timestamp) -> (ApiKey, NewApiKey) {
+/// A project id given on the command line; one that is not shaped like an
+/// id names no project.
+fn project_id(given: &str) -> Result<ProjectId, CliError> {
+    ProjectId::parse(given).ok_or_else(|| CliError::NoProject(given.to_string()))
+}
+
+fn new_key(project_id: &ProjectId, mode: KeyMode, now: Timestamp) -> (ApiKey, NewApiKey) {
     let key = ApiKey::generate(mode);
     let record = NewApiKey {
-        id: IdKind::ApiKey.generate(),
-        project_id: project_id.to_string(),
+        id: ApiKeyId::generate(),
+        project_id: project_id.clone(),
         key_hash: key.hash(),
         hint: key.hint(),
         created_at: now,

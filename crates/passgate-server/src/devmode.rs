@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use passgate_core::apikey::{ApiKey, KeyMode};
 use passgate_core::limits::{EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_DEFAULT_SECONDS};
 use passgate_core::secret::{Purpose, ServerSecret};
-use passgate_core::{Timestamp, random};
+use passgate_core::{ApiKeyId, ProjectId, Timestamp, random};
 use passgate_store::{NewApiKey, NewProject, ProjectSettings, Store, StoreError};
 
 pub const DEV_DIR: &str = ".passgate";
@@ -54,7 +54,7 @@ pub fn dev_api_key(secret: &ServerSecret) -> ApiKey {
 /// Creates the dev project and its key if they are not there yet.
 pub async fn ensure_dev_project<S: Store>(store: &S, key: &ApiKey, now: Timestamp) -> Result<(), StoreError> {
     let project = NewProject {
-        id: DEV_PROJECT_ID.to_string(),
+        id: ProjectId::from_trusted(DEV_PROJECT_ID),
         settings: ProjectSettings {
             name: "Dev project".to_string(),
             app_name: None,
@@ -68,8 +68,8 @@ pub async fn ensure_dev_project<S: Store>(store: &S, key: &ApiKey, now: Timestam
         created_at: now,
     };
     let key = NewApiKey {
-        id: "key_dev".to_string(),
-        project_id: DEV_PROJECT_ID.to_string(),
+        id: ApiKeyId::from_trusted("key_dev"),
+        project_id: ProjectId::from_trusted(DEV_PROJECT_ID),
         key_hash: key.hash(),
         hint: key.hint(),
         created_at: now,

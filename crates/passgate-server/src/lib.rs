@@ -2,8 +2,10 @@
 //! and the operator CLI behind the `passgate` binary.
 //!
 //! Layout: [`config`] turns files and environment into checked settings;
-//! [`server`] assembles and runs a server; [`app`] is the router; [`http`]
-//! holds handlers, extractors and the error type; [`mail`] the outbox,
+//! [`server`] assembles and runs a server; [`app`] is the router, built
+//! from one list of routes; [`http`] holds the thin handlers, extractors and
+//! the error type; [`services`] the orchestration of each area between
+//! handlers and the store; [`mail`] the outbox,
 //! templates and SMTP; [`keys`] the JWT signing key ring; [`cli`] the
 //! operator commands; [`devmode`] what `passgate dev` adds; [`metrics`] the
 //! Prometheus counters served on their own listener.
@@ -18,6 +20,7 @@ pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod server;
+pub mod services;
 pub mod telemetry;
 
 use passgate_core::{Clock, Timestamp};

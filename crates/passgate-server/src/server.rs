@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use passgate_core::Clock;
 use passgate_core::secret::ServerSecret;
-use passgate_store::{Store, StoreError};
+use passgate_store::{Database, Store, StoreError};
 use passgate_store_postgres::{PgStore, PoolSettings};
 use passgate_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -171,10 +171,8 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let file = path.split('?').next().unwrap_or_default();
         if let Some(parent) = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StartError::Database {
-                url: url.to_string(),
-                source: StoreError::Database(Box::new(e)),
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StartError::Database { url: url.to_string(), source: StoreError::database(e) })?;
         }
     }
     let db_err = |source| StartError::Database { url: url.to_string(), source };

@@ -6,9 +6,10 @@
 //! key revoke`, `passgate project update`, another instance), so the cache is
 //! only as good as the news it hears of such changes:
 //!
-//! - every write that changes what a lookup returns sends a notification on
-//!   [`CHANNEL`] in its transaction; PostgreSQL delivers it at commit, and
-//!   every instance's listener empties its cache on it;
+//! - every change to an API key or a project sends a notification on
+//!   [`CHANNEL`] (a trigger does, migration 0005, whatever statement made
+//!   the change); PostgreSQL delivers it at commit, and every instance's
+//!   listener empties its cache on it;
 //! - the cache is used only while that listener is connected and listening.
 //!   When its connection breaks, notifications may have been missed: the
 //!   cache is emptied and bypassed until the listener is back;
@@ -225,9 +226,4 @@ async fn subscribe(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
     listener.ignore_pool_close_event(true);
     listener.listen(CHANNEL).await?;
     Ok(listener)
-}
-
-/// Tells every instance, at commit, that keys or projects changed.
-pub(crate) async fn notify_change(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(conn).await.map(drop)
 }

@@ -7,11 +7,20 @@
 //! for a while is checked before it is handed out, so the pool recovers by
 //! itself after the database comes back.
 //!
-//! Hot-path writes are group-committed ([`writer`]); API keys are cached in
-//! memory and forgotten when any instance announces a change ([`key_cache`]).
+//! One file per area, named as in `passgate-store` (`logins.rs` holds
+//! `impl Logins for PgStore`). Hot-path writes are group-committed: the
+//! generic [`writer`] runs lanes whose kinds and batched statements live in
+//! `batch/`; new areas use plain transactions. API keys are cached in memory
+//! and forgotten when any instance announces a change ([`key_cache`]).
 
+mod batch;
+mod database;
+mod events;
 mod key_cache;
-mod store;
+mod logins;
+mod outbox;
+mod projects;
+mod signing_keys;
 mod writer;
 
 use std::str::FromStr;
@@ -26,13 +35,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    /// The hot-path writes, group-committed (see [`writer`]).
-    writer: writer::Writer,
+    /// The hot-path writes, group-committed (see [`writer`] and `batch/`).
+    lanes: batch::HotPath,
     /// API keys with their project, kept while PostgreSQL keeps us told of
     /// changes (see [`key_cache`]).
     keys: Arc<key_cache::KeyCache>,
 }
 
+pub use batch::BatchedCounts;
 pub use key_cache::LISTENER_APPLICATION_NAME;
 
 /// Pool sizing.
@@ -54,7 +64,7 @@ impl Default for PoolSettings {
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    StoreError::Database(Box::new(e))
+    StoreError::database(e)
 }
 
 impl PgStore {
@@ -80,9 +90,8 @@ impl PgStore {
                 })
             })
             .connect_lazy_with(options.clone());
-        let aheads = writer::Aheads { verifies: store::verify_ahead, deliveries: store::record_ahead };
-        let writer = writer::Writer::spawn(&pool, aheads);
-        Ok(Self { pool, writer, keys: Arc::new(key_cache::KeyCache::new(options)) })
+        let lanes = batch::HotPath::spawn(&pool);
+        Ok(Self { pool, lanes, keys: Arc::new(key_cache::KeyCache::new(options)) })
     }
 
     /// How long a cached API key may be used after it was read, when no
@@ -116,25 +125,11 @@ impl PgStore {
     /// Finishes the writes already queued, then closes the pool.
     pub async fn close(&self) {
         self.keys.stop_listener();
-        self.writer.close().await;
+        self.lanes.close().await;
         self.pool.close().await;
     }
 
-    /// Runs `f` in the lane's next batch transaction; returns once
-    /// committed. `register` and `answer` as in [`writer::Writer::write`].
-    pub(crate) async fn write<R, F>(
-        &self,
-        lane: writer::Lane,
-        register: Option<writer::Register>,
-        answer: Option<writer::Answer<R>>,
-        f: F,
-    ) -> StoreResult<R>
-    where
-        R: Send + 'static,
-        F: for<'c> Fn(&'c mut sqlx::PgConnection, &'c mut writer::BatchState) -> writer::BoxFuture<'c, StoreResult<R>>
-            + Send
-            + 'static,
-    {
-        self.writer.write(lane, register, answer, f).await
+    pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await.map_err(db_err)
     }
 }

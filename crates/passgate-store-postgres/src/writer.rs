@@ -1,33 +1,28 @@
-//! Group commit for the hot path: the writes of logins that arrive together
-//! run in one transaction on one connection. There are lanes per kind of
-//! write — one for starts, one for delivery outcomes, several for verifies —
-//! each with its own task and connection, so they proceed side by side (a
-//! lane spends most of its time waiting on round trips to the database, not
-//! working).
+//! Group commit: writes that arrive together run in one transaction on one
+//! connection. Writes go to lanes, each with its own task and connection, so
+//! lanes proceed side by side (a lane spends most of its time waiting on
+//! round trips to the database, not working). This file knows nothing of
+//! what is written: a [`LaneKind`] (see `batch/`) supplies the state its
+//! batches share and the statement, if any, that writes a whole batch ahead
+//! of its transaction; a write supplies the closure that runs inside it.
 //!
-//! Lanes of different kinds never wait on each other's locks: starts lock
-//! their project (`FOR NO KEY UPDATE`, which foreign-key checks do not wait
-//! for) and insert new rows; verifies lock existing logins and users;
-//! outcomes lock outbox rows.
+//! Why batch: a commit costs a WAL flush and a round trip whatever its
+//! size, and writes that queue on one row lock (every start of a project
+//! takes its project's row) can never go faster than one flush each when
+//! committed one by one. Batched, a flush and a lock acquisition serve a
+//! whole batch. A write's result is handed back only after its batch
+//! committed.
 //!
-//! Why: every start takes its project's row lock (so limits hold across
-//! instances) and holds it through its commit's WAL flush, so starts of one
-//! project committed one by one can never go faster than one flush each.
-//! Batched, a flush and a lock acquisition serve a whole batch. A job's
-//! result is handed back only after its batch committed.
-//!
-//! Statements ahead of the transaction: where one statement can write all
-//! of a batch's operations of a kind (the verifies of different tokens, the
-//! outcomes of different emails), the lane runs it on its own, outside any
-//! transaction, before the batch's transaction: PostgreSQL commits a
-//! statement sent outside a transaction when it completes, as durably as a
-//! `COMMIT` (`synchronous_commit`), and one statement is all-or-nothing. That
-//! is one round trip for the batch instead of three (`BEGIN`, the
-//! statement, `COMMIT`). Its operations are answered at once; the others (a
-//! refused verify, or all of them if the statement failed) go on in the
-//! batch's transaction, on their own paths. The starts lane, which needs
-//! its transaction (the project's lock must be held before the statement
-//! takes its snapshot), saves the `BEGIN` instead: see [`Mode::Chained`].
+//! Statements ahead of the transaction ([`Mode::Ahead`]): where one
+//! statement can write all of a batch's operations, the lane runs it on its
+//! own, outside any transaction, before the batch's transaction: PostgreSQL
+//! commits a statement sent outside a transaction when it completes, as
+//! durably as a `COMMIT` (`synchronous_commit`), and one statement is
+//! all-or-nothing. That is one round trip for the batch instead of three
+//! (`BEGIN`, the statement, `COMMIT`). Its operations are answered at once;
+//! the others (a refused operation, or all of them if the statement failed)
+//! go on in the batch's transaction, on their own paths. A lane that needs
+//! its transaction saves the `BEGIN` instead: see [`Mode::Chained`].
 //!
 //! Optimistic batches: a batch runs its jobs back to back with no savepoint
 //! between them (a savepoint per job was a round trip per job, and more
@@ -38,6 +33,9 @@
 //! each in a transaction of its own — which is why a job must be callable
 //! twice. Several instances still exclude each other through the same row
 //! locks, batch by batch.
+//!
+//! New areas use plain transactions; a lane is for a write whose rate a
+//! benchmark showed to need one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,7 +46,7 @@ use std::time::Duration;
 use passgate_store::{StoreError, StoreResult};
 use sqlx::pool::PoolConnection;
 use sqlx::{Executor, PgConnection, PgPool, Postgres};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{RwLock, mpsc, oneshot};
 
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 128;
@@ -61,141 +59,88 @@ const IDLE_LANE_GIVES_BACK: Duration = Duration::from_millis(100);
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What a batch's jobs share besides the connection: the projects whose
-/// row the batch's transaction has locked already, so a start of the same
-/// project does not ask again (a round trip per start), and the batch's
-/// starts, delivery outcomes and link verifies, registered before any job
-/// runs: the first start of a project writes the others with it in one
-/// statement, and the lanes' statements ahead of the transaction write the
-/// outcomes and the verifies.
-#[derive(Default)]
-pub(crate) struct BatchState {
-    locked_projects: Vec<String>,
-    /// Answered by login id.
-    pub(crate) starts: WrittenAhead<passgate_store::NewLogin, passgate_store::StartOutcome>,
-    /// Answered by email id: whether the outcome was recorded.
-    pub(crate) deliveries: WrittenAhead<crate::store::PendingDelivery, bool>,
-    /// Answered by the user id each verify offers (unique per request).
-    pub(crate) verifies: WrittenAhead<passgate_store::VerifyByToken, passgate_store::VerifiedLogin>,
+/// How a kind of lane saves round trips (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Its batches' transactions follow one another with no `BEGIN` between
+    /// them: while more jobs wait, a batch commits with `COMMIT AND CHAIN`,
+    /// which begins the next transaction in the same round trip. For a lane
+    /// whose batches run one after another on the critical path (each
+    /// holding a row lock until its commit), a `BEGIN` was a sixth of a
+    /// batch's time at 64 users. A lane with nothing waiting commits
+    /// plainly, so it is never left idle inside a transaction.
+    Chained,
+    /// [`LaneKind::ahead`] writes what it can of a batch in one statement
+    /// before the batch's transaction.
+    Ahead,
 }
 
-/// The operations of one kind in a batch, registered before any job runs,
-/// and the answers the first of them wrote ahead for the others.
-pub(crate) struct WrittenAhead<T, A> {
-    registered: Vec<Arc<T>>,
-    /// The projects whose starts a statement already covered.
-    looked_at: Vec<String>,
-    answers: Vec<(String, A)>,
+/// A kind of write that has lanes of its own.
+pub(crate) trait LaneKind: Send + Sync + 'static {
+    /// What a batch's jobs share besides the connection: the operations
+    /// they register before any job runs, answers written for them ahead,
+    /// locks already taken.
+    type Batch: Default + Send;
+
+    const MODE: Mode;
+
+    /// With [`Mode::Ahead`]: writes what it can of the registered
+    /// operations in one statement outside any transaction, leaving their
+    /// answers in the batch. An error means it wrote nothing.
+    fn ahead<'c>(&'c self, conn: &'c mut PgConnection, batch: &'c mut Self::Batch) -> BoxFuture<'c, StoreResult<()>>;
 }
 
-impl<T, A> Default for WrittenAhead<T, A> {
-    fn default() -> Self {
-        Self { registered: Vec::new(), looked_at: Vec::new(), answers: Vec::new() }
-    }
-}
+/// What a job tells its batch before the batch runs (see [`LaneKind::Batch`]).
+pub(crate) type Register<K> = Box<dyn Fn(&mut <K as LaneKind>::Batch) + Send>;
 
-impl<T, A> WrittenAhead<T, A> {
-    pub(crate) fn register(&mut self, operation: Arc<T>) {
-        self.registered.push(operation);
-    }
-
-    pub(crate) fn registered(&self) -> &[Arc<T>] {
-        &self.registered
-    }
-
-    /// True the first time it is asked for `scope`.
-    pub(crate) fn first_look(&mut self, scope: &str) -> bool {
-        if self.looked_at.iter().any(|s| s == scope) {
-            return false;
-        }
-        self.looked_at.push(scope.to_string());
-        true
-    }
-
-    pub(crate) fn answered(&mut self, answers: impl IntoIterator<Item = (String, A)>) {
-        self.answers.extend(answers);
-    }
-
-    /// The answer written ahead for `key`, once.
-    pub(crate) fn answer(&mut self, key: &str) -> Option<A> {
-        let at = self.answers.iter().position(|(k, _)| k == key)?;
-        Some(self.answers.swap_remove(at).1)
-    }
-}
-
-impl BatchState {
-    pub(crate) fn has_locked(&self, project_id: &str) -> bool {
-        self.locked_projects.iter().any(|p| p == project_id)
-    }
-
-    pub(crate) fn locked(&mut self, project_id: &str) {
-        self.locked_projects.push(project_id.to_string());
-    }
-}
+/// How a job finds its outcome in what its lane's statement ahead of the
+/// transaction wrote; `None` if that statement did not write it.
+pub(crate) type Answer<K, R> = Box<dyn Fn(&mut <K as LaneKind>::Batch) -> Option<R> + Send>;
 
 /// A write waiting for its batch: it can run (again, after a rollback),
 /// remembers its last outcome, and hands it over once the commit's fate is known.
-trait Job: Send {
+trait Job<K: LaneKind>: Send {
     /// Tells the batch about the job before any job of the batch runs.
-    fn register(&self, state: &mut BatchState);
-    /// Takes the job's outcome from what its lane's statement ahead of the
+    fn register(&self, batch: &mut K::Batch);
+    /// Takes the job's outcome from what the lane's statement ahead of the
     /// transaction wrote, if it wrote the job's; says whether it did.
-    fn answer(&mut self, state: &mut BatchState) -> bool;
+    fn answer(&mut self, batch: &mut K::Batch) -> bool;
     /// Runs inside the batch's transaction; says whether it succeeded.
-    fn run<'c>(&'c mut self, conn: &'c mut PgConnection, state: &'c mut BatchState) -> BoxFuture<'c, bool>;
+    fn run<'c>(&'c mut self, conn: &'c mut PgConnection, batch: &'c mut K::Batch) -> BoxFuture<'c, bool>;
     fn fail(&mut self, error: StoreError);
     /// Sends the outcome, or the commit's error if the commit failed.
     fn deliver(self: Box<Self>, committed: StoreResult<()>);
 }
 
-/// What a job tells its batch before the batch runs (see [`BatchState`]).
-pub(crate) type Register = Box<dyn Fn(&mut BatchState) + Send>;
-
-/// How a job finds its outcome in what its lane's statement ahead of the
-/// transaction wrote (see [`BatchState`]); `None` if that statement did
-/// not write it.
-pub(crate) type Answer<R> = Box<dyn Fn(&mut BatchState) -> Option<R> + Send>;
-
-/// A lane's statement ahead of its batches' transactions (see the module's
-/// documentation): writes what it can of the registered operations, in one
-/// statement outside any transaction, and leaves their answers in the
-/// batch's state. An error means it wrote nothing.
-pub(crate) type Ahead = for<'c> fn(&'c mut PgConnection, &'c mut BatchState) -> BoxFuture<'c, StoreResult<()>>;
-
-/// The statements ahead of the transaction of the lanes that have one.
-pub(crate) struct Aheads {
-    pub(crate) verifies: Ahead,
-    pub(crate) deliveries: Ahead,
-}
-
-struct Pending<R, F> {
-    register: Option<Register>,
-    answer: Option<Answer<R>>,
+struct Pending<K: LaneKind, R, F> {
+    register: Option<Register<K>>,
+    answer: Option<Answer<K, R>>,
     write: F,
     outcome: Option<StoreResult<R>>,
     reply: oneshot::Sender<StoreResult<R>>,
 }
 
-impl<R, F> Job for Pending<R, F>
+impl<K, R, F> Job<K> for Pending<K, R, F>
 where
+    K: LaneKind,
     R: Send + 'static,
-    F: for<'c> Fn(&'c mut PgConnection, &'c mut BatchState) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
+    F: for<'c> Fn(&'c mut PgConnection, &'c mut K::Batch) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
 {
-    fn register(&self, state: &mut BatchState) {
+    fn register(&self, batch: &mut K::Batch) {
         if let Some(register) = &self.register {
-            register(state);
+            register(batch);
         }
     }
 
-    fn answer(&mut self, state: &mut BatchState) -> bool {
-        let Some(answer) = self.answer.as_ref().and_then(|answer| answer(state)) else { return false };
+    fn answer(&mut self, batch: &mut K::Batch) -> bool {
+        let Some(answer) = self.answer.as_ref().and_then(|answer| answer(batch)) else { return false };
         self.outcome = Some(Ok(answer));
         true
     }
 
-    fn run<'c>(&'c mut self, conn: &'c mut PgConnection, state: &'c mut BatchState) -> BoxFuture<'c, bool> {
+    fn run<'c>(&'c mut self, conn: &'c mut PgConnection, batch: &'c mut K::Batch) -> BoxFuture<'c, bool> {
         Box::pin(async move {
-            let outcome = (self.write)(conn, state).await;
+            let outcome = (self.write)(conn, batch).await;
             let ok = outcome.is_ok();
             self.outcome = Some(outcome);
             ok
@@ -212,36 +157,27 @@ where
     }
 }
 
-type BoxedJob = Box<dyn Job>;
+type BoxedJob<K> = Box<dyn Job<K>>;
 
-enum Message {
-    Write(BoxedJob),
+enum Message<K: LaneKind> {
+    Write(BoxedJob<K>),
     Close(oneshot::Sender<()>),
 }
 
 fn closed() -> StoreError {
-    StoreError::Database("the PostgreSQL writer is closed".into())
-}
-
-/// Which lane a write takes (see the module's documentation).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Lane {
-    Starts,
-    Verifies,
-    Deliveries,
+    StoreError::database_message("the PostgreSQL writer is closed")
 }
 
 /// The plan settings of a lane's session, made when a lane takes a
 /// connection from the pool and undone ([`LANE_SETTINGS_RESET`]) before it
 /// gives it back, so that other queries never run with them. The lanes'
-/// batch statements (`store::start_together`, `store::VERIFY_TOGETHER`,
-/// `store::RECORD_TOGETHER`) are big; planned on every execution (~0.25 ms
-/// each), the verify batch alone took over a tenth of PostgreSQL's CPU at
-/// 2,000 logins/s, and PostgreSQL may choose to do so for any statement
-/// whose custom plans look cheaper (they see how many rows the arrays
-/// hold). The lanes use cached generic plans instead, made with no
-/// sequential scan, hash or merge join, so that a plan first made while
-/// `logins` was small (item 8 of bench/NOTES.md) cannot scan the grown
+/// batch statements (see `batch/`) are big; planned on every execution
+/// (~0.25 ms each), the verify batch alone took over a tenth of
+/// PostgreSQL's CPU at 2,000 logins/s, and PostgreSQL may choose to do so
+/// for any statement whose custom plans look cheaper (they see how many
+/// rows the arrays hold). The lanes use cached generic plans instead, made
+/// with no sequential scan, hash or merge join, so that a plan first made
+/// while a table was small (item 8 of bench/NOTES.md) cannot scan the grown
 /// table: every lookup in these statements has an index made for it, and
 /// their joins match a few rows of `UNNEST`ed input, one index probe each.
 ///
@@ -255,59 +191,62 @@ pub(crate) const LANE_SETTINGS: &str = "SET plan_cache_mode = force_generic_plan
 pub(crate) const LANE_SETTINGS_RESET: &str =
     "RESET plan_cache_mode; RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin";
 
-/// Verifies get several lanes: unlike starts, which queue on their
-/// project's row lock anyway, they only wait on round trips. Two of them can
-/// deadlock only when the same logins are verified twice at once in crossed
-/// order (a replay); PostgreSQL then fails one of the two batches, whose
-/// operations run again one by one after the other batch committed.
-///
-/// Two, not more: each lane's batches cost a commit, a WAL flush and an
-/// executor start-up whatever their size, and more lanes make smaller
-/// batches. At 64 users on 2 cores, four lanes averaged 2.6 verifies a
-/// transaction and one lane left the machine idle between round trips; two
-/// ran ~20% more logins/s than four (bench/NOTES.md, item 13).
-const VERIFY_LANES: usize = 2;
-
-/// Where each kind's lanes sit in [`Writer::lanes`].
-const STARTS_LANE: usize = 0;
-const DELIVERIES_LANE: usize = 1;
-const FIRST_VERIFY_LANE: usize = 2;
-
-/// The sending sides, held by every clone of the store.
-#[derive(Clone, Debug)]
-pub(crate) struct Writer {
-    /// Starts, deliveries, then the verify lanes.
-    lanes: Arc<[mpsc::UnboundedSender<Message>]>,
-    next_verify: Arc<AtomicUsize>,
+/// What every lane of a store shares: a gate that tests can close to hold
+/// every lane's next batch back (so that writes sent meanwhile gather into
+/// one batch), and the count of writes sent and not yet taken into a batch.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    gate: Arc<RwLock<()>>,
+    waiting: AtomicUsize,
 }
 
-impl Writer {
-    pub(crate) fn spawn(pool: &PgPool, aheads: Aheads) -> Self {
-        let lanes = (0..FIRST_VERIFY_LANE + VERIFY_LANES)
-            .map(|index| {
-                let mode = match index {
-                    STARTS_LANE => Mode::Chained,
-                    DELIVERIES_LANE => Mode::Ahead(aheads.deliveries),
-                    _ => Mode::Ahead(aheads.verifies),
-                };
+impl Shared {
+    /// Holds every lane's next batch back until the guard is dropped.
+    pub(crate) async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.gate).write_owned().await
+    }
+
+    /// Writes sent and not yet taken into a batch.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+}
+
+/// The lanes of one kind, held by every clone of the store: writes are
+/// spread over them in turn.
+pub(crate) struct Lanes<K: LaneKind> {
+    lanes: Arc<[mpsc::UnboundedSender<Message<K>>]>,
+    next: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+impl<K: LaneKind> Clone for Lanes<K> {
+    fn clone(&self) -> Self {
+        Self { lanes: Arc::clone(&self.lanes), next: Arc::clone(&self.next), shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<K: LaneKind> std::fmt::Debug for Lanes<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes").field("lanes", &self.lanes.len()).finish_non_exhaustive()
+    }
+}
+
+impl<K: LaneKind> Lanes<K> {
+    /// Starts `count` lanes of `kind`, each a task with a connection of
+    /// the pool while it has work.
+    pub(crate) fn spawn(pool: &PgPool, kind: Arc<K>, count: usize, shared: Arc<Shared>) -> Self {
+        let lanes = (0..count.max(1))
+            .map(|_| {
                 let (sender, receiver) = mpsc::unbounded_channel();
-                tokio::spawn(run(pool.clone(), receiver, mode));
+                tokio::spawn(run(pool.clone(), Arc::clone(&kind), receiver, Arc::clone(&shared)));
                 sender
             })
             .collect();
-        Self { lanes, next_verify: Arc::new(AtomicUsize::new(0)) }
+        Self { lanes, next: Arc::new(AtomicUsize::new(0)), shared }
     }
 
-    fn lane(&self, lane: Lane) -> &mpsc::UnboundedSender<Message> {
-        let index = match lane {
-            Lane::Starts => STARTS_LANE,
-            Lane::Deliveries => DELIVERIES_LANE,
-            Lane::Verifies => FIRST_VERIFY_LANE + self.next_verify.fetch_add(1, Ordering::Relaxed) % VERIFY_LANES,
-        };
-        &self.lanes[index]
-    }
-
-    /// Runs `write` inside the lane's next batch transaction (twice if the
+    /// Runs `write` inside a lane's next batch transaction (twice if the
     /// batch is rolled back); returns once committed. `register`, if any,
     /// runs first, before any job of the batch (and again before a re-run);
     /// `answer`, if any, then looks for the job's outcome in what the lane's
@@ -315,18 +254,22 @@ impl Writer {
     /// does not run.
     pub(crate) async fn write<R, F>(
         &self,
-        lane: Lane,
-        register: Option<Register>,
-        answer: Option<Answer<R>>,
+        register: Option<Register<K>>,
+        answer: Option<Answer<K, R>>,
         write: F,
     ) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: for<'c> Fn(&'c mut PgConnection, &'c mut BatchState) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
+        F: for<'c> Fn(&'c mut PgConnection, &'c mut K::Batch) -> BoxFuture<'c, StoreResult<R>> + Send + 'static,
     {
         let (reply, outcome) = oneshot::channel();
-        let job: BoxedJob = Box::new(Pending { register, answer, write, outcome: None, reply });
-        self.lane(lane).send(Message::Write(job)).map_err(|_| closed())?;
+        let job: BoxedJob<K> = Box::new(Pending { register, answer, write, outcome: None, reply });
+        let lane = &self.lanes[self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len()];
+        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        if lane.send(Message::Write(job)).is_err() {
+            self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(closed());
+        }
         outcome.await.map_err(|_| closed())?
     }
 
@@ -341,22 +284,6 @@ impl Writer {
     }
 }
 
-/// How a lane saves round trips (see the module's documentation).
-#[derive(Clone, Copy)]
-enum Mode {
-    /// Its batches' transactions follow one another with no `BEGIN` between
-    /// them: while more jobs wait, a batch commits with `COMMIT AND CHAIN`,
-    /// which begins the next transaction in the same round trip. For the
-    /// starts lane, whose batches run one after another on the critical
-    /// path of every login (each holds its project's row lock until its
-    /// commit), a `BEGIN` was a sixth of a batch's time at 64 users. A lane
-    /// with nothing waiting commits plainly, so it is never left idle inside
-    /// a transaction.
-    Chained,
-    /// A statement ahead of the transaction writes what it can of a batch.
-    Ahead(Ahead),
-}
-
 /// A lane's connection, and whether a transaction is open on it (begun by
 /// the last batch's `COMMIT AND CHAIN`).
 struct Held {
@@ -364,7 +291,12 @@ struct Held {
     in_transaction: bool,
 }
 
-async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>, mode: Mode) {
+async fn run<K: LaneKind>(
+    pool: PgPool,
+    kind: Arc<K>,
+    mut receiver: mpsc::UnboundedReceiver<Message<K>>,
+    shared: Arc<Shared>,
+) {
     // A busy lane keeps its connection from batch to batch: taking one from
     // the pool per batch would queue the lane behind every read, and cost
     // two round trips for the lane's settings. A lane idle for
@@ -387,11 +319,16 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>, mode:
             },
         };
         let Some(first) = next else { break };
+        // Uncontended but for tests that hold the lanes back (see `Shared`).
+        let _open = shared.gate.read().await;
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Write(job) => batch.push(job),
+                Message::Write(job) => {
+                    shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                    batch.push(job);
+                }
                 Message::Close(done) => {
                     closing = Some(done);
                     break;
@@ -401,8 +338,8 @@ async fn run(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Message>, mode:
                 next = receiver.try_recv().ok();
             }
         }
-        let chain = matches!(mode, Mode::Chained) && closing.is_none() && !receiver.is_empty();
-        commit_batch(&pool, &mut held, batch, mode, chain).await;
+        let chain = K::MODE == Mode::Chained && closing.is_none() && !receiver.is_empty();
+        commit_batch(&pool, kind.as_ref(), &mut held, batch, chain).await;
     }
     if let Some(lane_conn) = held.take() {
         give_back(lane_conn).await;
@@ -445,28 +382,38 @@ fn discard(mut conn: PoolConnection<Postgres>) {
     conn.close_on_drop();
 }
 
-fn fail_all(batch: Vec<BoxedJob>, message: &str) {
+fn fail_all<K: LaneKind>(batch: Vec<BoxedJob<K>>, error: &StoreError) {
     for mut job in batch {
-        job.fail(StoreError::Database(message.to_string().into()));
+        job.fail(error.clone());
         job.deliver(Ok(()));
     }
 }
 
+fn db_error(e: sqlx::Error) -> StoreError {
+    StoreError::database(e)
+}
+
 /// Runs a batch on the lane's connection, taking one first if needed;
 /// `chain` says whether its commit begins the next transaction.
-async fn commit_batch(pool: &PgPool, held: &mut Option<Held>, batch: Vec<BoxedJob>, mode: Mode, chain: bool) {
+async fn commit_batch<K: LaneKind>(
+    pool: &PgPool,
+    kind: &K,
+    held: &mut Option<Held>,
+    batch: Vec<BoxedJob<K>>,
+    chain: bool,
+) {
     if batch.is_empty() {
         return;
     }
     if held.is_none() {
         match take_from(pool).await {
             Ok(lane_conn) => *held = Some(lane_conn),
-            Err(e) => return fail_all(batch, &e.to_string()),
+            Err(e) => return fail_all(batch, &db_error(e)),
         }
     }
     let Some(lane_conn) = held.as_mut() else { return };
-    let batch = match mode {
-        Mode::Ahead(ahead) => write_ahead(&mut lane_conn.conn, batch, ahead).await,
+    let batch = match K::MODE {
+        Mode::Ahead => write_ahead(&mut lane_conn.conn, kind, batch).await,
         Mode::Chained => batch,
     };
     if !batch.is_empty() && !run_batch(lane_conn, batch, chain).await {
@@ -481,12 +428,12 @@ async fn commit_batch(pool: &PgPool, held: &mut Option<Held>, batch: Vec<BoxedJo
 /// it wrote; returns the others, for the transaction. If the statement
 /// fails, it wrote nothing, and every job goes on to the transaction (where,
 /// if the connection broke, they fail with it).
-async fn write_ahead(conn: &mut PgConnection, batch: Vec<BoxedJob>, ahead: Ahead) -> Vec<BoxedJob> {
-    let mut state = BatchState::default();
+async fn write_ahead<K: LaneKind>(conn: &mut PgConnection, kind: &K, batch: Vec<BoxedJob<K>>) -> Vec<BoxedJob<K>> {
+    let mut state = K::Batch::default();
     for job in &batch {
         job.register(&mut state);
     }
-    if let Err(e) = ahead(conn, &mut state).await {
+    if let Err(e) = kind.ahead(conn, &mut state).await {
         tracing::debug!(error = %e, "a lane's statement ahead of its transaction failed; its jobs run one by one");
         return batch;
     }
@@ -502,7 +449,7 @@ async fn write_ahead(conn: &mut PgConnection, batch: Vec<BoxedJob>, ahead: Ahead
 }
 
 /// Runs and commits a batch; says whether the connection still looks usable.
-async fn run_batch(lane_conn: &mut Held, mut batch: Vec<BoxedJob>, chain: bool) -> bool {
+async fn run_batch<K: LaneKind>(lane_conn: &mut Held, mut batch: Vec<BoxedJob<K>>, chain: bool) -> bool {
     if batch.len() > 1 {
         match run_together(lane_conn, &mut batch, chain).await {
             Together::Committed => {
@@ -513,7 +460,7 @@ async fn run_batch(lane_conn: &mut Held, mut batch: Vec<BoxedJob>, chain: bool) 
             }
             Together::CommitFailed(e) => {
                 for job in batch {
-                    job.deliver(Err(StoreError::Database(e.clone().into())));
+                    job.deliver(Err(e.clone()));
                 }
                 return false;
             }
@@ -530,7 +477,7 @@ async fn run_batch(lane_conn: &mut Held, mut batch: Vec<BoxedJob>, chain: bool) 
         match run_alone(lane_conn, job.as_mut()).await {
             Ok(()) => job.deliver(Ok(())),
             Err(e) => {
-                job.fail(StoreError::Database(e.clone().into()));
+                job.fail(e);
                 job.deliver(Ok(()));
                 usable = false;
             }
@@ -541,11 +488,11 @@ async fn run_batch(lane_conn: &mut Held, mut batch: Vec<BoxedJob>, chain: bool) 
 
 enum Together {
     Committed,
-    CommitFailed(String),
+    CommitFailed(StoreError),
     /// A job failed; the batch was rolled back and the connection is fine.
     JobFailed,
     /// The connection failed at BEGIN or ROLLBACK.
-    Broken(String),
+    Broken(StoreError),
 }
 
 /// Begins a transaction unless the last commit chained one.
@@ -566,11 +513,11 @@ async fn end(lane_conn: &mut Held, statement: &'static str) -> Result<(), sqlx::
     Ok(())
 }
 
-async fn run_together(lane_conn: &mut Held, batch: &mut [BoxedJob], chain: bool) -> Together {
+async fn run_together<K: LaneKind>(lane_conn: &mut Held, batch: &mut [BoxedJob<K>], chain: bool) -> Together {
     if let Err(e) = begin(lane_conn).await {
-        return Together::Broken(e.to_string());
+        return Together::Broken(db_error(e));
     }
-    let mut state = BatchState::default();
+    let mut state = K::Batch::default();
     for job in batch.iter() {
         job.register(&mut state);
     }
@@ -578,7 +525,7 @@ async fn run_together(lane_conn: &mut Held, batch: &mut [BoxedJob], chain: bool)
         if !job.run(&mut lane_conn.conn, &mut state).await {
             return match end(lane_conn, "ROLLBACK").await {
                 Ok(()) => Together::JobFailed,
-                Err(e) => Together::Broken(e.to_string()),
+                Err(e) => Together::Broken(db_error(e)),
             };
         }
     }
@@ -586,7 +533,7 @@ async fn run_together(lane_conn: &mut Held, batch: &mut [BoxedJob], chain: bool)
         Ok(()) => Together::Committed,
         Err(e) => {
             tracing::error!(error = %e, "cannot commit a write batch");
-            Together::CommitFailed(e.to_string())
+            Together::CommitFailed(db_error(e))
         }
     }
 }
@@ -594,15 +541,15 @@ async fn run_together(lane_conn: &mut Held, batch: &mut [BoxedJob], chain: bool)
 /// Runs one job in a transaction of its own: `Ok` once it committed, or was
 /// rolled back after failing (it keeps its own error); `Err` when beginning
 /// or ending the transaction failed.
-async fn run_alone(lane_conn: &mut Held, job: &mut dyn Job) -> Result<(), String> {
-    begin(lane_conn).await.map_err(|e| e.to_string())?;
-    let mut state = BatchState::default();
+async fn run_alone<K: LaneKind>(lane_conn: &mut Held, job: &mut dyn Job<K>) -> Result<(), StoreError> {
+    begin(lane_conn).await.map_err(db_error)?;
+    let mut state = K::Batch::default();
     job.register(&mut state);
     if job.run(&mut lane_conn.conn, &mut state).await {
         // A failed commit fails the job and, like any failed end, discards
         // the connection, whose state is then unknown.
-        end(lane_conn, "COMMIT").await.map_err(|e| e.to_string())
+        end(lane_conn, "COMMIT").await.map_err(db_error)
     } else {
-        end(lane_conn, "ROLLBACK").await.map_err(|e| e.to_string())
+        end(lane_conn, "ROLLBACK").await.map_err(db_error)
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Rules: every error has a stable [`ErrorCode`]; `detail` is written for
 //! the developer calling us and never carries a token, code, key or a
-//! database message; internal errors are logged with their cause and answered
-//! with a bare 500 that carries only the request id.
+//! database message; internal errors are logged with their whole cause chain
+//! and answered with a bare 500 that carries only the request id. A
+//! service's refusal ([`ServiceError`]) maps to the problem it stands for:
+//! a missing resource is a 404, never a 500.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +14,7 @@ use passgate_core::Timestamp;
 use passgate_store::{StoreError, VerifyFailure};
 
 use super::request_id;
+use crate::services::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -36,6 +39,11 @@ impl ApiError {
         Self::new(ErrorCode::InvalidRequest, detail)
     }
 
+    /// An input the domain refused, whose message names the field.
+    pub fn invalid_input(e: impl std::fmt::Display) -> Self {
+        Self::invalid_request(e.to_string())
+    }
+
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(e))
     }
@@ -47,8 +55,53 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        match e {
+            StoreError::NotFound => Self::not_found(),
+            other => Self::internal(other),
+        }
     }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::EmailNotAllowed => {
+                Self::new(ErrorCode::EmailNotAllowed, "this project does not accept sign-ins from this address")
+            }
+            ServiceError::IdempotencyConflict => Self::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request in the last 24 hours",
+            ),
+            ServiceError::RateLimited { limit, retry_after_seconds } => Self::RateLimited {
+                retry_after_seconds,
+                detail: format!(
+                    "too many login emails ({} limit); retry after {retry_after_seconds} s",
+                    limit.as_str()
+                ),
+            },
+            ServiceError::Verify(failure) => Self::Verify(failure),
+            ServiceError::NotFound => Self::not_found(),
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Keys(e) => Self::internal(e),
+            ServiceError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+/// An error and every cause under it, joined by `: `. A cause whose text
+/// its parent already quotes is not repeated.
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !chain.contains(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
 }
 
 fn verify_problem(failure: VerifyFailure) -> (ErrorCode, &'static str, Option<Timestamp>, Option<Timestamp>) {
@@ -92,7 +145,7 @@ impl IntoResponse for ApiError {
                 (code, detail.to_string())
             }
             Self::Internal(e) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&*e), "internal error");
+                tracing::error!(error = %cause_chain(&*e), "internal error");
                 (
                     ErrorCode::InternalError,
                     format!("something went wrong on our side; quote {request_id} when reporting it"),
@@ -114,6 +167,8 @@ impl IntoResponse for ApiError {
             used_at: used_at.map(Timestamp::to_rfc3339),
             expired_at: expired_at.map(Timestamp::to_rfc3339),
         };
+        // A problem document is strings and numbers; should it ever fail to
+        // serialise, the status and headers still say what happened.
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -122,5 +177,36 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_cause_chain_is_whole_and_not_repeated() {
+        let e = Outer(Middle(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")));
+        assert_eq!(cause_chain(&e), "outer: middle: connection refused");
+        let store = StoreError::database(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
+        assert_eq!(cause_chain(&store), "database error: timed out");
+    }
+
+    #[test]
+    fn a_missing_resource_is_a_404_not_a_500() {
+        let from_store = ApiError::from(StoreError::NotFound).into_response();
+        assert_eq!(from_store.status(), StatusCode::NOT_FOUND);
+        let from_service = ApiError::from(ServiceError::from(StoreError::NotFound)).into_response();
+        assert_eq!(from_service.status(), StatusCode::NOT_FOUND);
+        let corrupt = ApiError::from(StoreError::Corrupt("x".into())).into_response();
+        assert_eq!(corrupt.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

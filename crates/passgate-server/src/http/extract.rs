@@ -1,6 +1,6 @@
 //! Our own extractors, so every rejection is a problem document in our
-//! format: JSON bodies ([`ApiJson`]) and project authentication
-//! ([`Project`]).
+//! format: JSON bodies ([`ApiJson`]), project authentication ([`Project`])
+//! and the `Idempotency-Key` header ([`IdempotencyKey`]).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -110,5 +110,28 @@ impl<S: Store> FromRequestParts<App<S>> for Project {
             return Err(ApiError::new(ErrorCode::KeyRevoked, "this API key has been revoked"));
         }
         Ok(Self(found.project))
+    }
+}
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The `Idempotency-Key` header, if sent: 1–255 visible ASCII characters.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| ApiError::invalid_request("Idempotency-Key must be 1-255 visible ASCII characters"))?;
+        Ok(Self(Some(key.to_string())))
     }
 }

@@ -54,6 +54,8 @@ pub async fn jwks<S: Store>(State(app): State<App<S>>) -> Result<impl IntoRespon
 /// This document.
 #[utoipa::path(get, path = "/api/v2/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API")))]
-pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document_json())
+pub async fn openapi() -> Result<impl IntoResponse, ApiError> {
+    let document = crate::openapi::document_json()
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("the OpenAPI document cannot be serialised")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], document))
 }

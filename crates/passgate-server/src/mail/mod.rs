@@ -42,10 +42,11 @@ impl std::fmt::Debug for EmailPayload {
 }
 
 impl EmailPayload {
-    pub fn seal(&self, secret: &ServerSecret) -> Vec<u8> {
-        // Serialising a struct of strings cannot fail.
-        let json = zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
-        secret.seal(Purpose::Outbox, &json)
+    /// The payload as stored: sealed under the server secret. Fails closed:
+    /// a payload that cannot be serialised is an error, never an empty email.
+    pub fn seal(&self, secret: &ServerSecret) -> Result<Vec<u8>, PayloadError> {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(self).map_err(|_| PayloadError::Malformed)?);
+        Ok(secret.seal(Purpose::Outbox, &json))
     }
 
     pub fn open(secret: &ServerSecret, sealed: &[u8]) -> Result<Self, PayloadError> {

@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use passgate_core::Clock;
-use passgate_core::ids::IdKind;
 use passgate_core::secret::ServerSecret;
+use passgate_core::{Clock, EmailId, IdKind, LoginId, ProjectId};
 use passgate_store::{ClaimedEmail, DeliveryResult, EmailLease, Lease, Store, StoreError};
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -99,22 +98,50 @@ pub struct Outbox<S: Store> {
 }
 
 /// A place reserved in the worker's queue for an email about to be
-/// committed; see [`Outbox::reserve`].
+/// committed.
 #[derive(Debug)]
-pub struct Handoff {
+struct Handoff {
     permit: mpsc::OwnedPermit<ClaimedEmail>,
     lease: EmailLease,
 }
 
-impl Handoff {
-    /// The lease to store the email under.
-    pub fn lease(&self) -> EmailLease {
-        self.lease.clone()
+/// An email about to be queued in the same transaction as what it
+/// announces (see [`Outbox::prepare`]): its id and sealed content to store,
+/// the lease to store it under if this instance will send it itself, and,
+/// once the transaction committed, [`dispatch`](Self::dispatch).
+#[derive(Debug)]
+pub struct PreparedEmail {
+    email: ClaimedEmail,
+    handoff: Option<Handoff>,
+    wake: Arc<Notify>,
+}
+
+impl PreparedEmail {
+    pub fn id(&self) -> &EmailId {
+        &self.email.id
     }
 
-    /// Hands the committed email to the worker.
-    pub fn send(self, email: ClaimedEmail) {
-        self.permit.send(email);
+    /// The content as stored: sealed under the server secret.
+    pub fn sealed(&self) -> &[u8] {
+        &self.email.payload_sealed
+    }
+
+    /// The lease to store the email under: this instance's, when its worker
+    /// takes the email straight from memory after the commit.
+    pub fn lease(&self) -> Option<EmailLease> {
+        self.handoff.as_ref().map(|h| h.lease.clone())
+    }
+
+    /// After the commit: hands the email to this instance's worker, or (its
+    /// queue was full) wakes the worker to claim it from the table.
+    /// Dropped instead (the transaction stored nothing), it frees its place.
+    pub fn dispatch(self) {
+        match self.handoff {
+            Some(handoff) => {
+                handoff.permit.send(self.email);
+            }
+            None => self.wake.notify_one(),
+        }
     }
 }
 
@@ -154,18 +181,31 @@ impl<S: Store> Outbox<S> {
         }
     }
 
-    /// Reserves a place in the hand-off queue for a start's email, with the
-    /// lease to store it under; `None` when the queue is full (the email is
-    /// then queued for claiming and the worker woken, see [`Outbox::wake`]).
-    pub fn reserve(&self) -> Option<Handoff> {
-        let permit = self.handoff.clone().try_reserve_owned().ok()?;
-        let until = self.clock.now().plus_millis(millis(self.config.lease));
-        Some(Handoff { permit, lease: EmailLease { owner: self.owner.to_string(), until } })
-    }
-
-    /// Asks the worker to look at the table now (after a start).
-    pub fn wake(&self) {
-        self.wake.notify_one();
+    /// Prepares an email to queue with the write it belongs to. If the
+    /// hand-off queue has room, the email is to be stored already leased to
+    /// this worker, which takes it from memory once it is committed; else it
+    /// is queued for claiming and the worker is woken to look.
+    pub fn prepare(
+        &self,
+        id: EmailId,
+        project_id: &ProjectId,
+        login_id: Option<&LoginId>,
+        recipient: &str,
+        sealed: Vec<u8>,
+    ) -> PreparedEmail {
+        let handoff = self.handoff.clone().try_reserve_owned().ok().map(|permit| {
+            let until = self.clock.now().plus_millis(millis(self.config.lease));
+            Handoff { permit, lease: EmailLease { owner: self.owner.to_string(), until } }
+        });
+        let email = ClaimedEmail {
+            id,
+            project_id: project_id.clone(),
+            login_id: login_id.cloned(),
+            recipient: recipient.to_string(),
+            payload_sealed: sealed,
+            attempts: 0,
+        };
+        PreparedEmail { email, handoff, wake: Arc::clone(&self.wake) }
     }
 
     /// Claims what is due now and settles it. Returns how many emails were handled.
@@ -204,18 +244,18 @@ impl<S: Store> Outbox<S> {
         let at = self.clock.now();
         match sent {
             Ok(()) => {
-                tracing::info!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, "email sent");
+                tracing::info!(email_id = %email.id, login_id = login_label(email), attempt, "email sent");
                 self.metrics.email_attempt(EmailAttempt::Sent);
                 DeliveryResult::Sent { at }
             }
             Err((error, permanent)) if permanent || attempt >= self.config.max_attempts => {
-                tracing::warn!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, %error, "email failed; giving up");
+                tracing::warn!(email_id = %email.id, login_id = login_label(email), attempt, %error, "email failed; giving up");
                 self.metrics.email_attempt(EmailAttempt::GaveUp);
                 DeliveryResult::GaveUp { at, error }
             }
             Err((error, _)) => {
                 let retry_at = at.plus_millis(millis(self.config.backoff(attempt)));
-                tracing::warn!(email_id = %email.id, login_id = email.login_id.as_deref().unwrap_or_default(), attempt, %error, retry_at = %retry_at.to_rfc3339(), "email failed; will retry");
+                tracing::warn!(email_id = %email.id, login_id = login_label(email), attempt, %error, retry_at = %retry_at.to_rfc3339(), "email failed; will retry");
                 self.metrics.email_attempt(EmailAttempt::Retrying);
                 DeliveryResult::Retry { at, error, retry_at }
             }
@@ -315,6 +355,11 @@ impl<S: Store> Outbox<S> {
         while tasks.join_next().await.is_some() {}
         tracing::info!("outbox worker stopped");
     }
+}
+
+/// The login an email belongs to, for log lines.
+fn login_label(email: &ClaimedEmail) -> &str {
+    email.login_id.as_ref().map_or("", LoginId::as_str)
 }
 
 /// The next handed-over email; never, once there is no queue.

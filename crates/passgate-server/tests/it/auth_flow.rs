@@ -66,7 +66,7 @@ async fn magic_link_end_to_end_over_smtp() {
     let jwt = verified.str("jwt");
     let claims = verify_signature(&jwt, &jwks(&server).await).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claims["iss"], server.base);
-    assert_eq!(claims["aud"], server.project_id);
+    assert_eq!(claims["aud"], server.project_id.as_str());
     assert_eq!(claims["sub"], user["id"]);
     assert_eq!(claims["email"], "ada@example.com");
     assert_eq!(claims["email_verified"], true);

@@ -21,8 +21,11 @@ async fn a_permanent_rejection_gives_up_at_once_and_is_recorded() {
     let state = server.wait_email_status(&login_id, "failed").await;
     assert_eq!(state["email"], json!({ "status": "failed", "attempts": 1, "lastError": "recipient_rejected (550)" }));
     let events = server.store.list_events(&server.project_id, 10).await.unwrap_or_else(|e| panic!("{e}"));
-    let failed = events.iter().find(|e| e.kind == "email.failed").unwrap_or_else(|| panic!("no email.failed event"));
-    assert_eq!(failed.login_id.as_deref(), Some(login_id.as_str()));
+    let failed = events
+        .iter()
+        .find(|e| e.kind == passgate_core::EventKind::EmailFailed)
+        .unwrap_or_else(|| panic!("no email.failed event"));
+    assert_eq!(failed.login_id.as_ref().map(|id| id.as_str()), Some(login_id.as_str()));
     assert_eq!(failed.reason.as_deref(), Some("recipient_rejected (550)"));
 }
 
@@ -63,7 +66,7 @@ async fn retries_end_in_a_recorded_failure_never_in_silence() {
     assert_eq!(state["email"]["attempts"], 3);
     assert_eq!(state["email"]["lastError"], "message_rejected (421)");
     let events = server.store.list_events(&server.project_id, 10).await.unwrap_or_default();
-    assert!(events.iter().any(|e| e.kind == "email.failed"));
+    assert!(events.iter().any(|e| e.kind == passgate_core::EventKind::EmailFailed));
 }
 
 #[tokio::test]
@@ -137,10 +140,10 @@ async fn several_workers_never_send_one_email_twice() {
 async fn operators_can_override_templates_globally_and_per_project() {
     let dir =
         std::env::temp_dir().join(format!("passgate-it-templates-{}", passgate_core::ids::IdKind::Request.generate()));
-    let project_id = passgate_core::ids::IdKind::Project.generate();
-    std::fs::create_dir_all(dir.join(&project_id)).unwrap_or_else(|e| panic!("{e}"));
+    let project_id = passgate_core::ProjectId::generate();
+    std::fs::create_dir_all(dir.join(project_id.as_str())).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.join("login.subject.txt"), "Your {{ app_name }} link").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.join(&project_id).join("login.txt"), "Hello {{ email }}: {{ link }}")
+    std::fs::write(dir.join(project_id.as_str()).join("login.txt"), "Hello {{ email }}: {{ link }}")
         .unwrap_or_else(|e| panic!("{e}"));
     let options = Options { templates_dir: Some(dir), project_id: Some(project_id), ..Options::default() };
     let server = TestServer::start_with(options).await;

@@ -150,7 +150,7 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     let rotated_again = run(&["signing-key", "rotate"], &with_secret).await;
     assert_eq!(rotated_again.code, Some(0));
     // No server ran, so the first rotation made the first key and the second retired it.
-    let keys = test_db.store().await.signing_keys().await.unwrap_or_else(|e| panic!("{e}"));
+    let keys = crate::support::open_store(&test_db).await.signing_keys().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(keys.len(), 2);
     assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
 }

@@ -12,9 +12,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use passgate_core::apikey::{ApiKey, KeyMode};
-use passgate_core::ids::IdKind;
 use passgate_core::secret::ServerSecret;
-use passgate_core::{ManualClock, Timestamp};
+use passgate_core::{ApiKeyId, ManualClock, ProjectId, Timestamp};
 use passgate_server::mail::outbox::OutboxConfig;
 use passgate_server::mail::templates::Templates;
 use passgate_server::mail::transport::{DevMailbox, Mailer};
@@ -23,7 +22,7 @@ use passgate_store::{NewApiKey, NewProject, ProjectSettings, Store};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-pub use db::{TestDb, TestStore};
+pub use db::{TestDb, TestStore, open_store};
 pub use smtp::{Behaviour, Mail, SinkOptions, SmtpSink, TestCa, TlsMode};
 
 /// 2026-11-21T00:00:00Z.
@@ -113,7 +112,7 @@ pub struct Options {
     /// Start the sink with TLS and/or AUTH.
     pub sink: Option<SinkOptions>,
     /// Give the first project this id (per-project template overrides need it up front).
-    pub project_id: Option<String>,
+    pub project_id: Option<ProjectId>,
 }
 
 pub struct TestServer {
@@ -122,7 +121,7 @@ pub struct TestServer {
     pub metrics_base: String,
     pub http: reqwest::Client,
     pub key: String,
-    pub project_id: String,
+    pub project_id: ProjectId,
     pub clock: ManualClock,
     pub sink: SmtpSink,
     pub store: TestStore,
@@ -140,7 +139,7 @@ impl TestServer {
         logs_buffer();
         let sink = SmtpSink::start_with(options.sink.unwrap_or_default()).await;
         let db = TestDb::new().await;
-        let store = db.store().await;
+        let store = open_store(&db).await;
         let clock = ManualClock::new(T0);
         let secret = Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}")));
         let smtp_url = options.smtp_url.clone().map(|u| u.replace("{port}", &sink.port.to_string()));
@@ -179,7 +178,7 @@ impl TestServer {
             metrics_base,
             http: reqwest::Client::new(),
             key: String::new(),
-            project_id: String::new(),
+            project_id: ProjectId::from_trusted("prj_unset"),
             clock,
             sink,
             store,
@@ -188,7 +187,7 @@ impl TestServer {
             served: Some(served),
         };
         let settings = options.settings.unwrap_or_else(default_settings);
-        let id = options.project_id.unwrap_or_else(|| IdKind::Project.generate());
+        let id = options.project_id.unwrap_or_else(ProjectId::generate);
         let (project_id, key) = server.create_project_with_id(id, settings).await;
         server.project_id = project_id;
         server.key = key;
@@ -196,15 +195,15 @@ impl TestServer {
     }
 
     /// Creates another project directly in the store; returns (id, key).
-    pub async fn create_project(&self, settings: ProjectSettings) -> (String, String) {
-        self.create_project_with_id(IdKind::Project.generate(), settings).await
+    pub async fn create_project(&self, settings: ProjectSettings) -> (ProjectId, String) {
+        self.create_project_with_id(ProjectId::generate(), settings).await
     }
 
-    async fn create_project_with_id(&self, id: String, settings: ProjectSettings) -> (String, String) {
+    async fn create_project_with_id(&self, id: ProjectId, settings: ProjectSettings) -> (ProjectId, String) {
         let key = ApiKey::generate(KeyMode::Live);
         remember_secret(key.expose());
         let record = NewApiKey {
-            id: IdKind::ApiKey.generate(),
+            id: ApiKeyId::generate(),
             project_id: id.clone(),
             key_hash: key.hash(),
             hint: key.hint(),

@@ -1,0 +1,237 @@
+//! Magic-link logins: start (policy, limits, idempotency, the token and
+//! code, the sealed email and its hand-off to the outbox), verify (and the
+//! signed JWT), and the state of a login.
+
+use passgate_api_types::StartLoginResponse;
+use passgate_core::client::{ClientIp, Locale, LoginState, UserAgent};
+use passgate_core::code::LoginCode;
+use passgate_core::email::EmailAddress;
+use passgate_core::jwt::{JwtSigner, LoginClaims};
+use passgate_core::limits::{
+    JWT_TTL_SECONDS, PER_IP_STARTS_PER_MINUTE, PER_RECIPIENT_EMAILS, PER_RECIPIENT_WINDOW_SECONDS,
+};
+use passgate_core::login::VerifyFailure;
+use passgate_core::pkce::{CodeChallenge, CodeVerifier};
+use passgate_core::policy::EmailPolicy;
+use passgate_core::redirect::ValidationUrl;
+use passgate_core::secret::Purpose;
+use passgate_core::token::LinkToken;
+use passgate_core::{EmailId, LoginId, Timestamp, UserId};
+use passgate_store::{
+    IdempotencyClaim, LoginView, NewLogin, Project, SendLimits, StartOutcome, Store, VerifiedLogin, VerifyByCode,
+    VerifyByToken, VerifyOutcome,
+};
+
+use super::ServiceError;
+use crate::app::AppState;
+use crate::mail::EmailPayload;
+
+/// A start, parsed.
+#[derive(Debug)]
+pub struct StartLogin {
+    pub email: EmailAddress,
+    pub validation_url: ValidationUrl,
+    pub state: Option<LoginState>,
+    pub code_challenge: Option<CodeChallenge>,
+    pub include_code: bool,
+    pub ip_address: Option<ClientIp>,
+    pub user_agent: Option<UserAgent>,
+    pub locale: Option<Locale>,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: [u8; 32],
+}
+
+/// How a start was answered.
+#[derive(Debug)]
+pub enum Started {
+    /// A new login; its email is on its way.
+    Accepted(StartLoginResponse),
+    /// A repeat of an earlier request with the same `Idempotency-Key`:
+    /// the first answer, as it was given.
+    Replayed { status: u16, body: String },
+}
+
+/// Starts a login: policy first, then the store applies the limits and
+/// idempotency and stores the login with its queued email in one
+/// transaction; once committed, the email goes to this instance's sender.
+pub async fn start<S: Store>(
+    app: &AppState<S>,
+    project: &Project,
+    request: StartLogin,
+    idempotency: Option<Idempotency>,
+) -> Result<Started, ServiceError> {
+    let policy = EmailPolicy {
+        allowed_domains: project.settings.allowed_domains.clone(),
+        allowed_emails: project.settings.allowed_emails.clone(),
+    };
+    if !policy.allows(&request.email) {
+        return Err(ServiceError::EmailNotAllowed);
+    }
+
+    let now = app.clock.now();
+    let ttl = project.settings.link_ttl_seconds;
+    let expires_at = now.plus_seconds(ttl);
+    let login_id = LoginId::generate();
+    let token = LinkToken::generate();
+    let code = request.include_code.then(LoginCode::generate);
+    let payload = EmailPayload {
+        template: "login".to_string(),
+        project_id: project.id.to_string(),
+        to: request.email.to_string(),
+        app_name: project.app_name().to_string(),
+        link: request.validation_url.link_with_token(token.expose()),
+        code: code.as_ref().map(|c| c.expose().to_string()),
+        expires_minutes: (ttl + 59) / 60,
+        locale: request.locale.map(Locale::into_string),
+    };
+    let response = StartLoginResponse { login_id: login_id.to_string(), expires_at: expires_at.to_rfc3339() };
+    let email = app.outbox.prepare(
+        EmailId::generate(),
+        &project.id,
+        Some(&login_id),
+        request.email.as_str(),
+        payload.seal(&app.secret).map_err(ServiceError::internal)?,
+    );
+    let idempotency = match idempotency {
+        Some(Idempotency { key, fingerprint }) => Some(IdempotencyClaim {
+            key,
+            fingerprint,
+            response_status: 202,
+            response_body: serde_json::to_string(&response).map_err(ServiceError::internal)?,
+        }),
+        None => None,
+    };
+    let login = NewLogin {
+        id: login_id,
+        project_id: project.id.clone(),
+        email: request.email.into_string(),
+        token_hash: token.hash().0,
+        code_hash: code.as_ref().map(|c| app.secret.keyed_hash(Purpose::LoginCode, c.expose().as_bytes())),
+        code_challenge: request.code_challenge.map(CodeChallenge::into_string),
+        state: request.state.map(LoginState::into_string),
+        validation_url: request.validation_url.as_str().to_string(),
+        ip_address: request.ip_address.map(ClientIp::to_text),
+        user_agent: request.user_agent.map(UserAgent::into_string),
+        created_at: now,
+        expires_at,
+        email_id: email.id().clone(),
+        email_payload_sealed: email.sealed().to_vec(),
+        email_lease: email.lease(),
+        limits: SendLimits {
+            per_recipient: PER_RECIPIENT_EMAILS,
+            per_recipient_window_seconds: PER_RECIPIENT_WINDOW_SECONDS,
+            per_project_per_minute: project.settings.emails_per_minute,
+            per_ip_per_minute: PER_IP_STARTS_PER_MINUTE,
+        },
+        idempotency,
+    };
+    match app.store.start_login(login).await? {
+        StartOutcome::Started => {
+            app.metrics.login_started();
+            email.dispatch();
+            Ok(Started::Accepted(response))
+        }
+        StartOutcome::Replayed { status, body } => Ok(Started::Replayed { status, body }),
+        StartOutcome::IdempotencyConflict => Err(ServiceError::IdempotencyConflict),
+        StartOutcome::RateLimited { limit, retry_after_seconds } => {
+            app.metrics.rate_limited(limit);
+            Err(ServiceError::RateLimited { limit, retry_after_seconds })
+        }
+    }
+}
+
+/// What a verify presents.
+#[derive(Debug)]
+pub enum Proof {
+    /// The emailed link's token.
+    Token(LinkToken),
+    /// A login id and its emailed code.
+    Code { login_id: LoginId, code: LoginCode },
+    /// A login id that is not one (malformed): it names no login.
+    UnknownLogin,
+}
+
+/// A verified login and its signed result.
+#[derive(Debug)]
+pub struct Verified {
+    pub login: VerifiedLogin,
+    pub jwt: String,
+}
+
+/// Verifies a login once, and signs its JWT.
+pub async fn verify<S: Store>(
+    app: &AppState<S>,
+    project: &Project,
+    proof: Proof,
+    code_verifier: Option<CodeVerifier>,
+) -> Result<Verified, ServiceError> {
+    let verifier_challenge = code_verifier.map(|v| v.challenge().into_string());
+    let now = app.clock.now();
+    // Load the signing key first: a login must never be consumed and then
+    // fail to produce its JWT.
+    let signer = app.keys.signer(&app.store, &app.secret, now).await?;
+    let new_user_id = UserId::generate();
+    let outcome = match proof {
+        Proof::Token(token) => {
+            let req = VerifyByToken {
+                project_id: project.id.clone(),
+                token_hash: token.hash().0,
+                verifier_challenge,
+                now,
+                new_user_id,
+            };
+            app.store.verify_by_token(req).await?
+        }
+        Proof::Code { login_id, code } => {
+            let req = VerifyByCode {
+                project_id: project.id.clone(),
+                login_id,
+                code_hash_candidates: app.secret.keyed_hash_candidates(Purpose::LoginCode, code.expose().as_bytes()),
+                verifier_challenge,
+                now,
+                new_user_id,
+            };
+            app.store.verify_by_code(req).await?
+        }
+        Proof::UnknownLogin => VerifyOutcome::Failed(VerifyFailure::Invalid),
+    };
+    let login = match outcome {
+        VerifyOutcome::Verified(login) => login,
+        VerifyOutcome::Failed(failure) => {
+            app.metrics.verify_failed(failure);
+            return Err(ServiceError::Verify(failure));
+        }
+    };
+    app.metrics.login_verified();
+    let jwt = sign_jwt(&signer, &app.public_url, &login, now)?;
+    Ok(Verified { login, jwt })
+}
+
+fn sign_jwt(signer: &JwtSigner, issuer: &str, login: &VerifiedLogin, now: Timestamp) -> Result<String, ServiceError> {
+    let claims = LoginClaims {
+        iss: issuer.to_string(),
+        aud: login.user.project_id.to_string(),
+        sub: login.user.id.to_string(),
+        email: login.user.email.clone(),
+        email_verified: true,
+        amr: vec![login.method.amr().to_string()],
+        iat: now.seconds(),
+        exp: now.seconds() + JWT_TTL_SECONDS,
+        jti: uuid::Uuid::now_v7().simple().to_string(),
+    };
+    signer.sign(&claims).map_err(ServiceError::internal)
+}
+
+/// The state of one of the project's logins.
+pub async fn status<S: Store>(
+    app: &AppState<S>,
+    project: &Project,
+    login_id: &LoginId,
+) -> Result<LoginView, ServiceError> {
+    app.store.get_login(&project.id, login_id, app.clock.now()).await?.ok_or(ServiceError::NotFound)
+}

@@ -1,0 +1,57 @@
+//! Services: the orchestration of each area, between the HTTP handlers
+//! (which parse requests into domain types and map results to responses)
+//! and the store (which reads and writes). A service applies project
+//! policy, makes and seals secrets, hands emails to the outbox, counts what
+//! happened, and signs results; it never sees HTTP.
+//!
+//! One error enum for the layer, [`ServiceError`], which the HTTP edge maps
+//! to problem documents.
+
+pub mod logins;
+
+use passgate_core::limits::LimitKind;
+use passgate_core::login::VerifyFailure;
+use passgate_store::StoreError;
+
+use crate::keys::KeyError;
+
+/// What a service can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The project's policy does not admit this address.
+    #[error("the project does not accept this address")]
+    EmailNotAllowed,
+    /// The same `Idempotency-Key` came with another request.
+    #[error("the idempotency key was used with another request")]
+    IdempotencyConflict,
+    #[error("the {} limit is reached; retry after {retry_after_seconds} s", limit.as_str())]
+    RateLimited { limit: LimitKind, retry_after_seconds: i64 },
+    #[error("verification failed: {}", .0.reason())]
+    Verify(VerifyFailure),
+    /// No such resource in the caller's project.
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// Something that must not happen did (a value that cannot be
+    /// serialised, say); the cause is kept for the log.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl ServiceError {
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}
