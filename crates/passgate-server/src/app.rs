@@ -99,6 +99,25 @@ impl RouteDoc {
     }
 }
 
+impl RouteDoc {
+    /// The route's methods as the document names them (`get`, `post`, …).
+    pub fn method_names(&self) -> Vec<&'static str> {
+        self.methods
+            .iter()
+            .map(|method| match method {
+                HttpMethod::Get => "get",
+                HttpMethod::Post => "post",
+                HttpMethod::Put => "put",
+                HttpMethod::Delete => "delete",
+                HttpMethod::Patch => "patch",
+                HttpMethod::Head => "head",
+                HttpMethod::Options => "options",
+                HttpMethod::Trace => "trace",
+            })
+            .collect()
+    }
+}
+
 /// The method filter of an OpenAPI method.
 fn method_filter(method: &HttpMethod) -> MethodFilter {
     match method {

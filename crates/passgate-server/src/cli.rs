@@ -150,10 +150,14 @@ pub enum SigningKeyCommand {
 pub enum ConfigCommand {
     /// Print an annotated configuration file with the defaults.
     Example,
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at /api/v2/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    #[error("the OpenAPI document cannot be serialised")]
+    Openapi,
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -191,6 +195,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Openapi) => {
+            let document = crate::openapi::document_json().ok_or(CliError::Openapi)?;
+            println!("{document}");
             Ok(())
         }
         _ => {

@@ -1,5 +1,7 @@
 //! Integration tests of the passgate server: one binary, modules by topic.
-//! In-process tests run the real router and outbox worker on a real socket;
+//! `router` calls the real router in process (tower's `oneshot`) for fast
+//! HTTP-level checks; the other in-process tests run the real router and
+//! outbox worker on a real socket;
 //! `process` runs the real `passgate` binary. All mail goes over real SMTP to
 //! a sink on loopback; all data goes to real databases: SQLite files, or
 //! with `PASSGATE_TEST_BACKEND=postgres` a fresh PostgreSQL database per test
@@ -8,8 +10,10 @@
 mod support;
 
 mod auth_flow;
+mod emails;
 mod http_hygiene;
 mod outbox;
 mod process;
+mod router;
 mod scale_out;
 mod security;

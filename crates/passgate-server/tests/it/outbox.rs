@@ -8,7 +8,7 @@ use passgate_core::secret::ServerSecret;
 use passgate_server::mail::outbox::{Outbox, OutboxConfig};
 use passgate_server::mail::templates::Templates;
 use passgate_server::mail::transport::Mailer;
-use passgate_store::Store;
+use passgate_store::{Lease, Store};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -37,8 +37,11 @@ async fn a_temporary_failure_is_retried_with_backoff_until_it_is_sent() {
     let state = server.wait_email_status(&login_id, "retrying").await;
     assert_eq!(state["email"], json!({ "status": "retrying", "attempts": 1, "lastError": "message_rejected (451)" }));
     server.sink.set_behaviour(Behaviour::Accept);
-    // Not before the backoff (5 s on the server's clock) has passed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Not before the backoff (5 s on the server's clock) has passed: the
+    // email is due then, and no worker can claim it a moment before.
+    assert_eq!(server.store.next_email_due().await.unwrap_or_else(|e| panic!("{e}")), Some(T0.plus_seconds(5)));
+    let early = Lease { owner: "early".into(), now: T0.plus_millis(4_999), until: T0.plus_seconds(60) };
+    assert!(server.store.claim_emails(early, 10).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
     assert!(server.sink.mails().is_empty());
     server.clock.advance_seconds(5);
     let mail = server.sink.wait_for("ada@example.com").await;
@@ -103,7 +106,7 @@ async fn race<S: Store>(workers: &[Outbox<S>]) {
 
 #[tokio::test]
 async fn several_workers_never_send_one_email_twice() {
-    let server = TestServer::start().await;
+    let mut server = TestServer::start().await;
     let mailer = || {
         Mailer::new(
             Some(&secrecy::SecretString::from(server.sink.url())),
@@ -125,14 +128,22 @@ async fn several_workers_never_send_one_email_twice() {
     for i in 0..30 {
         server.sink.wait_for(&format!("u{i}@example.com")).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The extra workers are done; the server's own finishes what it is
+    // sending as it stops. Nothing can be sent after that.
+    for id in &login_ids {
+        server.wait_email_status(id, "sent").await;
+    }
+    server.shutdown().await;
     let mails = server.sink.mails();
     for m in &mails {
         remember_secret(&m.token().unwrap_or_default());
     }
     assert_eq!(mails.len(), 30, "exactly one email per start");
+    assert!(server.store.unsent_emails(T0).await.is_empty());
     for id in login_ids {
-        assert_eq!(server.login_state(&id).await["email"]["attempts"], 1);
+        let login_id = passgate_core::LoginId::parse(&id).unwrap_or_else(|| panic!("{id}"));
+        let view = server.store.get_login(&server.project_id, &login_id, T0).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(view.map(|v| v.email.attempts), Some(1));
     }
 }
 

@@ -119,8 +119,8 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     for i in 0..30 {
         remember_secret(&sink.wait_for(&format!("u{i}@example.com")).await.token().unwrap_or_default());
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(sink.mails().len(), 32, "exactly one email per start");
+    // Counted once every instance has stopped (at the end), when nothing
+    // can be sent any more.
 
     // The per-recipient limit holds across instances, even for concurrent starts.
     let burst = (0..8).map(|i| {
@@ -145,6 +145,16 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     for m in sink.wait_for_count("limit@example.com", 5).await {
         remember_secret(&m.token().unwrap_or_default());
     }
+    // Stopped, each instance has finished what it was sending: one email
+    // per start, although three outbox workers watched the queue.
+    let (mut a, mut b, mut c) = (a, b, c);
+    for server in [&mut a, &mut b, &mut c] {
+        assert!(server.stop().await.success());
+    }
+    for i in 0..30 {
+        assert_eq!(sink.mails_to(&format!("u{i}@example.com")).len(), 1, "exactly one email per start");
+    }
+    assert_eq!(sink.mails().len(), 37, "2 before, 30 starts, 5 within the limit");
     for server in [&a, &b, &c] {
         let output = server.output();
         assert!(!output.contains(&key) && !output.contains(&token), "a secret reached an instance's logs");

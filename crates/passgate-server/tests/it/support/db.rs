@@ -5,7 +5,8 @@
 
 use passgate_core::{ApiKeyId, ProjectId, Timestamp};
 use passgate_store::{
-    ApiKeyInfo, Database, Event, Events, NewApiKey, NewProject, Projects, SigningKeyRecord, SigningKeys, StoreResult,
+    ApiKeyInfo, ClaimedEmail, Database, Event, EventKind, Events, Lease, NewApiKey, NewProject, Outbox, Projects,
+    SigningKeyRecord, SigningKeys, StoreResult,
 };
 use passgate_store_postgres::{PgStore, PoolSettings};
 use passgate_store_sqlite::SqliteStore;
@@ -63,6 +64,32 @@ impl TestStore {
     }
     pub async fn rotate_signing_key(&self, key: SigningKeyRecord, now: Timestamp) -> StoreResult<()> {
         delegate!(self, s => s.rotate_signing_key(key, now).await)
+    }
+    pub async fn get_login(
+        &self,
+        project_id: &ProjectId,
+        login_id: &passgate_core::LoginId,
+        now: Timestamp,
+    ) -> StoreResult<Option<passgate_store::LoginView>> {
+        delegate!(self, s => passgate_store::Logins::get_login(s, project_id, login_id, now).await)
+    }
+    pub async fn claim_emails(&self, lease: Lease, limit: u32) -> StoreResult<Vec<ClaimedEmail>> {
+        delegate!(self, s => s.claim_emails(lease, limit).await)
+    }
+    pub async fn next_email_due(&self) -> StoreResult<Option<Timestamp>> {
+        delegate!(self, s => s.next_email_due().await)
+    }
+    /// How many events of `kind` the project has.
+    pub async fn count_events(&self, project_id: &ProjectId, kind: EventKind) -> usize {
+        let events = self.list_events(project_id, 10_000).await.unwrap_or_else(|e| panic!("{e}"));
+        events.iter().filter(|e| e.kind == kind).count()
+    }
+    /// The emails still waiting to be sent, whoever holds them: claimed
+    /// (and so taken from every worker) as if a day had passed.
+    pub async fn unsent_emails(&self, now: Timestamp) -> Vec<ClaimedEmail> {
+        let later = now.plus_seconds(86_400);
+        let lease = Lease { owner: "test-probe".into(), now: later, until: later.plus_seconds(60) };
+        self.claim_emails(lease, 1000).await.unwrap_or_else(|e| panic!("{e}"))
     }
     pub async fn close(&self) {
         delegate!(self, s => Database::close(s).await)

@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod process;
+pub mod router;
 pub mod smtp;
 
 use std::io::Write;
@@ -200,18 +201,20 @@ impl TestServer {
     }
 
     async fn create_project_with_id(&self, id: ProjectId, settings: ProjectSettings) -> (ProjectId, String) {
-        let key = ApiKey::generate(KeyMode::Live);
-        remember_secret(key.expose());
-        let record = NewApiKey {
-            id: ApiKeyId::generate(),
-            project_id: id.clone(),
-            key_hash: key.hash(),
-            hint: key.hint(),
-            created_at: T0,
-        };
-        let project = NewProject { id: id.clone(), settings, is_dev: false, created_at: T0 };
-        self.store.create_project(project, record, false).await.unwrap_or_else(|e| panic!("{e}"));
-        (id, key.expose().to_string())
+        let key = new_project(&self.store, &id, settings).await;
+        (id, key)
+    }
+
+    /// Stops the server as SIGTERM would: it stops accepting, and its
+    /// outbox worker finishes the emails it is sending. Once this returns,
+    /// whatever the server was going to send has been sent.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -287,6 +290,22 @@ impl TestServer {
         }
         panic!("email of {login_id} never reached {status}: {}", self.login_state(login_id).await);
     }
+}
+
+/// Creates a project directly in the store; returns its secret key.
+pub async fn new_project(store: &TestStore, id: &ProjectId, settings: ProjectSettings) -> String {
+    let key = ApiKey::generate(KeyMode::Live);
+    remember_secret(key.expose());
+    let record = NewApiKey {
+        id: ApiKeyId::generate(),
+        project_id: id.clone(),
+        key_hash: key.hash(),
+        hint: key.hint(),
+        created_at: T0,
+    };
+    let project = NewProject { id: id.clone(), settings, is_dev: false, created_at: T0 };
+    store.create_project(project, record, false).await.unwrap_or_else(|e| panic!("{e}"));
+    key.expose().to_string()
 }
 
 /// Assembles and serves the app on `listener` until `stopped` completes.

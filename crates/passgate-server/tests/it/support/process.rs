@@ -95,6 +95,19 @@ impl Running {
     pub fn output(&self) -> String {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
+
+    /// SIGTERM, then waits for the exit: the server drains its requests and
+    /// finishes the emails it is sending before it exits, so whatever it
+    /// was going to send has been sent once this returns.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap_or_else(|| panic!("the server already exited"));
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "cannot signal the server");
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("no exit after SIGTERM"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// The `IP:port` logged as `field` (JSON or text log line), if any.
