@@ -139,6 +139,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The failures it counts, as (verifier, code) increments; `None` when
+    /// it counts nothing.
+    pub fn counted(self) -> Option<(i64, i64)> {
+        match self {
+            Self::Refuse(_) => None,
+            Self::CountVerifierFailure => Some((1, 0)),
+            Self::CountCodeFailure => Some((0, 1)),
+        }
+    }
+
     /// The failure the caller is answered with.
     pub fn failure(self) -> VerifyFailure {
         match self {

@@ -196,35 +196,23 @@ async fn refuse(
     refusal: Refusal,
     now: Timestamp,
 ) -> StoreResult<VerifyOutcome> {
-    let at = now.millis();
-    match (refusal, login_id) {
-        (Refusal::CountVerifierFailure, Some(login_id)) => {
-            sqlx::query!(
-                "UPDATE logins SET verifier_failures = verifier_failures + 1,
-                    burned_at = CASE WHEN verifier_failures + 1 >= $1 THEN $2 ELSE burned_at END
-                 WHERE id = $3 AND used_at IS NULL AND burned_at IS NULL",
-                MAX_VERIFIER_FAILURES,
-                at,
-                login_id.as_str()
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        (Refusal::CountCodeFailure, Some(login_id)) => {
-            sqlx::query!(
-                "UPDATE logins SET code_failures = code_failures + 1,
-                    burned_at = CASE WHEN code_failures + 1 >= $1 THEN $2 ELSE burned_at END
-                 WHERE id = $3 AND used_at IS NULL AND burned_at IS NULL",
-                MAX_CODE_FAILURES,
-                at,
-                login_id.as_str()
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        _ => {}
+    if let (Some((verifier, code)), Some(login_id)) = (refusal.counted(), login_id) {
+        // Either count; reaching its maximum burns the login (the other
+        // count is below its own maximum, or the login would be burned).
+        sqlx::query!(
+            "UPDATE logins SET verifier_failures = verifier_failures + $1, code_failures = code_failures + $2,
+                burned_at = CASE WHEN verifier_failures + $1 >= $3 OR code_failures + $2 >= $4 THEN $5 ELSE burned_at END
+             WHERE id = $6 AND used_at IS NULL AND burned_at IS NULL",
+            verifier,
+            code,
+            MAX_VERIFIER_FAILURES,
+            MAX_CODE_FAILURES,
+            now.millis(),
+            login_id.as_str()
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     }
     let failure = refusal.failure();
     insert_event(tx, failed_event(project_id, login_id, failure, now)).await?;

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use passgate_core::{EmailId, LoginId, ProjectId, Timestamp};
-use passgate_store::{ClaimedEmail, DeliveryResult, Lease, Outbox, StoreError, StoreResult};
+use passgate_core::{EmailId, Timestamp};
+use passgate_store::shared::claimed_email;
+use passgate_store::{ClaimedEmail, DeliveryResult, Lease, Outbox, StoreResult};
 
 use crate::batch::deliveries::{Deliveries, PendingDelivery, record_one};
 use crate::writer::{Answer, Register};
@@ -38,18 +39,7 @@ impl Outbox for PgStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         rows.into_iter()
-            .map(|r| {
-                Ok(ClaimedEmail {
-                    id: EmailId::from_trusted(r.id),
-                    project_id: ProjectId::from_trusted(r.project_id),
-                    login_id: r.login_id.map(LoginId::from_trusted),
-                    recipient: r.recipient,
-                    payload_sealed: r
-                        .payload_sealed
-                        .ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
-                    attempts: r.attempts,
-                })
-            })
+            .map(|r| claimed_email(r.id, r.project_id, r.login_id, r.recipient, r.payload_sealed, r.attempts))
             .collect()
     }
 

@@ -11,6 +11,8 @@ use passgate_store::{
     ApiKeyInfo, AuthenticatedKey, NewApiKey, NewProject, Project, ProjectSettings, Projects, StoreError, StoreResult,
 };
 
+use sqlx::PgConnection;
+
 use crate::{PgStore, db_err};
 
 pub(crate) struct ProjectRow {
@@ -86,6 +88,25 @@ impl PgStore {
     }
 }
 
+/// Adds a key; says whether it was added (not when its id exists already:
+/// dev mode re-creates its project and key at every start).
+async fn insert_api_key(tx: &mut PgConnection, key: &NewApiKey) -> StoreResult<bool> {
+    let inserted = sqlx::query!(
+        "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO NOTHING",
+        key.id.as_str(),
+        key.project_id.as_str(),
+        &key.key_hash[..],
+        key.hint,
+        key.created_at.millis()
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 impl Projects for PgStore {
     async fn create_project(&self, project: NewProject, first_key: NewApiKey, if_absent: bool) -> StoreResult<()> {
         let s = &project.settings;
@@ -115,20 +136,7 @@ impl Projects for PgStore {
         if inserted == 0 && !if_absent {
             return Err(StoreError::Conflict(format!("project {} exists", project.id)));
         }
-        let key_hash = &first_key.key_hash[..];
-        let key_created = first_key.created_at.millis();
-        sqlx::query!(
-            "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING",
-            first_key.id.as_str(),
-            first_key.project_id.as_str(),
-            key_hash,
-            first_key.hint,
-            key_created
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        insert_api_key(&mut tx, &first_key).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -186,19 +194,9 @@ impl Projects for PgStore {
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        let key_hash = &key.key_hash[..];
-        let created_at = key.created_at.millis();
-        sqlx::query!(
-            "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)",
-            key.id.as_str(),
-            key.project_id.as_str(),
-            key_hash,
-            key.hint,
-            created_at
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        if !insert_api_key(&mut tx, &key).await? {
+            return Err(StoreError::Conflict(format!("key {} exists", key.id)));
+        }
         tx.commit().await.map_err(db_err)
     }
 

@@ -56,23 +56,26 @@ fn refuse(
     refusal: Refusal,
     now: Timestamp,
 ) -> StoreResult<VerifyOutcome> {
-    let counter = match refusal {
-        Refusal::Refuse(_) => None,
-        Refusal::CountVerifierFailure => Some((
-            "UPDATE logins SET verifier_failures = verifier_failures + 1,
-                burned_at = CASE WHEN verifier_failures + 1 >= ? THEN ? ELSE burned_at END
+    if let (Some((verifier, code)), Some(login_id)) = (refusal.counted(), login_id) {
+        // Either count; reaching its maximum burns the login (the other
+        // count is below its own maximum, or the login would be burned).
+        conn.prepare_cached(
+            "UPDATE logins SET verifier_failures = verifier_failures + ?, code_failures = code_failures + ?,
+                burned_at = CASE WHEN verifier_failures + ? >= ? OR code_failures + ? >= ? THEN ? ELSE burned_at END
              WHERE id = ? AND used_at IS NULL AND burned_at IS NULL",
+        )
+        .db()?
+        .execute(params![
+            verifier,
+            code,
+            verifier,
             MAX_VERIFIER_FAILURES,
-        )),
-        Refusal::CountCodeFailure => Some((
-            "UPDATE logins SET code_failures = code_failures + 1,
-                burned_at = CASE WHEN code_failures + 1 >= ? THEN ? ELSE burned_at END
-             WHERE id = ? AND used_at IS NULL AND burned_at IS NULL",
+            code,
             MAX_CODE_FAILURES,
-        )),
-    };
-    if let (Some((statement, max)), Some(login_id)) = (counter, login_id) {
-        conn.prepare_cached(statement).db()?.execute(params![max, now.millis(), login_id.as_str()]).db()?;
+            now.millis(),
+            login_id.as_str()
+        ])
+        .db()?;
     }
     let failure = refusal.failure();
     insert_event(conn, failed_event(project_id, login_id, failure, now))?;

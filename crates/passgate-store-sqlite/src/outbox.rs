@@ -3,8 +3,8 @@
 //! their lease holder only.
 
 use passgate_core::{EmailId, LoginId, ProjectId, Timestamp};
-use passgate_store::shared::DeliveryUpdate;
-use passgate_store::{ClaimedEmail, DeliveryResult, Lease, NewEvent, NewLogin, Outbox, StoreError, StoreResult};
+use passgate_store::shared::{DeliveryUpdate, claimed_email};
+use passgate_store::{ClaimedEmail, DeliveryResult, Lease, NewEvent, NewLogin, Outbox, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::events::insert_event;
@@ -56,14 +56,7 @@ fn claim_emails(conn: &Connection, lease: &Lease, limit: u32) -> StoreResult<Vec
         .db()?;
     rows.map(|row| {
         let (id, project_id, login_id, recipient, payload_sealed, attempts): Row = row.db()?;
-        Ok(ClaimedEmail {
-            id: EmailId::from_trusted(id),
-            project_id: ProjectId::from_trusted(project_id),
-            login_id: login_id.map(LoginId::from_trusted),
-            recipient,
-            payload_sealed: payload_sealed.ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
-            attempts,
-        })
+        claimed_email(id, project_id, login_id, recipient, payload_sealed, attempts)
     })
     .collect()
 }

@@ -6,7 +6,7 @@ use passgate_store::shared::{from_json, hash32, to_json};
 use passgate_store::{
     ApiKeyInfo, AuthenticatedKey, NewApiKey, NewProject, Project, ProjectSettings, Projects, StoreError, StoreResult,
 };
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{OrStoreError, SqliteStore};
 
@@ -49,6 +49,26 @@ fn list_columns(s: &ProjectSettings) -> StoreResult<(String, String, String)> {
     Ok((to_json(&s.redirect_urls)?, to_json(&s.allowed_domains)?, to_json(&s.allowed_emails)?))
 }
 
+/// Adds a key; says whether it was added (not when its id exists already:
+/// dev mode re-creates its project and key at every start).
+fn insert_api_key(conn: &Connection, key: &NewApiKey) -> StoreResult<bool> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            key.id.as_str(),
+            key.project_id.as_str(),
+            &key.key_hash[..],
+            key.hint,
+            key.created_at.millis()
+        ])
+        .db()?;
+    Ok(inserted == 1)
+}
+
 impl Projects for SqliteStore {
     async fn create_project(&self, project: NewProject, first_key: NewApiKey, if_absent: bool) -> StoreResult<()> {
         let (redirects, domains, emails) = list_columns(&project.settings)?;
@@ -77,19 +97,7 @@ impl Projects for SqliteStore {
             if inserted == 0 && !if_absent {
                 return Err(StoreError::Conflict(format!("project {} exists", project.id)));
             }
-            conn.prepare_cached(
-                "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING",
-            )
-            .db()?
-            .execute(params![
-                first_key.id.as_str(),
-                first_key.project_id.as_str(),
-                &first_key.key_hash[..],
-                first_key.hint,
-                first_key.created_at.millis()
-            ])
-            .db()?;
+            insert_api_key(conn, &first_key)?;
             Ok(())
         })
         .await
@@ -148,18 +156,9 @@ impl Projects for SqliteStore {
             if !exists {
                 return Err(StoreError::NotFound);
             }
-            conn.prepare_cached(
-                "INSERT INTO api_keys (id, project_id, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .db()?
-            .execute(params![
-                key.id.as_str(),
-                key.project_id.as_str(),
-                &key.key_hash[..],
-                key.hint,
-                key.created_at.millis()
-            ])
-            .db()?;
+            if !insert_api_key(conn, &key)? {
+                return Err(StoreError::Conflict(format!("key {} exists", key.id)));
+            }
             Ok(())
         })
         .await

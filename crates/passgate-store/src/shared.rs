@@ -6,9 +6,9 @@
 
 use passgate_core::limits::{LimitKind, project_minute_limited, retry_after};
 use passgate_core::login::VerifyFailure;
-use passgate_core::{EventKind, LoginId, ProjectId, Timestamp};
+use passgate_core::{EmailId, EventKind, LoginId, ProjectId, Timestamp};
 
-use crate::{AuthMethod, DeliveryResult, NewEvent, NewLogin, SendLimits, StoreError, StoreResult};
+use crate::{AuthMethod, ClaimedEmail, DeliveryResult, NewEvent, NewLogin, SendLimits, StoreError, StoreResult};
 
 /// A list setting as stored: a JSON array of strings. Fails rather than
 /// store anything else: an empty list would mean "no restriction" for the
@@ -26,6 +26,27 @@ pub fn from_json(text: &str) -> StoreResult<Vec<String>> {
 /// A stored hash, checked to be 32 bytes.
 pub fn hash32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+/// An email as a claim read it back. A queued email always has its sealed
+/// content (it is cleared only once the email is settled): one without is
+/// corrupt data.
+pub fn claimed_email(
+    id: String,
+    project_id: String,
+    login_id: Option<String>,
+    recipient: String,
+    payload_sealed: Option<Vec<u8>>,
+    attempts: i64,
+) -> StoreResult<ClaimedEmail> {
+    Ok(ClaimedEmail {
+        id: EmailId::from_trusted(id),
+        project_id: ProjectId::from_trusted(project_id),
+        login_id: login_id.map(LoginId::from_trusted),
+        recipient,
+        payload_sealed: payload_sealed.ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
+        attempts,
+    })
 }
 
 /// What a start's limit probes found, read by a backend in one go: the

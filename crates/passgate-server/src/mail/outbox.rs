@@ -208,11 +208,15 @@ impl<S: Store> Outbox<S> {
         PreparedEmail { email, handoff, wake: Arc::clone(&self.wake) }
     }
 
+    /// A lease of this worker's from now for the configured time.
+    fn lease_from_now(&self) -> Lease {
+        let now = self.clock.now();
+        Lease { owner: self.owner.to_string(), now, until: now.plus_millis(millis(self.config.lease)) }
+    }
+
     /// Claims what is due now and settles it. Returns how many emails were handled.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let lease = Lease { owner: self.owner.to_string(), now, until: now.plus_millis(millis(self.config.lease)) };
-        let claimed = self.store.claim_emails(lease, self.config.batch).await?;
+        let claimed = self.store.claim_emails(self.lease_from_now(), self.config.batch).await?;
         let count = claimed.len();
         futures::stream::iter(claimed).for_each_concurrent(SMTP_POOL_SIZE as usize, |email| self.deliver(email)).await;
         Ok(count)
@@ -305,9 +309,7 @@ impl<S: Store> Outbox<S> {
 
     /// Claims the emails due now and starts sending them.
     async fn claim_due(&self, tasks: &mut JoinSet<()>) -> usize {
-        let now = self.clock.now();
-        let lease = Lease { owner: self.owner.to_string(), now, until: now.plus_millis(millis(self.config.lease)) };
-        match self.store.claim_emails(lease, self.config.batch).await {
+        match self.store.claim_emails(self.lease_from_now(), self.config.batch).await {
             Ok(claimed) => {
                 let count = claimed.len();
                 for email in claimed {
