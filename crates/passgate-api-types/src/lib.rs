@@ -176,6 +176,8 @@ pub enum ErrorCode {
     KeyRevoked,
     NotFound,
     MethodNotAllowed,
+    MisdirectedRequest,
+    RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
     InvalidEmail,
@@ -196,12 +198,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::InvalidRequest,
         Self::Unauthorized,
         Self::KeyRevoked,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::MisdirectedRequest,
+        Self::RequestTimeout,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::InvalidEmail,
@@ -228,6 +232,8 @@ impl ErrorCode {
             Self::KeyRevoked => "key_revoked",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::MisdirectedRequest => "misdirected_request",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidEmail => "invalid_email",
@@ -264,6 +270,8 @@ impl ErrorCode {
             Self::EmailNotAllowed => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::MisdirectedRequest => 421,
+            Self::RequestTimeout => 408,
             Self::IdempotencyKeyReused => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
@@ -281,6 +289,8 @@ impl ErrorCode {
             Self::KeyRevoked => "API key revoked",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
+            Self::MisdirectedRequest => "Misdirected request",
+            Self::RequestTimeout => "Request timeout",
             Self::PayloadTooLarge => "Request body too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::InvalidEmail => "Invalid email address",

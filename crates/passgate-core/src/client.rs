@@ -78,26 +78,57 @@ impl Locale {
 }
 
 /// The end user's IP address as the app saw it (`ipAddress`), in its
-/// canonical text form.
+/// canonical form: an IPv4 address written in IPv6 (`::ffff:203.0.113.7`,
+/// or the deprecated `::203.0.113.7`) is that IPv4 address, so it cannot
+/// pass for another client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(IpAddr);
 
 impl ClientIp {
     pub fn parse(value: &str) -> Result<Self, InputError> {
-        value
+        let addr = value
             .trim()
             .parse::<IpAddr>()
-            .map(Self)
-            .map_err(|_| InputError("ipAddress is not an IPv4 or IPv6 address".into()))
+            .map_err(|_| InputError("ipAddress is not an IPv4 or IPv6 address".into()))?;
+        Ok(Self(canonical(addr)))
     }
 
     pub fn addr(self) -> IpAddr {
         self.0
     }
 
-    /// The canonical text form, as stored and as events show it.
+    /// The canonical text form, as events show it.
     pub fn to_text(self) -> String {
         self.0.to_string()
+    }
+
+    /// What the per-IP limit counts: an IPv4 address, or the /64 network
+    /// of an IPv6 address (`2001:db8:1:2::/64`). One host usually holds a
+    /// whole /64, so counting its addresses one by one would give it 2^64
+    /// budgets.
+    pub fn limit_key(self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", std::net::Ipv6Addr::from(network))
+            }
+        }
+    }
+}
+
+/// An IPv4 address carried in IPv6 (mapped `::ffff:a.b.c.d`, or compatible
+/// `::a.b.c.d`, which is deprecated but still parsed) as the IPv4 address.
+/// `::` and `::1` are IPv6's own unspecified and loopback addresses.
+fn canonical(addr: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = addr else { return addr };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let compatible = u128::from(v6) >> 32 == 0 && u128::from(v6) > 1;
+    match (compatible, v6.to_ipv4()) {
+        (true, Some(v4)) => IpAddr::V4(v4),
+        _ => addr,
     }
 }
 
@@ -132,5 +163,21 @@ mod tests {
         assert_eq!(ClientIp::parse(" 203.0.113.7 ").map(ClientIp::to_text), Ok("203.0.113.7".into()));
         assert_eq!(ClientIp::parse("2001:DB8::0001").map(ClientIp::to_text), Ok("2001:db8::1".into()));
         assert!(ClientIp::parse("not-an-ip").is_err());
+    }
+
+    /// An IPv4 client written in IPv6 is the same client, and every address
+    /// of an IPv6 /64 counts as one.
+    #[test]
+    fn the_per_ip_limit_counts_ipv4_clients_and_ipv6_networks() {
+        let key = |s: &str| ClientIp::parse(s).map(ClientIp::limit_key).unwrap_or_else(|e| panic!("{e}"));
+        for same in ["203.0.113.7", "::ffff:203.0.113.7", "::FFFF:cb00:7107", "::203.0.113.7"] {
+            assert_eq!(key(same), "203.0.113.7", "{same}");
+        }
+        assert_eq!(ClientIp::parse("::ffff:203.0.113.7").map(ClientIp::to_text), Ok("203.0.113.7".into()));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::1"), "::/64");
+        assert_eq!(ClientIp::parse("::1").map(ClientIp::to_text), Ok("::1".into()));
     }
 }

@@ -11,6 +11,10 @@
 //!   (RFC 5321 §4.5.3.1);
 //! - quoted local parts and non-ASCII local parts: legal in theory, rare in
 //!   practice, and a gift to look-alike attacks; we prefer a clear refusal;
+//! - `=?` (the start of an RFC 2047 encoded word, which some mail software
+//!   decodes in addresses), `%` and `!` (source routing through a relay:
+//!   `user%other.example@relay`, `relay!user`) in the local part: legal
+//!   atext, but tricks against the mail systems downstream;
 //! - domains that are not DNS names with at least two labels (no IP
 //!   literals, no bare `localhost`).
 
@@ -106,7 +110,8 @@ fn parse_local_part(local: &str) -> Result<String, EmailError> {
         return Err(EmailError::LocalPartTooLong);
     }
     let ok = local.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext));
-    if !ok {
+    let routing_or_encoded = local.contains("=?") || local.contains(['%', '!']);
+    if !ok || routing_or_encoded {
         return Err(EmailError::InvalidLocalPart);
     }
     Ok(local.to_ascii_lowercase())
@@ -179,6 +184,10 @@ mod tests {
             ("\"ada\"@example.com", InvalidLocalPart),
             ("adä@example.com", InvalidLocalPart),
             ("a b@example.com", InvalidLocalPart),
+            ("=?utf-8?q?ada?=@example.com", InvalidLocalPart),
+            ("ada=?x@example.com", InvalidLocalPart),
+            ("ada%evil.test@example.com", InvalidLocalPart),
+            ("evil.test!ada@example.com", InvalidLocalPart),
             ("ada@", InvalidDomain),
             ("ada@localhost", InvalidDomain),
             ("ada@[127.0.0.1]", InvalidDomain),

@@ -18,6 +18,27 @@ pub const MAX_VERIFIER_FAILURES: i64 = 5;
 /// Wrong fallback codes that burn a link (code and token alike).
 pub const MAX_CODE_FAILURES: i64 = 3;
 
+/// Wrong codes in a row, across every code of one address (link fallback
+/// codes and, later, one-time codes alike), after which codes for that
+/// address are refused for a while (SECURITY S12).
+pub const CODE_FAILURES_BEFORE_BLOCK: i64 = 10;
+/// The first block, doubled by every further wrong code up to the longest.
+pub const CODE_BLOCK_FIRST_SECONDS: i64 = 30;
+pub const CODE_BLOCK_LONGEST_SECONDS: i64 = 60 * 60;
+
+/// When codes for an address become usable again after its `failures`-th
+/// wrong code in a row at `now_ms`: `None` below the threshold; 30 s at it,
+/// doubling with each further wrong code, an hour at the most.
+pub fn code_block_until(failures: i64, now_ms: i64) -> Option<i64> {
+    let beyond = failures - CODE_FAILURES_BEFORE_BLOCK;
+    if beyond < 0 {
+        return None;
+    }
+    let doublings = u32::try_from(beyond.min(16)).unwrap_or(16);
+    let seconds = CODE_BLOCK_FIRST_SECONDS.saturating_mul(1 << doublings).min(CODE_BLOCK_LONGEST_SECONDS);
+    Some(now_ms + seconds * 1000)
+}
+
 /// Lifetime of a result JWT, in seconds.
 pub const JWT_TTL_SECONDS: i64 = 5 * 60;
 
@@ -72,6 +93,16 @@ pub fn minute_bucket(now_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_blocked_after_ten_wrong_ones_for_a_doubling_while() {
+        assert_eq!(code_block_until(9, 0), None);
+        assert_eq!(code_block_until(10, 0), Some(30_000));
+        assert_eq!(code_block_until(11, 0), Some(60_000));
+        assert_eq!(code_block_until(14, 1_000), Some(1_000 + 480_000));
+        assert_eq!(code_block_until(17, 0), Some(3_600_000), "an hour at the most");
+        assert_eq!(code_block_until(1_000, 0), Some(3_600_000));
+    }
 
     #[test]
     fn retry_after_rounds_up_and_is_at_least_one_second() {

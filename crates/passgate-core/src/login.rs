@@ -47,17 +47,23 @@ pub enum VerifyFailure {
     VerifierMismatch,
     /// Wrong fallback code, or the login has none.
     CodeInvalid,
+    /// Too many wrong codes for this address in a row (across all its
+    /// codes): none is checked until `until`, not even the right one.
+    CodesBlocked {
+        until: Timestamp,
+    },
 }
 
 impl VerifyFailure {
     /// One of each kind (times zeroed), for closed label sets.
-    pub const KINDS: [VerifyFailure; 6] = [
+    pub const KINDS: [VerifyFailure; 7] = [
         Self::Invalid,
         Self::Expired { expired_at: Timestamp(0) },
         Self::Used { used_at: Timestamp(0) },
         Self::Burned,
         Self::VerifierMismatch,
         Self::CodeInvalid,
+        Self::CodesBlocked { until: Timestamp(0) },
     ];
 
     /// The reason recorded on `auth.failed` events (and the API error code).
@@ -69,6 +75,7 @@ impl VerifyFailure {
             Self::Burned => "token_burned",
             Self::VerifierMismatch => "code_verifier_mismatch",
             Self::CodeInvalid => "code_invalid",
+            Self::CodesBlocked { .. } => "codes_blocked",
         }
     }
 }
@@ -132,9 +139,10 @@ pub enum Refusal {
     /// burns the login at [`MAX_VERIFIER_FAILURES`](crate::limits::MAX_VERIFIER_FAILURES)),
     /// then refuse with [`VerifyFailure::VerifierMismatch`].
     CountVerifierFailure,
-    /// A wrong fallback code: count a code failure (which burns the login
-    /// at [`MAX_CODE_FAILURES`](crate::limits::MAX_CODE_FAILURES)), then
-    /// refuse with [`VerifyFailure::CodeInvalid`].
+    /// A wrong fallback code: count a code failure on the login (which
+    /// burns it at [`MAX_CODE_FAILURES`](crate::limits::MAX_CODE_FAILURES))
+    /// and on its address's budget (see [`crate::limits::code_block_until`]),
+    /// then refuse with [`VerifyFailure::CodeInvalid`].
     CountCodeFailure,
 }
 
@@ -182,26 +190,35 @@ pub struct CodeLogin<'a> {
     pub code_hash: Option<&'a [u8]>,
     /// Its PKCE challenge, if it has one.
     pub code_challenge: Option<&'a str>,
+    /// Until when codes for the login's address are refused, if they are.
+    pub codes_blocked_until: Option<Timestamp>,
 }
 
 /// Decides a verify by code: `Ok(())` means consume the login (still by a
-/// conditional `UPDATE`, which decides a race). Every candidate hash is
-/// compared in constant time, without stopping at the first match.
+/// conditional `UPDATE`, which decides a race).
+///
+/// The order keeps what a guesser learns to nothing: while the address's
+/// codes are blocked, nothing is compared; then the code is compared
+/// (every candidate hash in constant time, without stopping at the first
+/// match), and only a right code learns whether the login is used, burned
+/// or expired, or that its PKCE challenge is unanswered.
 pub fn decide_code(
     login: CodeLogin<'_>,
     code_hash_candidates: &[[u8; 32]],
     verifier_challenge: Option<&str>,
     now: Timestamp,
 ) -> Result<(), Refusal> {
-    if let Some(closed) = closed_login(login.used_at, login.burned_at, login.expires_at, now) {
-        return Err(Refusal::Refuse(closed));
+    if let Some(until) = login.codes_blocked_until.filter(|until| *until > now) {
+        return Err(Refusal::Refuse(VerifyFailure::CodesBlocked { until }));
     }
-    let Some(stored) = login.code_hash else {
-        return Err(Refusal::Refuse(VerifyFailure::CodeInvalid));
-    };
-    let matched = code_hash_candidates.iter().fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored));
+    let matched = login.code_hash.is_some_and(|stored| {
+        code_hash_candidates.iter().fold(false, |acc, candidate| acc | constant_time_eq(candidate, stored))
+    });
     if !matched {
         return Err(Refusal::CountCodeFailure);
+    }
+    if let Some(closed) = closed_login(login.used_at, login.burned_at, login.expires_at, now) {
+        return Err(Refusal::Refuse(closed));
     }
     if !challenge_answered(login.code_challenge, verifier_challenge) {
         return Err(Refusal::CountVerifierFailure);
@@ -239,6 +256,7 @@ mod tests {
             expires_at: Timestamp(20_000),
             code_hash,
             code_challenge: challenge,
+            codes_blocked_until: None,
         }
     }
 
@@ -266,19 +284,32 @@ mod tests {
     }
 
     #[test]
-    fn codes_are_decided_in_order_closed_missing_wrong_unanswered() {
+    fn codes_are_decided_in_order_blocked_wrong_closed_unanswered() {
         let right = [7u8; 32];
         let candidates = [[1u8; 32], right];
+        let mut blocked = open_login(Some(&right), None);
+        blocked.codes_blocked_until = Some(NOW.plus_millis(1));
+        assert_eq!(
+            decide_code(blocked, &candidates, None, NOW),
+            Err(Refusal::Refuse(VerifyFailure::CodesBlocked { until: NOW.plus_millis(1) })),
+            "blocked: not even the right code is compared"
+        );
+        blocked.codes_blocked_until = Some(NOW);
+        assert_eq!(decide_code(blocked, &candidates, None, NOW), Ok(()), "the block has ended");
         let mut closed = open_login(Some(&right), None);
         closed.used_at = Some(Timestamp(3));
         assert_eq!(
             decide_code(closed, &candidates, None, NOW),
-            Err(Refusal::Refuse(VerifyFailure::Used { used_at: Timestamp(3) }))
+            Err(Refusal::Refuse(VerifyFailure::Used { used_at: Timestamp(3) })),
+            "the right code learns the login is used"
         );
+        closed.code_hash = Some(&[9; 32]);
         assert_eq!(
-            decide_code(open_login(None, None), &candidates, None, NOW),
-            Err(Refusal::Refuse(VerifyFailure::CodeInvalid))
+            decide_code(closed, &candidates, None, NOW),
+            Err(Refusal::CountCodeFailure),
+            "a wrong one learns nothing"
         );
+        assert_eq!(decide_code(open_login(None, None), &candidates, None, NOW), Err(Refusal::CountCodeFailure));
         assert_eq!(
             decide_code(open_login(Some(&[9; 32]), None), &candidates, None, NOW),
             Err(Refusal::CountCodeFailure)

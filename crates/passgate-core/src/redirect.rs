@@ -11,10 +11,15 @@
 //! Checks are made on the raw string as well as on the parsed URL, because
 //! URL parsers "helpfully" repair input (`\` becomes `/`, `..` is resolved,
 //! `%41` is decoded in hosts) and an attacker lives in the gap between what
-//! we checked and what a browser will open. So anything that needs repairing
-//! is refused instead: non-ASCII or invisible characters, backslashes,
-//! userinfo, percent-encoding in the authority, dot segments (also encoded),
-//! encoded slashes, fragments, and a `token` query parameter of its own.
+//! we checked and what a browser, or the app's server, will open. So
+//! anything that needs repairing is refused instead: non-ASCII or invisible
+//! characters, backslashes, userinfo, percent-encoding in the authority,
+//! fragments, and in the path: dot segments (also percent-encoded, encoded
+//! twice, encoded as overlong UTF-8, or followed by `;params`, which Java
+//! servers strip before resolving `..`), encoded slashes and empty segments
+//! (`/cb//evil.com`). A query may not plant a token: no parameter whose
+//! name, decoded and split on `&` and on `;` (which some parsers also
+//! split on), is `token` or starts with `token[`.
 
 use url::Url;
 
@@ -48,6 +53,54 @@ pub enum RedirectError {
     BadPattern(String),
 }
 
+/// Percent-decodes `text` until nothing changes (so `%252e` is seen as the
+/// dot it stands for). `None` when the bytes are not UTF-8 (overlong
+/// encodings such as `%c0%ae` are not) or it still changes after a few
+/// rounds.
+fn fully_decoded(text: &str) -> Option<String> {
+    let mut current = text.to_string();
+    for _ in 0..4 {
+        let next = percent_encoding::percent_decode_str(&current).decode_utf8().ok()?.into_owned();
+        if next == current {
+            return Some(current);
+        }
+        current = next;
+    }
+    None
+}
+
+/// The path checks (on the raw, lower-cased path): each segment, without
+/// its `;params` and fully decoded, must be neither `.` nor `..`, hold no
+/// slash or backslash, and be non-empty unless it is the first or last.
+fn check_path(raw_path: &str) -> Result<(), RedirectError> {
+    let segments: Vec<&str> = raw_path.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (at, segment) in segments.iter().enumerate() {
+        let name = segment.split(';').next().unwrap_or_default();
+        let decoded = fully_decoded(name).ok_or(RedirectError::BadPath)?;
+        let empty_inside = decoded.is_empty() && at != 0 && at != last;
+        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\']) || empty_inside {
+            return Err(RedirectError::BadPath);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a query plants a `token` parameter, by any spelling a server may
+/// read: split on `&` and `;`, names decoded (`+` as a space), case ignored.
+fn plants_a_token(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default().replace('+', " ");
+        match fully_decoded(&name) {
+            None => true,
+            Some(name) => {
+                let name = name.trim().to_ascii_lowercase();
+                name == "token" || name.starts_with("token[")
+            }
+        }
+    })
+}
+
 /// One allowed redirect URL of a project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedRedirect {
@@ -68,6 +121,9 @@ impl AllowedRedirect {
             Some(replaced) => (true, replaced),
             None => (false, pattern.to_string()),
         };
+        if concrete.contains('*') {
+            return Err(bad("a wildcard is supported only as the port, as in http://localhost:*"));
+        }
         let url = check_raw_and_parse(&concrete).map_err(|e| bad(&e.to_string()))?;
         if url.query().is_some() {
             return Err(bad("a query string is not allowed in a redirect pattern"));
@@ -124,13 +180,7 @@ fn check_raw_and_parse(raw: &str) -> Result<Url, RedirectError> {
     let rest = &after_scheme[authority_end..];
     let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
     let raw_path = &rest[..path_end];
-    let dot_segment = raw_path.split('/').any(|seg| {
-        let decoded = seg.replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    });
-    if dot_segment || raw_path.contains("%2f") || raw_path.contains("%5c") {
-        return Err(RedirectError::BadPath);
-    }
+    check_path(raw_path)?;
     if raw.contains('#') {
         return Err(RedirectError::Fragment);
     }
@@ -154,7 +204,7 @@ impl ValidationUrl {
     /// Checks `raw` against `allowed` (operator patterns, already parsed).
     pub fn check(raw: &str, allowed: &[AllowedRedirect]) -> Result<Self, RedirectError> {
         let url = check_raw_and_parse(raw)?;
-        if url.query_pairs().any(|(name, _)| name.eq_ignore_ascii_case("token")) {
+        if url.query().is_some_and(plants_a_token) {
             return Err(RedirectError::HasToken);
         }
         if allowed.iter().any(|a| a.admits(&url)) { Ok(Self(url)) } else { Err(RedirectError::NotAllowed) }
@@ -240,6 +290,26 @@ mod tests {
             "https://app.example.com/cb#frag",
             "https://app.example.com/cb?token=abc",
             "https://app.example.com/cb?a=1&TOKEN=abc",
+            // Other query separators and spellings a server may read as `token`.
+            "https://app.example.com/cb?x=1;token=abc",
+            "https://app.example.com/cb?token[]=abc",
+            "https://app.example.com/cb?token[a]=abc",
+            "https://app.example.com/cb?%74oken=abc",
+            "https://app.example.com/cb?%2574oken=abc",
+            "https://app.example.com/cb?to%6ben%5B%5D=abc",
+            "https://app.example.com/cb?x=1&+token=abc",
+            // Path parameters, double encodings, overlong UTF-8, empty segments.
+            "https://app.example.com/cb/..;/admin",
+            "https://app.example.com/cb/%2e%2e;/admin",
+            "https://app.example.com/cb/.;x/admin",
+            "https://app.example.com/cb/%252e%252e/admin",
+            "https://app.example.com/cb/%25252e%25252e/admin",
+            "https://app.example.com/cb/%c0%ae%c0%ae/admin",
+            "https://app.example.com/cb/%e0%80%ae%e0%80%ae/admin",
+            "https://app.example.com/cb//evil.com",
+            "https://app.example.com/cb/x//y",
+            "https://app.example.com/cb/%252f/admin",
+            "https://app.example.com/cb/;/admin",
             " https://app.example.com/cb",
             "https://app.example.com/cb\n",
             "ftp://app.example.com/cb",
@@ -261,8 +331,29 @@ mod tests {
 
     #[test]
     fn refuses_malformed_patterns() {
-        for p in ["app.example.com", "https://u@app.example.com", "https://app.example.com/cb?x=1", "ftp://x.example"] {
+        for p in [
+            "app.example.com",
+            "https://u@app.example.com",
+            "https://app.example.com/cb?x=1",
+            "ftp://x.example",
+            "https://*.example.com/cb",
+            "https://app.example.com/cb*",
+            "http://localhost:3*",
+        ] {
             assert!(AllowedRedirect::parse(p).is_err(), "{p}");
+        }
+        assert!(AllowedRedirect::parse("http://localhost:*").is_ok());
+    }
+
+    #[test]
+    fn ordinary_paths_and_queries_stay_admitted() {
+        for ok in [
+            "https://app.example.com/cb/caf%C3%A9",
+            "https://app.example.com/cb/a.b/..c/...",
+            "https://app.example.com/cb?tokens=1&my_token=2&token_hint=3",
+            "https://app.example.com/cb?x=1;y=2",
+        ] {
+            assert!(check(ok).is_ok(), "{ok} should be admitted");
         }
     }
 

@@ -1,11 +1,10 @@
-//! The application: shared state, the router, and serving it on a
-//! pre-bound listener with graceful shutdown.
+//! The application: shared state and the router, built from one list of
+//! routes (serving it is `http::serve`).
 //!
 //! Everything is generic over the [`Store`]: the binary picks the backend
 //! once from the database URL and the compiler builds one server per backend,
 //! with no backend checks at run time.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,10 +14,11 @@ use axum::routing::{MethodFilter, MethodRouter, get};
 use passgate_core::Clock;
 use passgate_core::secret::ServerSecret;
 use passgate_store::Store;
-use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::openapi::path::HttpMethod;
 
+use crate::http::serve::ConnectionLimits;
 use crate::http::{auth, dev, error::ApiError, ops, request_id};
 use crate::keys::KeyRing;
 use crate::mail::outbox::Outbox;
@@ -41,6 +41,8 @@ pub struct AppState<S: Store> {
     pub dev_mailbox: Option<DevMailbox>,
     /// Served on the metrics listener, never on the public one.
     pub metrics: Arc<Metrics>,
+    /// How long clients may take and how many connections they may hold.
+    pub connections: ConnectionLimits,
 }
 
 impl<S: Store> std::fmt::Debug for AppState<S> {
@@ -174,14 +176,18 @@ pub fn router<S: Store>(app: App<S>) -> Router {
     let mut router = api_router::<S>()
         // Responses carry JWTs and login state: never cache them anywhere.
         .layer(axum::middleware::from_fn(no_store_under_api));
-    if app.dev_mailbox.is_some() {
+    let dev = app.dev_mailbox.is_some();
+    if dev {
         router = router.route("/_dev/mailbox", get(dev::mailbox::<S>));
     }
     let metrics = app.metrics.clone();
+    let mut router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
+    if dev {
+        router = router.layer(axum::middleware::from_fn(dev::only_loopback_hosts));
+    }
     router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyTimeoutLayer::new(app.connections.body_timeout))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn(request_id::layer))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -200,14 +206,4 @@ async fn no_store_under_api(request: axum::extract::Request, next: axum::middlew
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -31,15 +31,41 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `serve --help` and `dev --help` add: every setting and where it is
+/// explained.
+const SETTINGS_HELP: &str = "\
+Settings (a TOML file given with --config, then PASSGATE_* environment variables, which win):
+  PASSGATE_DATABASE_URL         sqlite://passgate.db (default) or postgres://user:pass@host/db
+  PASSGATE_LISTEN               the public listener, IP:port (127.0.0.1:8080)
+  PASSGATE_PUBLIC_URL           the server's own URL, the JWT issuer (http://<listen>)
+  PASSGATE_SMTP_URL             smtp://, smtp://…?tls=required|opportunistic|none, smtps:// (required to serve)
+  PASSGATE_SMTP_CA_FILE         extra CA certificates (PEM) trusted for the relay
+  PASSGATE_EMAIL_FROM           the sender (passgate <no-reply@localhost>)
+  PASSGATE_SECRET_KEY           32+ random bytes, base64 (required to serve; or PASSGATE_SECRET_KEY_FILE)
+  PASSGATE_SECRET_KEY_PREVIOUS  the previous secret while rotating
+  PASSGATE_METRICS_LISTEN       the metrics listener, IP:port or off (127.0.0.1:9090)
+  PASSGATE_TEMPLATES_DIR        email template overrides
+  PASSGATE_OUTBOX_LEASE         how long a worker holds a claimed email (60s)
+  PASSGATE_DATABASE_MAX_CONNECTIONS, PASSGATE_DATABASE_ACQUIRE_TIMEOUT   PostgreSQL pool (10, 5s)
+  PASSGATE_HTTP_HEADER_TIMEOUT, PASSGATE_HTTP_BODY_TIMEOUT, PASSGATE_HTTP_IDLE_TIMEOUT,
+  PASSGATE_HTTP_MAX_CONNECTIONS   connection limits (10s, 10s, 75s, 4096)
+  PASSGATE_LOG_FORMAT, PASSGATE_LOG   json or pretty; a tracing filter (info)
+  PASSGATE_DEV                  1 for dev mode (as `passgate dev`)
+Secrets, the SMTP URL and the database URL may come from files: PASSGATE_<NAME>_FILE.
+Every setting, its default and its checks: docs/configuration.md.
+`passgate config example` prints an annotated configuration file.";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run migrations, then serve the API and send emails.
+    #[command(after_help = SETTINGS_HELP)]
     Serve,
     /// Zero-configuration dev server: SQLite under ./.passgate/, a dev project, /_dev/mailbox.
+    #[command(after_help = SETTINGS_HELP)]
     Dev,
     /// Apply database migrations and exit.
     Migrate,
-    /// Create, change and show projects.
+    /// Create, change, list and show projects.
     #[command(subcommand)]
     Project(ProjectCommand),
     /// Create, list and revoke a project's secret keys.
@@ -61,7 +87,15 @@ pub enum ProjectCommand {
     Update(ProjectUpdate),
     /// Show a project's settings.
     Show {
+        /// The project's id (`prj_…`).
         id: String,
+        /// Print the settings as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every project of the database (id, name, created), oldest first.
+    List {
+        /// Print a JSON array of the projects' settings on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -69,6 +103,7 @@ pub enum ProjectCommand {
 
 #[derive(Debug, Args)]
 pub struct ProjectCreate {
+    /// The project's name (1-128 characters), shown in `project list` and, unless --app-name says otherwise, in emails.
     #[arg(long)]
     pub name: String,
     /// Allowed redirect URL (repeatable); `http://localhost:*` admits any port.
@@ -89,33 +124,43 @@ pub struct ProjectCreate {
     /// Emails this project may send per minute.
     #[arg(long, default_value_t = EMAILS_PER_MINUTE_DEFAULT)]
     pub emails_per_minute: i64,
+    /// Print {"projectId", "secretKey"} as JSON on standard output, and nothing else there.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ProjectUpdate {
+    /// The project's id (`prj_…`).
     pub id: String,
+    /// A new name (1-128 characters).
     #[arg(long)]
     pub name: Option<String>,
+    /// Allowed redirect URLs: the ones given replace the list (repeatable).
     #[arg(long = "redirect-url", value_name = "URL")]
     pub redirect_urls: Vec<String>,
+    /// Allowed domains: the ones given replace the list (repeatable).
     #[arg(long = "allowed-domain", value_name = "DOMAIN")]
     pub allowed_domains: Vec<String>,
     /// Remove every allowed domain.
     #[arg(long, conflicts_with = "allowed_domains")]
     pub clear_allowed_domains: bool,
+    /// Allowed addresses: the ones given replace the list (repeatable).
     #[arg(long = "allowed-email", value_name = "EMAIL")]
     pub allowed_emails: Vec<String>,
     /// Remove every allowed email.
     #[arg(long, conflicts_with = "allowed_emails")]
     pub clear_allowed_emails: bool,
+    /// How long a link lives: 1m to 60m (e.g. 90s, 15m, 1h); applies to logins started afterwards.
     #[arg(long)]
     pub link_ttl: Option<String>,
+    /// The name emails show; an empty string goes back to the project name.
     #[arg(long)]
     pub app_name: Option<String>,
+    /// Emails this project may send per minute.
     #[arg(long)]
     pub emails_per_minute: Option<i64>,
+    /// Print the updated settings as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -124,20 +169,27 @@ pub struct ProjectUpdate {
 pub enum KeyCommand {
     /// Create a new secret key for a project (shown once).
     Create {
+        /// The project's id (`prj_…`).
         #[arg(long)]
         project: String,
+        /// Print {"keyId", "secretKey"} as JSON on standard output, and nothing else there.
         #[arg(long)]
         json: bool,
     },
     /// List a project's keys (never the secret itself).
     List {
+        /// The project's id (`prj_…`).
         #[arg(long)]
         project: String,
+        /// Print a JSON array on standard output.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key; it stops working on the next request.
-    Revoke { key_id: String },
+    Revoke {
+        /// The key's id (`key_…`, from `key list`), not the secret key.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +271,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn admin_then_close<S: Store>(command: &Command, store: S, settings: &Settings) -> Result<(), CliError> {
+    // On standard error, so `--json` output stays clean: which database the
+    // command reads and writes (the CLI and a server must share one).
+    eprintln!("database: {}", server::shown_database(&settings.database_url));
     let result = admin(command, &store, settings).await;
     store.close().await;
     result
@@ -281,6 +336,18 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
                 other => other.into(),
             })?;
             print_project(&updated, args.json);
+        }
+        Command::Project(ProjectCommand::List { json }) => {
+            let projects = store.list_projects().await?;
+            if *json {
+                println!("{}", serde_json::Value::Array(projects.iter().map(project_json).collect()));
+            } else if projects.is_empty() {
+                println!("No projects yet: create one with `passgate project create`.");
+            } else {
+                for p in &projects {
+                    println!("{}  {}  created {}", p.id, p.settings.name, p.created_at.to_rfc3339());
+                }
+            }
         }
         Command::Project(ProjectCommand::Show { id, json }) => {
             let project = store.get_project(&project_id(id)?).await?.ok_or_else(|| CliError::NoProject(id.clone()))?;
@@ -399,23 +466,26 @@ pub fn checked_settings(mut s: ProjectSettings) -> Result<ProjectSettings, CliEr
     Ok(s)
 }
 
+/// A project's settings as `project show --json` prints them.
+fn project_json(p: &Project) -> serde_json::Value {
+    let s = &p.settings;
+    json!({
+        "projectId": p.id,
+        "name": s.name,
+        "appName": p.app_name(),
+        "redirectUrls": s.redirect_urls,
+        "allowedDomains": s.allowed_domains,
+        "allowedEmails": s.allowed_emails,
+        "linkTtlSeconds": s.link_ttl_seconds,
+        "emailsPerMinute": s.emails_per_minute,
+        "createdAt": p.created_at.to_rfc3339(),
+    })
+}
+
 fn print_project(p: &Project, as_json: bool) {
     let s = &p.settings;
     if as_json {
-        println!(
-            "{}",
-            json!({
-                "projectId": p.id,
-                "name": s.name,
-                "appName": p.app_name(),
-                "redirectUrls": s.redirect_urls,
-                "allowedDomains": s.allowed_domains,
-                "allowedEmails": s.allowed_emails,
-                "linkTtlSeconds": s.link_ttl_seconds,
-                "emailsPerMinute": s.emails_per_minute,
-                "createdAt": p.created_at.to_rfc3339(),
-            })
-        );
+        println!("{}", project_json(p));
     } else {
         println!("Project {} — {}", p.id, s.name);
         println!("  app name:          {}", p.app_name());
@@ -452,6 +522,55 @@ fn print_keys(keys: &[ApiKeyInfo], as_json: bool) {
         for k in keys {
             let state = k.revoked_at.map_or_else(|| "active".to_string(), |r| format!("revoked {}", r.to_rfc3339()));
             println!("{}  {}  created {}  {}", k.id, k.hint, k.created_at.to_rfc3339(), state);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_of_every_command_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "passgate", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+
+    /// `serve --help` lists the settings and says where they are explained.
+    #[test]
+    fn serve_help_lists_the_settings() {
+        let mut command = Cli::command();
+        let serve = command.find_subcommand_mut("serve").unwrap_or_else(|| panic!("no serve"));
+        let help = serve.render_long_help().to_string();
+        for setting in [
+            "PASSGATE_DATABASE_URL",
+            "PASSGATE_SMTP_URL",
+            "PASSGATE_SECRET_KEY",
+            "PASSGATE_LISTEN",
+            "docs/configuration.md",
+        ] {
+            assert!(help.contains(setting), "{setting} missing from serve --help");
         }
     }
 }

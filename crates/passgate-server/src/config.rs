@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::http::serve::ConnectionLimits;
 use serde::Deserialize;
 
 /// What an operator can set. Names are the contract (see docs/configuration.md).
@@ -37,6 +39,14 @@ pub struct RawSettings {
     pub database_acquire_timeout: Option<String>,
     pub log_format: Option<String>,
     pub log: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub http_header_timeout: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub http_body_timeout: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub http_idle_timeout: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub http_max_connections: Option<String>,
 }
 
 /// Accepts `10` as well as `"10"` in the TOML file (the environment only has
@@ -98,6 +108,8 @@ pub struct Settings {
     pub pool: passgate_store_postgres::PoolSettings,
     pub log_format: LogFormat,
     pub log: String,
+    /// Connection timeouts and cap of the public and metrics listeners.
+    pub connections: ConnectionLimits,
 }
 
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -144,6 +156,10 @@ impl RawSettings {
             "DATABASE_ACQUIRE_TIMEOUT",
             "LOG_FORMAT",
             "LOG",
+            "HTTP_HEADER_TIMEOUT",
+            "HTTP_BODY_TIMEOUT",
+            "HTTP_IDLE_TIMEOUT",
+            "HTTP_MAX_CONNECTIONS",
         ] {
             if let Some(value) = var(name) {
                 self.set(name, value)?;
@@ -169,6 +185,10 @@ impl RawSettings {
             "DATABASE_ACQUIRE_TIMEOUT" => &mut self.database_acquire_timeout,
             "LOG_FORMAT" => &mut self.log_format,
             "LOG" => &mut self.log,
+            "HTTP_HEADER_TIMEOUT" => &mut self.http_header_timeout,
+            "HTTP_BODY_TIMEOUT" => &mut self.http_body_timeout,
+            "HTTP_IDLE_TIMEOUT" => &mut self.http_idle_timeout,
+            "HTTP_MAX_CONNECTIONS" => &mut self.http_max_connections,
             "DEV" => {
                 self.dev = Some(parse_bool("PASSGATE_DEV", &value)?);
                 return Ok(());
@@ -282,6 +302,35 @@ impl RawSettings {
             None => Duration::from_secs(5),
         };
         let pool = passgate_store_postgres::PoolSettings { max_connections, acquire_timeout };
+        let defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            header_timeout: seconds_between(
+                "http_header_timeout",
+                self.http_header_timeout.as_deref(),
+                defaults.header_timeout,
+                1..=300,
+            )?,
+            body_timeout: seconds_between(
+                "http_body_timeout",
+                self.http_body_timeout.as_deref(),
+                defaults.body_timeout,
+                1..=300,
+            )?,
+            idle_timeout: seconds_between(
+                "http_idle_timeout",
+                self.http_idle_timeout.as_deref(),
+                defaults.idle_timeout,
+                1..=3600,
+            )?,
+            max_connections: match self.http_max_connections {
+                Some(text) => {
+                    text.trim().parse::<usize>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+                        invalid("http_max_connections", format!("{text:?}: a number from 1 to 1000000"))
+                    })?
+                }
+                None => defaults.max_connections,
+            },
+        };
         let log_format = match self.log_format.as_deref() {
             None if dev => LogFormat::Pretty,
             None | Some("json") => LogFormat::Json,
@@ -309,8 +358,25 @@ impl RawSettings {
             pool,
             log_format,
             log: self.log.unwrap_or_else(|| "info".to_string()),
+            connections,
         })
     }
+}
+
+/// A duration setting in seconds (`90s`, `15m`, or a bare number), between
+/// the bounds given; `default` when it is not set.
+fn seconds_between(
+    name: &'static str,
+    text: Option<&str>,
+    default: Duration,
+    bounds: std::ops::RangeInclusive<i64>,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = text else { return Ok(default) };
+    let seconds = passgate_core::duration::parse_seconds(text).map_err(|e| invalid(name, e.to_string()))?;
+    if !bounds.contains(&seconds) {
+        return Err(invalid(name, format!("must be between {}s and {}s", bounds.start(), bounds.end())));
+    }
+    Ok(Duration::from_secs(seconds.unsigned_abs()))
 }
 
 /// Loads the layers from the real file system and environment.

@@ -29,7 +29,8 @@ pub enum KeyError {
     )]
     NoCurrentKey,
     #[error(
-        "signing key {0} cannot be opened with the configured secret key (was PASSGATE_SECRET_KEY changed without PASSGATE_SECRET_KEY_PREVIOUS?)"
+        "the stored signing key {0} cannot be opened with PASSGATE_SECRET_KEY: start with the secret the database was \
+         created with (or, while rotating to a new one, set the old one as PASSGATE_SECRET_KEY_PREVIOUS)"
     )]
     CannotOpen(String),
 }
@@ -54,6 +55,20 @@ pub async fn ensure_signing_key<S: Store>(store: &S, secret: &ServerSecret, now:
         store.insert_first_signing_key(new_record(secret, now)).await?;
     }
     Ok(())
+}
+
+/// Whether the secret opens the current signing key (a start refuses to go
+/// on otherwise).
+pub async fn check_current_key_opens<S: Store>(store: &S, secret: &ServerSecret) -> Result<(), KeyError> {
+    open_current(&store.signing_keys().await?, secret).map(drop)
+}
+
+/// The current key among `records`, unsealed.
+fn open_current(records: &[SigningKeyRecord], secret: &ServerSecret) -> Result<JwtSigner, KeyError> {
+    let current = records.iter().find(|k| k.retired_at.is_none()).ok_or(KeyError::NoCurrentKey)?;
+    let cannot_open = || KeyError::CannotOpen(current.kid.clone());
+    let seed = secret.open(Purpose::SigningKey, &current.private_key_sealed).map_err(|_| cannot_open())?;
+    JwtSigner::from_secret_bytes(&seed).map_err(|_| cannot_open())
 }
 
 struct Loaded {
@@ -87,11 +102,7 @@ impl KeyRing {
 
     async fn load<S: Store>(store: &S, secret: &ServerSecret, now: Timestamp) -> Result<Loaded, KeyError> {
         let records = store.signing_keys().await?;
-        let current = records.iter().find(|k| k.retired_at.is_none()).ok_or(KeyError::NoCurrentKey)?;
-        let seed = secret
-            .open(Purpose::SigningKey, &current.private_key_sealed)
-            .map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
-        let signer = JwtSigner::from_secret_bytes(&seed).map_err(|_| KeyError::CannotOpen(current.kid.clone()))?;
+        let signer = open_current(&records, secret)?;
         let published = records
             .iter()
             .filter(|k| k.retired_at.is_none_or(|r| r.plus_seconds(PUBLISH_RETIRED_FOR_SECONDS) > now))

@@ -8,7 +8,8 @@
 //! request.
 //!
 //! What a label may hold is fixed here, never taken from a request: route
-//! templates (`/api/v2/auth/logins/{login_id}`, not the id), methods,
+//! templates (`/api/v2/auth/logins/{login_id}`, not the id; `unmatched` for
+//! any other path), the methods HTTP defines (`other` for any other),
 //! status codes, and the closed sets of failure reasons and limits. No
 //! email address, IP, token, key or project id ever becomes a label, so
 //! nothing secret or personal can leak through a scrape and no client can
@@ -34,16 +35,9 @@ const DURATION_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 /// The route label of a request that matched no route (404s, probes).
 const UNMATCHED: &str = "unmatched";
 
-const VERIFY_FAILURES: [VerifyFailure; 6] = [
-    VerifyFailure::Invalid,
-    VerifyFailure::Expired { expired_at: passgate_core::Timestamp(0) },
-    VerifyFailure::Used { used_at: passgate_core::Timestamp(0) },
-    VerifyFailure::Burned,
-    VerifyFailure::VerifierMismatch,
-    VerifyFailure::CodeInvalid,
-];
+const VERIFY_FAILURES: [VerifyFailure; VerifyFailure::KINDS.len()] = VerifyFailure::KINDS;
 
-const LIMITS: [LimitKind; 3] = [LimitKind::Recipient, LimitKind::Project, LimitKind::IpAddress];
+const LIMITS: [LimitKind; 3] = LimitKind::ALL;
 
 /// How an email attempt ended, as the outbox worker saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +61,28 @@ impl EmailAttempt {
     }
 }
 
+/// The label of an HTTP method: one of the methods HTTP defines, or
+/// `other`. A client may send any token as its method; a label taken from
+/// it would grow the table, the scrape and the logs with every invention.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 #[derive(Default)]
 struct RouteStats {
-    /// Requests by (method, status).
-    counts: HashMap<(Method, u16), u64>,
+    /// Requests by (method label, status).
+    counts: HashMap<(&'static str, u16), u64>,
     /// Cumulative counts per bucket of `DURATION_BUCKETS` (+Inf is `count`).
     buckets: [u64; DURATION_BUCKETS.len()],
     count: u64,
@@ -148,7 +160,7 @@ impl Metrics {
             Some(stats) => stats,
             None => routes.entry(route.to_string()).or_default(),
         };
-        *stats.counts.entry((method.clone(), status.as_u16())).or_insert(0) += 1;
+        *stats.counts.entry((method_label(method), status.as_u16())).or_insert(0) += 1;
         for (bucket, bound) in stats.buckets.iter_mut().zip(DURATION_BUCKETS) {
             if seconds <= bound {
                 *bucket += 1;
@@ -204,7 +216,7 @@ impl Metrics {
         family(out, "passgate_http_requests_total", "counter", "HTTP requests answered, by route, method and status.");
         for name in &names {
             let mut counts: Vec<_> = routes[*name].counts.iter().collect();
-            counts.sort_by(|a, b| (a.0.0.as_str(), a.0.1).cmp(&(b.0.0.as_str(), b.0.1)));
+            counts.sort_by(|a, b| a.0.cmp(b.0));
             for ((method, status), count) in counts {
                 let _ = writeln!(
                     out,
@@ -298,6 +310,23 @@ mod tests {
         assert!(text.contains(&format!("{} 1\n", bucket("0.005"))));
         assert!(text.contains(&format!("{} 2\n", bucket("0.05"))));
         assert!(text.contains(&format!("{} 2\n", bucket("+Inf"))));
+    }
+
+    /// A client can invent methods; each is counted as `other`, so the
+    /// table stays as it is however many it invents.
+    #[test]
+    fn invented_methods_share_one_label() {
+        let metrics = Metrics::default();
+        for i in 0..500 {
+            let method = Method::from_bytes(format!("M{i}{}", "X".repeat(1000)).as_bytes()).unwrap_or(Method::GET);
+            metrics.request(None, &method, StatusCode::NOT_FOUND, Duration::from_millis(1));
+        }
+        metrics.request(None, &Method::DELETE, StatusCode::NOT_FOUND, Duration::from_millis(1));
+        let text = metrics.render();
+        assert!(text.contains("passgate_http_requests_total{route=\"unmatched\",method=\"other\",status=\"404\"} 500"));
+        assert!(text.contains("passgate_http_requests_total{route=\"unmatched\",method=\"DELETE\",status=\"404\"} 1"));
+        assert!(!text.contains("XXXX"), "an invented method reached the scrape");
+        assert!(text.len() < 8192, "the scrape grew to {} bytes", text.len());
     }
 
     #[test]

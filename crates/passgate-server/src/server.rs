@@ -14,10 +14,12 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::{App, AppState, router, serve};
+use crate::app::{App, AppState, router};
 use crate::config::Settings;
 use crate::devmode;
+use crate::http::serve::{ConnectionLimits, serve};
 use crate::keys::{KeyError, KeyRing, ensure_signing_key};
+use crate::mail::EmailPayload;
 use crate::mail::outbox::{Outbox, OutboxConfig};
 use crate::mail::templates::{TemplateError, Templates};
 use crate::mail::transport::{DevMailbox, Mailer, SmtpUrlError};
@@ -25,9 +27,10 @@ use crate::metrics::{self, Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    // Database errors show `redacted_url`, never a password.
-    #[error("database {url}: {source}")]
-    Database { url: String, source: StoreError },
+    // Database errors show the URL redacted and the cause scrubbed of every
+    // credential the URL holds (see `StartError::database`).
+    #[error("database {url}: {detail}")]
+    Database { url: String, detail: String },
     #[error("{0}")]
     UnsupportedDatabase(String),
     #[error("cannot prepare the JWT signing key: {0}")]
@@ -38,8 +41,8 @@ pub enum StartError {
     Smtp(#[from] SmtpUrlError),
     #[error("secret_key: {0}")]
     Secret(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    #[error("cannot listen on {addr} ({setting}): {source}")]
+    Listen { setting: &'static str, addr: String, source: std::io::Error },
     #[error("dev mode: {0}")]
     Dev(String),
     #[error("server stopped: {0}")]
@@ -56,6 +59,34 @@ pub struct Parts {
     pub outbox: OutboxConfig,
     /// How often signing keys are reread ([`crate::keys::REFRESH_EVERY`] in production).
     pub key_refresh: std::time::Duration,
+    /// How long clients may take and how many connections they may hold.
+    pub connections: ConnectionLimits,
+}
+
+/// How many of the oldest queued emails a start opens to check the secret.
+const QUEUED_EMAILS_CHECKED: u32 = 100;
+
+/// Refuses to go on when the secret cannot open what the database holds
+/// sealed under it: the current signing key, or queued emails. Otherwise
+/// the server would start, accept logins, and answer verify and the JWKS
+/// with 500s, while the emails it owes fail one by one.
+async fn check_secret_opens_what_is_stored<S: Store>(store: &S, secret: &ServerSecret) -> Result<(), StartError> {
+    match crate::keys::check_current_key_opens(store, secret).await {
+        // A first start: there is no key yet, and one is made with this secret.
+        Ok(()) | Err(KeyError::NoCurrentKey) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let queued = store.queued_payloads(QUEUED_EMAILS_CHECKED).await.map_err(KeyError::Store)?;
+    let sealed_otherwise = queued.iter().filter(|sealed| EmailPayload::open(secret, sealed).is_err()).count();
+    if sealed_otherwise > 0 {
+        return Err(StartError::Secret(format!(
+            "{sealed_otherwise} of the {} oldest queued emails cannot be opened with PASSGATE_SECRET_KEY: \
+             start with the secret they were sealed with, or, while rotating, set that one as \
+             PASSGATE_SECRET_KEY_PREVIOUS",
+            queued.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Builds the shared state (and makes sure a signing key exists).
@@ -80,6 +111,7 @@ pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartE
         outbox,
         dev_mailbox: parts.mailer.dev_mailbox().cloned(),
         metrics,
+        connections: parts.connections,
     }))
 }
 
@@ -99,9 +131,10 @@ pub async fn run<S: Store>(
         let stopped = async move {
             let _ = stop.wait_for(|stopping| *stopping).await;
         };
-        tokio::spawn(serve(listener, metrics::router(app.metrics.clone()), stopped))
+        tokio::spawn(serve(listener, metrics::router(app.metrics.clone()), app.connections, stopped))
     });
-    let served = serve(listener, router(app), shutdown).await;
+    let limits = app.connections;
+    let served = serve(listener, router(app), limits, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = worker.await;
     if let Some(scrapes) = scrapes {
@@ -154,16 +187,93 @@ impl Backend {
     }
 }
 
-/// A database URL fit to print: the password replaced.
+/// A database URL fit to print: every credential replaced, wherever it sits
+/// (the password of the user part, or a query parameter such as
+/// `?password=…` or `sslpassword=…`; in a `key=value` connection string,
+/// the `password` value).
 pub fn redacted_url(url: &str) -> String {
+    const MASK: &str = "****";
+    let secret_name = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        ["pass", "secret", "token"].iter().any(|word| name.contains(word))
+    };
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("****"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some(MASK));
+            }
+            if u.query().is_some() {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let shown = if secret_name(&k) { MASK.to_string() } else { v.into_owned() };
+                        (k.into_owned(), shown)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        Ok(u) => u.to_string(),
-        Err(_) => url.split('@').next_back().map_or_else(String::new, |rest| format!("…@{rest}")),
+        // Not a URL: a `key=value` connection string, or something garbled.
+        // Keep only what follows the last `@`, and mask secret values.
+        Err(_) => url
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|word| match word.split_once('=') {
+                Some((key, _)) if secret_name(key) => format!("{key}={MASK}"),
+                _ => word.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
     }
+}
+
+/// A database as start-up lines and the CLI name it: a SQLite file by its
+/// absolute path (`sqlite:///abs/path.db`), any other URL redacted.
+pub fn shown_database(url: &str) -> String {
+    if let Ok(path) = passgate_store_sqlite::database_path(url) {
+        let absolute = std::path::absolute(&path).unwrap_or(path);
+        return format!("sqlite://{}", absolute.display());
+    }
+    redacted_url(url)
+}
+
+impl StartError {
+    /// A database error as it may be printed: the URL redacted, and the
+    /// cause's whole chain with every credential of the URL taken out (a
+    /// driver's message may quote the value it could not use).
+    pub fn database(url: &str, source: &StoreError) -> Self {
+        let mut detail = crate::http::error::cause_chain(source);
+        for secret in url_secrets(url) {
+            detail = detail.replace(&secret, "****");
+        }
+        Self::Database { url: redacted_url(url), detail }
+    }
+}
+
+/// The credentials a URL holds: its password and its secret-looking query
+/// values, raw and decoded (at least 4 characters, so masking them cannot
+/// garble ordinary words).
+fn url_secrets(url: &str) -> Vec<String> {
+    let mut secrets = Vec::new();
+    if let Ok(parsed) = url::Url::parse(url) {
+        if let Some(password) = parsed.password() {
+            secrets.push(password.to_string());
+            if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+                secrets.push(decoded.into_owned());
+            }
+        }
+        for (name, value) in parsed.query_pairs() {
+            let name = name.to_ascii_lowercase();
+            if ["pass", "secret", "token"].iter().any(|word| name.contains(word)) {
+                secrets.push(value.into_owned());
+            }
+        }
+    }
+    secrets.retain(|s| s.len() >= 4);
+    secrets
 }
 
 /// Opens (creating if missing) and migrates a SQLite database.
@@ -171,11 +281,10 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let file = path.split('?').next().unwrap_or_default();
         if let Some(parent) = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StartError::Database { url: url.to_string(), source: StoreError::database(e) })?;
+            std::fs::create_dir_all(parent).map_err(|e| StartError::database(url, &StoreError::database(e)))?;
         }
     }
-    let db_err = |source| StartError::Database { url: url.to_string(), source };
+    let db_err = |source| StartError::database(url, &source);
     let store = SqliteStore::connect(url).await.map_err(db_err)?;
     store.migrate().await.map_err(db_err)?;
     Ok(store)
@@ -184,9 +293,8 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore, StartError> {
 /// Connects to and migrates a PostgreSQL database (migrations take an
 /// advisory lock, so instances starting together apply them once).
 pub async fn open_postgres(url: &str, pool: PoolSettings) -> Result<PgStore, StartError> {
-    // Errors name the host and database, never the password.
-    let shown = redacted_url(url);
-    let db_err = |source| StartError::Database { url: shown.clone(), source };
+    // Errors name the host and database, never a credential.
+    let db_err = |source| StartError::database(url, &source);
     let store = PgStore::connect(url, pool).await.map_err(db_err)?;
     store.migrate().await.map_err(db_err)?;
     Ok(store)
@@ -221,6 +329,9 @@ pub async fn serve_from_settings(settings: Settings) -> Result<(), StartError> {
 
 async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartError> {
     let secret = Arc::new(server_secret(&settings)?);
+    // Before anything listens: a server that cannot open its own keys and
+    // queued emails must not start answering.
+    check_secret_opens_what_is_stored(&store, &secret).await?;
     let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
     let dev_mailbox = settings.dev.then(DevMailbox::default);
     let mailer = Mailer::new(
@@ -229,13 +340,23 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
         settings.email_from.clone(),
         dev_mailbox,
     )?;
+    if mailer.sends_in_clear() {
+        tracing::warn!(
+            "smtp_url has tls=none: emails (which hold live sign-in links) travel to the relay unencrypted; use it only for a relay on this machine"
+        );
+    }
     let templates = Arc::new(Templates::load(settings.templates_dir.as_deref())?);
     let outbox = OutboxConfig { lease: settings.outbox_lease, ..OutboxConfig::default() };
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
-    let local =
-        listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen.to_string(), source })?;
+    let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Listen {
+        setting: "PASSGATE_LISTEN",
+        addr: settings.listen.to_string(),
+        source,
+    })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen {
+        setting: "PASSGATE_LISTEN",
+        addr: settings.listen.to_string(),
+        source,
+    })?;
     let metrics_listener = match settings.metrics_listen {
         None => None,
         Some(addr) => match TcpListener::bind(addr).await {
@@ -247,7 +368,9 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
                 tracing::warn!(metrics_listen = %addr, error = %e, "cannot listen for metrics; serving without them");
                 None
             }
-            Err(source) => return Err(StartError::Listen { addr: addr.to_string(), source }),
+            Err(source) => {
+                return Err(StartError::Listen { setting: "PASSGATE_METRICS_LISTEN", addr: addr.to_string(), source });
+            }
         },
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -264,6 +387,7 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
         mailer,
         outbox,
         key_refresh: crate::keys::REFRESH_EVERY,
+        connections: settings.connections,
     };
     let app = assemble(store.clone(), parts).await?;
     if settings.dev {
@@ -278,7 +402,8 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
         );
     }
     let metrics_addr = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
-    tracing::info!(listen_addr = %local, public_url = %public_url, metrics_addr = %metrics_addr, dev = settings.dev, "passgate listening");
+    let database = shown_database(&settings.database_url);
+    tracing::info!(listen_addr = %local, public_url = %public_url, metrics_addr = %metrics_addr, database = %database, dev = settings.dev, "passgate listening");
     let result = run(app, listener, metrics_listener, shutdown_signal()).await;
     store.close().await;
     tracing::info!("passgate stopped");
@@ -295,6 +420,17 @@ mod tests {
         assert_eq!(shown, "postgres://passgate:****@db.internal:5432/passgate");
         assert_eq!(redacted_url("sqlite://.passgate/passgate.db"), "sqlite://.passgate/passgate.db");
         assert!(!redacted_url("not a url :hunter2@host").contains("hunter2"));
+        for hidden in [
+            "postgres://passgate@db.internal/passgate?password=hunter2",
+            "postgres://db.internal/passgate?sslmode=require&sslpassword=hunter2&user=passgate",
+            "postgres://db.internal/passgate?PASSWORD=hunter2",
+            "host=db.internal user=passgate password=hunter2 dbname=passgate",
+        ] {
+            let shown = redacted_url(hidden);
+            assert!(!shown.contains("hunter2") && shown.contains("****"), "{hidden} shown as {shown}");
+        }
+        let kept = redacted_url("postgres://db.internal/passgate?sslmode=require&user=passgate");
+        assert_eq!(kept, "postgres://db.internal/passgate?sslmode=require&user=passgate");
     }
 
     #[test]

@@ -16,7 +16,9 @@
 use std::sync::Arc;
 
 use passgate_core::constant_time_eq;
-use passgate_core::limits::{IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket};
+use passgate_core::limits::{
+    IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, code_block_until, minute_bucket,
+};
 use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_race, token_refusal};
 use passgate_core::{EventId, EventKind, LoginId, ProjectId, Timestamp, UserId};
 use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event};
@@ -85,16 +87,16 @@ async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<Start
                     AS current_sent,
                   COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $2 AND minute = $21), 0)
                     AS previous_sent,
-                  (SELECT created_at FROM logins WHERE project_id = $2 AND ip_address = $9 AND created_at > $22
+                  (SELECT created_at FROM logins WHERE project_id = $2 AND ip_network = $27 AND created_at > $22
                    ORDER BY created_at DESC LIMIT 1 OFFSET $23) AS ip_full),
               admitted AS (
                 SELECT 1 FROM probe WHERE recipient_full IS NULL AND ip_full IS NULL
                   AND current_sent + previous_sent * $24::BIGINT / 60000 < $25::BIGINT),
               login AS (
                 INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-                    validation_url, ip_address, user_agent, created_at, expires_at)
+                    validation_url, ip_network, user_agent, created_at, expires_at)
                 SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::BYTEA, $6::TEXT, $7::TEXT, $8::TEXT,
-                    $9::TEXT, $10::TEXT, $11::BIGINT, $12::BIGINT FROM admitted),
+                    $27::TEXT, $10::TEXT, $11::BIGINT, $12::BIGINT FROM admitted),
               email AS (
                 INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status,
                     next_attempt_at, lease_owner, lease_until, created_at)
@@ -134,7 +136,8 @@ async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<Start
         limits.per_ip_per_minute - 1,
         previous_minute_weight,
         limits.per_project_per_minute,
-        EventKind::AuthStarted.as_str()
+        EventKind::AuthStarted.as_str(),
+        login.ip_network
     )
     .fetch_one(&mut *tx)
     .await
@@ -217,6 +220,65 @@ async fn refuse(
     let failure = refusal.failure();
     insert_event(tx, failed_event(project_id, login_id, failure, now)).await?;
     Ok(VerifyOutcome::Failed(failure))
+}
+
+/// When codes for an address are refused until, if they are.
+async fn codes_blocked_until(
+    tx: &mut PgConnection,
+    project_id: &ProjectId,
+    email: &str,
+) -> StoreResult<Option<Timestamp>> {
+    let until = sqlx::query_scalar!(
+        "SELECT blocked_until FROM code_budgets WHERE project_id = $1 AND email = $2",
+        project_id.as_str(),
+        email
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(until.flatten().map(Timestamp))
+}
+
+/// Counts a wrong code against its address; at the threshold and beyond,
+/// blocks the address's codes (`code_block_until` says how long).
+async fn count_code_failure(
+    tx: &mut PgConnection,
+    project_id: &ProjectId,
+    email: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let failures = sqlx::query_scalar!(
+        "INSERT INTO code_budgets (project_id, email, failures, updated_at) VALUES ($1, $2, 1, $3)
+         ON CONFLICT (project_id, email) DO UPDATE SET failures = code_budgets.failures + 1, updated_at = excluded.updated_at
+         RETURNING failures",
+        project_id.as_str(),
+        email,
+        now.millis()
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if let Some(until) = code_block_until(failures, now.millis()) {
+        sqlx::query!(
+            "UPDATE code_budgets SET blocked_until = $1 WHERE project_id = $2 AND email = $3",
+            until,
+            project_id.as_str(),
+            email
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// A right code: the address's count of wrong ones starts over.
+async fn reset_code_failures(tx: &mut PgConnection, project_id: &ProjectId, email: &str) -> StoreResult<()> {
+    sqlx::query!("DELETE FROM code_budgets WHERE project_id = $1 AND email = $2", project_id.as_str(), email)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// Finds or creates the login's user and records `auth.verified`, in one
@@ -355,8 +417,12 @@ async fn verify_code(tx: &mut PgConnection, req: &VerifyByCode) -> StoreResult<V
         expires_at: Timestamp(row.expires_at),
         code_hash: row.code_hash.as_deref(),
         code_challenge: row.code_challenge.as_deref(),
+        codes_blocked_until: codes_blocked_until(tx, &req.project_id, &row.email).await?,
     };
     if let Err(refusal) = decide_code(login, &req.code_hash_candidates, req.verifier_challenge.as_deref(), req.now) {
+        if refusal == Refusal::CountCodeFailure {
+            count_code_failure(tx, &req.project_id, &row.email, req.now).await?;
+        }
         return refuse(tx, &req.project_id, Some(&req.login_id), refusal, req.now).await;
     }
     // Still one conditional UPDATE decides who wins.
@@ -381,6 +447,7 @@ async fn verify_code(tx: &mut PgConnection, req: &VerifyByCode) -> StoreResult<V
         let failure = lost_race(used_at.map(Timestamp));
         return refuse(tx, &req.project_id, Some(&req.login_id), Refusal::Refuse(failure), req.now).await;
     }
+    reset_code_failures(tx, &req.project_id, &row.email).await?;
     let consumed = Consumed {
         project_id: req.project_id.clone(),
         login_id: req.login_id.clone(),

@@ -39,7 +39,9 @@ impl Outbox for PgStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         rows.into_iter()
-            .map(|r| claimed_email(r.id, r.project_id, r.login_id, r.recipient, r.payload_sealed, r.attempts))
+            .map(|r| {
+                claimed_email(r.id, r.project_id, r.login_id, r.recipient, r.payload_sealed, r.attempts, lease.until)
+            })
             .collect()
     }
 
@@ -65,6 +67,34 @@ impl Outbox for PgStore {
                 Box::pin(async move { record_one(&mut *tx, &delivery).await })
             })
             .await
+    }
+
+    async fn renew_lease(&self, email_id: &EmailId, lease_owner: &str, until: Timestamp) -> StoreResult<bool> {
+        let renewed = sqlx::query!(
+            "UPDATE outbox SET lease_until = $1
+             WHERE id = $2 AND lease_owner = $3 AND status NOT IN ('sent', 'failed')",
+            until.millis(),
+            email_id.as_str(),
+            lease_owner
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn queued_payloads(&self, limit: u32) -> StoreResult<Vec<Vec<u8>>> {
+        let rows = sqlx::query_scalar!(
+            r#"SELECT payload_sealed AS "payload_sealed!" FROM outbox
+             WHERE status IN ('queued', 'retrying') AND payload_sealed IS NOT NULL
+             ORDER BY next_attempt_at LIMIT $1"#,
+            i64::from(limit)
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows)
     }
 
     async fn next_email_due(&self) -> StoreResult<Option<Timestamp>> {

@@ -185,6 +185,21 @@ impl Projects for PgStore {
         .transpose()
     }
 
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        sqlx::query_as!(
+            ProjectRow,
+            r#"SELECT id AS "id!", name, app_name, redirect_urls, allowed_domains, allowed_emails,
+                link_ttl_seconds, emails_per_minute, is_dev, created_at
+             FROM projects ORDER BY created_at, id"#
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(ProjectRow::into_project)
+        .collect()
+    }
+
     async fn create_api_key(&self, key: NewApiKey) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let exists = sqlx::query!("SELECT id FROM projects WHERE id = $1", key.project_id.as_str())

@@ -37,6 +37,7 @@ fn main() {
                 lanes::writes_held_together_are_written_by_the_batched_statements,
             ),
             trial("database::readiness_needs_every_migration", database::readiness_needs_every_migration),
+            trial("database::tls_is_used_when_the_url_asks_for_it", database::tls_is_used_when_the_url_asks_for_it),
             trial(
                 "key_cache::another_instance_hears_of_revocations_and_project_changes",
                 key_cache::another_instance_hears_of_revocations_and_project_changes,
@@ -259,6 +260,22 @@ mod database {
         // A database with no migrations at all is not ready either.
         let empty = TempDatabase::postgres().await;
         assert!(instance(&empty.url).await.ready().await.is_err());
+    }
+
+    /// `sslmode=require` in the URL: the store's connections are encrypted
+    /// (docs/configuration.md says what is supported).
+    pub async fn tls_is_used_when_the_url_asks_for_it() {
+        let database = TempDatabase::postgres().await;
+        for (mode, encrypted) in [("require", true), ("disable", false)] {
+            let separator = if database.url.contains('?') { '&' } else { '?' };
+            let store = instance(&format!("{}{separator}sslmode={mode}", database.url)).await;
+            let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ssl, encrypted, "sslmode={mode}");
+            store.close().await;
+        }
     }
 }
 

@@ -75,6 +75,25 @@ pub fn database_path(url: &str) -> StoreResult<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// Creates the database file, if it does not exist yet, readable and
+/// writable by its owner only (0600): it holds keyed hashes, sealed
+/// secrets and every user's address. SQLite gives the `-wal` and `-shm`
+/// files it creates beside it the same permissions.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens one connection with passgate's settings.
 pub(crate) fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     let flags = if read_only {
@@ -110,6 +129,7 @@ impl SqliteStore {
     /// (`sqlite://path/to/file.db`, `sqlite:file.db`).
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let path = database_path(url)?;
+        create_private(&path).map_err(StoreError::database)?;
         let writer = writer::Writer::spawn(&path).await?;
         let reader = Arc::new(reader::ReaderPool::new(path));
         Ok(Self { writer, reader, keys: Arc::default() })
@@ -140,6 +160,30 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The database and its WAL are the owner's alone.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_files_are_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("passgate-mode-{}.db", passgate_core::IdKind::Request.generate()));
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap_or_else(|e| panic!("{e}"));
+        store
+            .write(|conn| conn.execute_batch("CREATE TABLE t (x INTEGER)").map_err(db_err))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for suffix in ["", "-wal"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode =
+                std::fs::metadata(&file).map(|m| m.permissions().mode()).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+        }
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
 
     #[test]
     fn urls_name_their_file() {

@@ -3,7 +3,9 @@
 //! rows read is decided by `passgate_core::login` and `passgate_store::shared`.
 
 use passgate_core::constant_time_eq;
-use passgate_core::limits::{IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, minute_bucket};
+use passgate_core::limits::{
+    IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, code_block_until, minute_bucket,
+};
 use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_race, token_refusal};
 use passgate_core::{EventKind, LoginId, ProjectId, Timestamp, UserId};
 use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event, started_event};
@@ -82,6 +84,47 @@ fn refuse(
     Ok(VerifyOutcome::Failed(failure))
 }
 
+/// When codes for an address are refused until, if they are.
+fn codes_blocked_until(conn: &Connection, project_id: &ProjectId, email: &str) -> StoreResult<Option<Timestamp>> {
+    let until: Option<Option<i64>> = conn
+        .prepare_cached("SELECT blocked_until FROM code_budgets WHERE project_id = ? AND email = ?")
+        .db()?
+        .query_row(params![project_id.as_str(), email], |r| r.get(0))
+        .optional()
+        .db()?;
+    Ok(until.flatten().map(Timestamp))
+}
+
+/// Counts a wrong code against its address; at the threshold and beyond,
+/// blocks the address's codes (`code_block_until` says how long).
+fn count_code_failure(conn: &Connection, project_id: &ProjectId, email: &str, now: Timestamp) -> StoreResult<()> {
+    let failures: i64 = conn
+        .prepare_cached(
+            "INSERT INTO code_budgets (project_id, email, failures, updated_at) VALUES (?, ?, 1, ?)
+             ON CONFLICT (project_id, email) DO UPDATE SET failures = failures + 1, updated_at = excluded.updated_at
+             RETURNING failures",
+        )
+        .db()?
+        .query_row(params![project_id.as_str(), email, now.millis()], |r| r.get(0))
+        .db()?;
+    if let Some(until) = code_block_until(failures, now.millis()) {
+        conn.prepare_cached("UPDATE code_budgets SET blocked_until = ? WHERE project_id = ? AND email = ?")
+            .db()?
+            .execute(params![until, project_id.as_str(), email])
+            .db()?;
+    }
+    Ok(())
+}
+
+/// A right code: the address's count of wrong ones starts over.
+fn reset_code_failures(conn: &Connection, project_id: &ProjectId, email: &str) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM code_budgets WHERE project_id = ? AND email = ?")
+        .db()?
+        .execute(params![project_id.as_str(), email])
+        .db()?;
+    Ok(())
+}
+
 fn finish_verified(
     conn: &Connection,
     consumed: Consumed,
@@ -149,12 +192,12 @@ fn probe_limits(conn: &Connection, login: &NewLogin) -> StoreResult<LimitProbe> 
         }
     }
     let earlier_limit_reached = limit_reached(probe, limits, login.created_at).is_some();
-    if let (false, Some(ip)) = (earlier_limit_reached, &login.ip_address) {
+    if let (false, Some(network)) = (earlier_limit_reached, &login.ip_network) {
         probe.ip_full = window_full(
             conn,
-            "SELECT created_at FROM logins WHERE project_id = ? AND ip_address = ? AND created_at > ?
+            "SELECT created_at FROM logins WHERE project_id = ? AND ip_network = ? AND created_at > ?
              ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-            ip,
+            network,
             &login.project_id,
             now_ms - 60_000,
             limits.per_ip_per_minute,
@@ -194,7 +237,7 @@ fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome>
 
     conn.prepare_cached(
         "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-            validation_url, ip_address, user_agent, created_at, expires_at)
+            validation_url, ip_network, user_agent, created_at, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .db()?
@@ -207,7 +250,7 @@ fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome>
         login.code_challenge,
         login.state,
         login.validation_url,
-        login.ip_address,
+        login.ip_network,
         login.user_agent,
         now_ms,
         login.expires_at.millis()
@@ -314,8 +357,12 @@ fn verify_by_code(conn: &Connection, req: &VerifyByCode) -> StoreResult<VerifyOu
         expires_at: Timestamp(expires_at),
         code_hash: code_hash.as_deref(),
         code_challenge: code_challenge.as_deref(),
+        codes_blocked_until: codes_blocked_until(conn, &req.project_id, &email)?,
     };
     if let Err(refusal) = decide_code(login, &req.code_hash_candidates, req.verifier_challenge.as_deref(), req.now) {
+        if refusal == Refusal::CountCodeFailure {
+            count_code_failure(conn, &req.project_id, &email, req.now)?;
+        }
         return refuse(conn, &req.project_id, Some(&req.login_id), refusal, req.now);
     }
     // Still one conditional UPDATE decides who wins.
@@ -339,6 +386,7 @@ fn verify_by_code(conn: &Connection, req: &VerifyByCode) -> StoreResult<VerifyOu
         let failure = lost_race(used_at.map(Timestamp));
         return refuse(conn, &req.project_id, Some(&req.login_id), Refusal::Refuse(failure), req.now);
     }
+    reset_code_failures(conn, &req.project_id, &email)?;
     let consumed = Consumed {
         project_id: req.project_id.clone(),
         login_id: req.login_id.clone(),

@@ -12,6 +12,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "project_send_counts", include_str!("../migrations/0002_project_send_counts.sql")),
     (3, "clustered_tables", include_str!("../migrations/0003_clustered_tables.sql")),
     (4, "key_generation", include_str!("../migrations/0004_key_generation.sql")),
+    (5, "login_ip_network", include_str!("../migrations/0005_login_ip_network.sql")),
+    (6, "code_budgets", include_str!("../migrations/0006_code_budgets.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated

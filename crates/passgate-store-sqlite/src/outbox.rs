@@ -56,7 +56,7 @@ fn claim_emails(conn: &Connection, lease: &Lease, limit: u32) -> StoreResult<Vec
         .db()?;
     rows.map(|row| {
         let (id, project_id, login_id, recipient, payload_sealed, attempts): Row = row.db()?;
-        claimed_email(id, project_id, login_id, recipient, payload_sealed, attempts)
+        claimed_email(id, project_id, login_id, recipient, payload_sealed, attempts, lease.until)
     })
     .collect()
 }
@@ -121,6 +121,36 @@ impl Outbox for SqliteStore {
     ) -> StoreResult<bool> {
         let (email_id, lease_owner) = (email_id.clone(), lease_owner.to_string());
         self.write(move |conn| record_delivery(conn, &email_id, &lease_owner, &result)).await
+    }
+
+    async fn renew_lease(&self, email_id: &EmailId, lease_owner: &str, until: Timestamp) -> StoreResult<bool> {
+        let (email_id, lease_owner) = (email_id.clone(), lease_owner.to_string());
+        self.write(move |conn| {
+            let renewed = conn
+                .prepare_cached(
+                    "UPDATE outbox SET lease_until = ?
+                     WHERE id = ? AND lease_owner = ? AND status IN ('queued', 'retrying')",
+                )
+                .db()?
+                .execute(params![until.millis(), email_id.as_str(), lease_owner])
+                .db()?;
+            Ok(renewed == 1)
+        })
+        .await
+    }
+
+    async fn queued_payloads(&self, limit: u32) -> StoreResult<Vec<Vec<u8>>> {
+        self.read(|conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT payload_sealed FROM outbox
+                     WHERE status IN ('queued', 'retrying') AND payload_sealed IS NOT NULL
+                     ORDER BY next_attempt_at LIMIT ?",
+                )
+                .db()?;
+            let rows = statement.query_map([i64::from(limit)], |r| r.get(0)).db()?;
+            rows.collect::<rusqlite::Result<_>>().db()
+        })
     }
 
     async fn next_email_due(&self) -> StoreResult<Option<Timestamp>> {

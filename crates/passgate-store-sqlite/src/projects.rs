@@ -146,6 +146,16 @@ impl Projects for SqliteStore {
         })
     }
 
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        self.read(|conn| {
+            let mut statement = conn
+                .prepare_cached(concat!("SELECT ", project_columns!(), " FROM projects p ORDER BY p.created_at, p.id"))
+                .db()?;
+            let rows = statement.query_map([], |r| project_from_row(r, 0)).db()?;
+            rows.map(|row| row.db()?).collect()
+        })
+    }
+
     async fn create_api_key(&self, key: NewApiKey) -> StoreResult<()> {
         self.write(move |conn| {
             let exists = conn

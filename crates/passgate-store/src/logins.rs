@@ -42,7 +42,11 @@ pub struct NewLogin {
     pub code_challenge: Option<String>,
     pub state: Option<String>,
     pub validation_url: String,
+    /// The end user's address as the app passed it (canonical), for events.
     pub ip_address: Option<String>,
+    /// What the per-IP limit counts: the IPv4 address, or the IPv6 /64
+    /// (`ClientIp::limit_key`). Stored on the login; events never see it.
+    pub ip_network: Option<String>,
     pub user_agent: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,

@@ -62,6 +62,8 @@ pub struct ClaimedEmail {
     pub payload_sealed: Vec<u8>,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// Until when the claim holds, unless renewed (see [`Outbox::renew_lease`]).
+    pub lease_until: Timestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,20 @@ pub trait Outbox: Clone + Send + Sync + 'static {
         lease_owner: &str,
         result: DeliveryResult,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Extends the lease of an email its holder is still working on (until
+    /// `until`); `false` (and nothing changes) if the lease was lost, or the
+    /// email settled, meanwhile.
+    fn renew_lease(
+        &self,
+        email_id: &EmailId,
+        lease_owner: &str,
+        until: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The sealed content of up to `limit` emails not yet settled, oldest
+    /// first: a server checks at start that its secret opens them.
+    fn queued_payloads(&self, limit: u32) -> impl Future<Output = StoreResult<Vec<Vec<u8>>>> + Send;
 
     /// The earliest time a queued email becomes due, if any (so the worker
     /// can sleep exactly until then).

@@ -86,6 +86,9 @@ pub trait Projects: Clone + Send + Sync + 'static {
 
     fn get_project(&self, id: &ProjectId) -> impl Future<Output = StoreResult<Option<Project>>> + Send;
 
+    /// Every project, oldest first.
+    fn list_projects(&self) -> impl Future<Output = StoreResult<Vec<Project>>> + Send;
+
     /// Adds a key to a project; `NotFound` if the project does not exist.
     fn create_api_key(&self, key: NewApiKey) -> impl Future<Output = StoreResult<()>> + Send;
 

@@ -38,6 +38,7 @@ pub fn claimed_email(
     recipient: String,
     payload_sealed: Option<Vec<u8>>,
     attempts: i64,
+    lease_until: Timestamp,
 ) -> StoreResult<ClaimedEmail> {
     Ok(ClaimedEmail {
         id: EmailId::from_trusted(id),
@@ -46,6 +47,7 @@ pub fn claimed_email(
         recipient,
         payload_sealed: payload_sealed.ok_or_else(|| StoreError::Corrupt("queued email without payload".into()))?,
         attempts,
+        lease_until,
     })
 }
 

@@ -1,12 +1,45 @@
 //! Dev mode only: `/_dev/mailbox`, every email the server sent, newest
-//! first, with clickable links. The route does not exist outside dev mode.
+//! first, with clickable links (the route does not exist outside dev mode),
+//! and the rule that a dev server answers only requests addressed to
+//! loopback names.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use passgate_api_types::ErrorCode;
 use passgate_store::Store;
 
+use super::error::ApiError;
 use crate::app::App;
+
+/// Whether a `Host` header names this machine's loopback: `localhost`,
+/// `127.0.0.1` or `[::1]`, with any port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map(|(inside, _)| inside),
+        None => Some(host.rsplit_once(':').map_or(host, |(name, _)| name)),
+    };
+    matches!(name.map(str::to_ascii_lowercase).as_deref(), Some("localhost" | "127.0.0.1" | "::1"))
+}
+
+/// Middleware of dev mode: a request whose `Host` is not a loopback name is
+/// refused (421). A dev server listens on loopback only, but a web page can
+/// still reach it through DNS rebinding (a name of the attacker's that
+/// resolves to 127.0.0.1) and read live links from the mailbox; such a
+/// request carries the attacker's name as its `Host`.
+pub async fn only_loopback_hosts(request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if is_loopback_host(host) {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            ErrorCode::MisdirectedRequest,
+            "a dev server answers only requests for localhost, 127.0.0.1 or [::1]",
+        )
+        .into_response()
+    }
+}
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
@@ -60,4 +93,23 @@ pub async fn mailbox<S: Store>(State(app): State<App<S>>) -> impl IntoResponse {
     body.push_str("</body></html>");
     // The page holds live login links: keep it out of caches and referrers.
     ([(header::CACHE_CONTROL, "no-store"), (header::REFERRER_POLICY, "no-referrer")], Html(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_are_local() {
+        for local in
+            ["localhost", "localhost:8080", "LOCALHOST:1", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::1]:8080"]
+        {
+            assert!(is_loopback_host(local), "{local}");
+        }
+        for other in
+            ["", "evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.2:8080", "[::2]:80", "::1"]
+        {
+            assert!(!is_loopback_host(other), "{other}");
+        }
+    }
 }

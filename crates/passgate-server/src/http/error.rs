@@ -80,6 +80,12 @@ impl From<ServiceError> for ApiError {
                 ),
             },
             ServiceError::Verify(failure) => Self::Verify(failure),
+            ServiceError::CodesBlocked { retry_after_seconds } => Self::RateLimited {
+                retry_after_seconds,
+                detail: format!(
+                    "too many wrong codes for this address; codes are checked again in {retry_after_seconds} s"
+                ),
+            },
             ServiceError::NotFound => Self::not_found(),
             ServiceError::Store(e) => e.into(),
             ServiceError::Keys(e) => Self::internal(e),
@@ -123,6 +129,10 @@ fn verify_problem(failure: VerifyFailure) -> (ErrorCode, &'static str, Option<Ti
             None,
         ),
         VerifyFailure::CodeInvalid => (ErrorCode::CodeInvalid, "the code is not valid for this login", None, None),
+        // Answered with its Retry-After by the service (ServiceError::CodesBlocked).
+        VerifyFailure::CodesBlocked { .. } => {
+            (ErrorCode::RateLimited, "too many wrong codes for this address; try again later", None, None)
+        }
     }
 }
 

@@ -39,6 +39,19 @@ fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Str
     if path == "." { message } else { format!("{path}: {message}") }
 }
 
+/// Whether a body failed because a part of it did not arrive in time (the
+/// router's `RequestBodyTimeout`).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
@@ -65,6 +78,8 @@ where
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 64 KiB")
+            } else if timed_out(&rejection) {
+                ApiError::new(ErrorCode::RequestTimeout, "the request body stopped arriving")
             } else {
                 ApiError::invalid_request("the request body could not be read")
             }

@@ -1,5 +1,6 @@
-//! The HTTP edge: thin handlers that parse into domain types, call one store
-//! method, and map the outcome; extractors; errors; request ids.
+//! The HTTP edge: thin handlers that parse into domain types, call one
+//! service, and map the outcome; extractors; errors; request ids; and how
+//! connections are served (timeouts, the connection cap, shutdown).
 
 pub mod auth;
 pub mod dev;
@@ -7,3 +8,4 @@ pub mod error;
 pub mod extract;
 pub mod ops;
 pub mod request_id;
+pub mod serve;

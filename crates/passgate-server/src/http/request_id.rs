@@ -1,7 +1,11 @@
 //! `X-Request-Id`: every request gets one (`req_…`), every response carries
 //! it, every log line of the request is in its span, and problem documents
-//! quote it. A well-formed id sent by a trusted proxy is kept so logs can be
-//! joined across hops; anything else is replaced (no log injection).
+//! quote it. A well-formed id sent by a client or proxy (at most 64 of
+//! `[A-Za-z0-9_-]`) is kept as it is, so logs can be joined across hops;
+//! anything else is replaced (no log injection). A kept id is the client's
+//! word, not ours: docs/security.md says what that means for reading logs.
+//! Nothing else a client sends reaches the request's log line but the
+//! method's closed label and the matched route's template.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -34,7 +38,8 @@ pub async fn layer(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
         .map_or_else(|| IdKind::Request.generate(), str::to_string);
-    let method = request.method().clone();
+    // Closed sets only: a method a client invented logs as `other`.
+    let method = crate::metrics::method_label(request.method());
     // The matched route template (`/api/v2/auth/logins/{login_id}`), not the
     // raw path, keeps ids and anything a caller stuffed into a path out of logs.
     let route = request

@@ -12,7 +12,10 @@
 //! Durability comes from the store: an email is a row written in the same
 //! transaction as its login, and only the lease holder may settle it. If a
 //! process dies mid-send, its lease lapses and another worker (or the same
-//! server after a restart) takes the row over. Delivery is therefore at least
+//! server after a restart) takes the row over. A live worker never lets its
+//! lease lapse on an email it is working on: it renews the lease while a
+//! send is in progress, and before starting one that waited long for a free
+//! connection; one it can no longer renew, it does not send. Delivery is therefore at least
 //! once: a crash after the relay accepted a message but before the outcome
 //! was recorded sends it again. That is the right side to err on for a
 //! login email; the window is one SMTP transaction wide.
@@ -204,6 +207,7 @@ impl<S: Store> Outbox<S> {
             recipient: recipient.to_string(),
             payload_sealed: sealed,
             attempts: 0,
+            lease_until: handoff.as_ref().map_or_else(|| self.clock.now(), |h| h.lease.until),
         };
         PreparedEmail { email, handoff, wake: Arc::clone(&self.wake) }
     }
@@ -223,8 +227,53 @@ impl<S: Store> Outbox<S> {
     }
 
     async fn deliver(&self, email: ClaimedEmail) {
-        let result = self.attempt(&email).await;
-        self.record(&email, result).await;
+        if let Some(result) = self.attempt_under_lease(&email).await {
+            self.record(&email, result).await;
+        }
+    }
+
+    /// Extends this worker's lease on `email` by the configured time; says
+    /// whether the lease is still this worker's.
+    async fn renew(&self, email: &ClaimedEmail) -> bool {
+        let until = self.clock.now().plus_millis(millis(self.config.lease));
+        match self.store.renew_lease(&email.id, &self.owner, until).await {
+            Ok(renewed) => renewed,
+            // Unknown: the send goes on; if the lease was in fact lost, the
+            // outcome is refused when it is recorded.
+            Err(e) => {
+                tracing::warn!(email_id = %email.id, error = %e, "cannot renew an email's lease");
+                true
+            }
+        }
+    }
+
+    /// Sends `email` while this worker holds its lease, renewing it every
+    /// third of its length for as long as the send takes (a slow relay may
+    /// take longer than a lease). An email that waited for a free
+    /// connection until its lease ran low is renewed before the send
+    /// starts; if another worker took it over meanwhile, it is not sent
+    /// again (`None`).
+    async fn attempt_under_lease(&self, email: &ClaimedEmail) -> Option<DeliveryResult> {
+        let lease = millis(self.config.lease);
+        let left = email.lease_until.millis() - self.clock.now().millis();
+        if left < lease / 2 && !self.renew(email).await {
+            tracing::warn!(email_id = %email.id, "lease lapsed while the email waited; another worker has it");
+            return None;
+        }
+        let send = self.attempt(email);
+        tokio::pin!(send);
+        let every = self.config.lease / 3;
+        let mut renewals = tokio::time::interval_at(Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut send => return Some(result),
+                _ = renewals.tick() => {
+                    if !self.renew(email).await {
+                        tracing::warn!(email_id = %email.id, "lease lost while the email was being sent");
+                    }
+                }
+            }
+        }
     }
 
     /// Renders and sends one email; says what to record.
@@ -300,10 +349,12 @@ impl<S: Store> Outbox<S> {
         let Ok(slot) = self.sending.clone().acquire_owned().await else { return };
         let this = self.clone();
         tasks.spawn(async move {
-            let result = this.attempt(&email).await;
+            let result = this.attempt_under_lease(&email).await;
             // The next email may use the connection while this outcome commits.
             drop::<OwnedSemaphorePermit>(slot);
-            this.record(&email, result).await;
+            if let Some(result) = result {
+                this.record(&email, result).await;
+            }
         });
     }
 

@@ -161,6 +161,11 @@ impl SmtpPool {
         Self { config, hello: ClientId::default(), idle: Mutex::new(Vec::new()), slots: Semaphore::new(size) }
     }
 
+    /// Whether mail goes to the relay in clear (`tls=none`).
+    pub fn sends_in_clear(&self) -> bool {
+        matches!(self.config.security, Security::None)
+    }
+
     async fn connect(&self) -> Result<Connection, SendError> {
         let c = &self.config;
         let tcp = TcpStream::connect((c.host.as_str(), c.port)).await.map_err(SendError::Connect)?;
@@ -173,10 +178,22 @@ impl SmtpPool {
             _ => Box::new(tcp),
         };
         let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await?;
-        if let Security::StartTls { parameters, required } = &c.security
-            && (*required || conn.can_starttls())
-        {
-            conn.starttls(parameters.clone(), &self.hello).await?;
+        if let Security::StartTls { parameters, required } = &c.security {
+            if conn.can_starttls() {
+                conn.starttls(parameters.clone(), &self.hello).await?;
+            } else if *required {
+                conn.abort().await;
+                return Err(SendError::Tls(std::io::Error::other("the relay offers no STARTTLS")));
+            }
+        }
+        // A relay that offers no STARTTLS (or an attacker who stripped it
+        // from the reply) never gets the password in clear.
+        let encrypted = matches!(c.security, Security::Implicit { .. }) || conn.is_encrypted();
+        if c.credentials.is_some() && !encrypted {
+            conn.abort().await;
+            return Err(SendError::Tls(std::io::Error::other(
+                "the relay offers no TLS; credentials are never sent in clear",
+            )));
         }
         // lettre keeps only the extensions it knows from the greeting's
         // EHLO; asking again (allowed at any time, RFC 5321 §4.1.4) tells

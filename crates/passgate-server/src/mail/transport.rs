@@ -1,6 +1,15 @@
 //! Sending: SMTP through lettre's pooled async transport, and in dev mode
 //! the in-memory mailbox behind `/_dev/mailbox`.
 //!
+//! TLS (the SMTP URL's `tls=`): credentials never travel in clear. With a
+//! user and password, `smtp://` requires STARTTLS unless `tls=opportunistic`
+//! (which uses STARTTLS when offered and, offered none, refuses to
+//! authenticate rather than send the password in clear); `tls=none` with
+//! credentials is refused at start-up. Without credentials, `smtp://` uses
+//! STARTTLS when the relay offers it, and `tls=none` sends plainly to a
+//! local relay, with a warning at start-up. `smtps://` is TLS from the first
+//! byte.
+//!
 //! Failures are reduced to a short category plus the SMTP reply code
 //! (`recipient_rejected (550)`), never the relay's free text, which can echo
 //! addresses or internals; and to whether retrying can help.
@@ -9,6 +18,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
@@ -165,12 +175,28 @@ fn smtp_config(url: &str, ca_pem: Option<&[u8]>) -> Result<SmtpConfig, SmtpUrlEr
         let parameters = builder.build_rustls().map_err(|_| SmtpUrlError::Url("TLS parameters"))?;
         Ok::<_, SmtpUrlError>(Security::StartTls { parameters, required })
     };
-    let (security, default_port) = match (url.scheme(), tls_mode.as_deref()) {
-        ("smtp", None) => (Security::None, 25),
-        ("smtp", Some("required")) => (starttls(true)?, 587),
-        ("smtp", Some("opportunistic")) => (starttls(false)?, 587),
-        ("smtps", None) => (implicit_tls(&host, ca_pem)?, 465),
-        _ => return Err(SmtpUrlError::Url("use smtp://, smtp://…?tls=required|opportunistic or smtps://")),
+    let has_credentials = url.password().is_some();
+    let (security, default_port) = match (url.scheme(), tls_mode.as_deref(), has_credentials) {
+        // Credentials travel inside TLS or not at all: STARTTLS is required
+        // unless the operator asked for something else that is still TLS.
+        ("smtp", None, true) => (starttls(true)?, 25),
+        ("smtp", Some("required"), _) => (starttls(true)?, 587),
+        // No credentials: STARTTLS when the relay offers it.
+        ("smtp", None, false) => (starttls(false)?, 25),
+        ("smtp", Some("opportunistic"), false) => (starttls(false)?, 587),
+        // With credentials, opportunistic still never authenticates in clear
+        // (see `SmtpPool::connect`): the message waits for a relay with TLS.
+        ("smtp", Some("opportunistic"), true) => (starttls(false)?, 587),
+        ("smtp", Some("none"), false) => (Security::None, 25),
+        ("smtp", Some("none"), true) => {
+            return Err(SmtpUrlError::Url(
+                "credentials are never sent without TLS: drop tls=none, or the user and password",
+            ));
+        }
+        ("smtps", None, _) => (implicit_tls(&host, ca_pem)?, 465),
+        _ => {
+            return Err(SmtpUrlError::Url("use smtp://, smtp://…?tls=required|opportunistic|none or smtps://"));
+        }
     };
     let credentials = match url.password() {
         Some(password) => {
@@ -218,6 +244,38 @@ fn implicit_tls(host: &str, ca_pem: Option<&[u8]>) -> Result<Security, SmtpUrlEr
     Ok(Security::Implicit { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name })
 }
 
+/// The `Subject` header. A subject of plain ASCII without `=?` goes as it
+/// is; any other is sent as RFC 2047 encoded words (UTF-8, base64), each
+/// under the 75-character limit and on its own folded line. `=?` in plain
+/// text (an app name of `=?utf-8?q?Your_bank?=`, say) would otherwise be
+/// decoded by the reader's mail client as an encoded word, showing text
+/// that was never the app's name.
+fn subject_header(subject: &str) -> HeaderValue {
+    let name = HeaderName::new_from_ascii_str("Subject");
+    let plain = subject.bytes().all(|b| (b' '..=b'~').contains(&b)) && !subject.contains("=?");
+    if plain {
+        return HeaderValue::new(name, subject.to_string());
+    }
+    // 45 bytes make 60 characters of base64: with `=?utf-8?b?` and `?=`, 72.
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in subject.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        words.push(chunk);
+    }
+    let encoded = words
+        .iter()
+        .map(|w| format!("=?utf-8?b?{}?=", base64::engine::general_purpose::STANDARD.encode(w)))
+        .collect::<Vec<_>>()
+        .join("\r\n ");
+    HeaderValue::dangerous_new_pre_encoded(name, subject.to_string(), encoded)
+}
+
 impl Mailer {
     pub fn new(
         smtp_url: Option<&SecretString>,
@@ -236,6 +294,12 @@ impl Mailer {
         self.dev.as_ref()
     }
 
+    /// Whether mail goes to the relay in clear, as asked with `tls=none`
+    /// (the server warns about it at start-up).
+    pub fn sends_in_clear(&self) -> bool {
+        self.smtp.as_ref().is_some_and(|pool| pool.sends_in_clear())
+    }
+
     fn build(&self, email: &RenderedEmail) -> Result<Message, DeliveryError> {
         let rejected = DeliveryError { category: "message_rejected", reply_code: None, permanent: true };
         let to: Mailbox = email.to.parse().map_err(|_| rejected.clone())?;
@@ -245,7 +309,7 @@ impl Mailer {
             .message_id(Some(message_id))
             .from(self.from.clone())
             .to(to)
-            .subject(email.subject.clone())
+            .raw_header(subject_header(&email.subject))
             // RFC 3834: an automatic message; tells vacation responders and
             // Exchange not to answer it.
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
@@ -273,5 +337,92 @@ impl Mailer {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each URL asks for: (TLS at all, TLS required before anything
+    /// is sent, in clear by request).
+    fn security(url: &str) -> Result<(bool, bool, bool), SmtpUrlError> {
+        smtp_config(url, None).map(|c| match c.security {
+            Security::None => (false, false, true),
+            Security::StartTls { required, .. } => (true, required, false),
+            Security::Implicit { .. } => (true, true, false),
+        })
+    }
+
+    #[test]
+    fn credentials_never_travel_without_tls() {
+        assert_eq!(security("smtp://user:pass@relay.example").ok(), Some((true, true, false)), "required by default");
+        assert_eq!(security("smtp://user:pass@relay.example?tls=required").ok(), Some((true, true, false)));
+        // Opportunistic: STARTTLS when offered; the pool refuses AUTH without it.
+        assert_eq!(security("smtp://user:pass@relay.example?tls=opportunistic").ok(), Some((true, false, false)));
+        assert!(security("smtp://user:pass@relay.example?tls=none").is_err(), "tls=none with credentials is refused");
+        assert_eq!(security("smtps://user:pass@relay.example").ok(), Some((true, true, false)));
+    }
+
+    /// Decodes the encoded words of a header value back to text.
+    fn decode_words(value: &str) -> String {
+        value
+            .split_whitespace()
+            .map(|word| {
+                let inner = word
+                    .strip_prefix("=?utf-8?b?")
+                    .and_then(|w| w.strip_suffix("?="))
+                    .unwrap_or_else(|| panic!("{word}"));
+                let bytes = base64::engine::general_purpose::STANDARD.decode(inner).unwrap_or_else(|e| panic!("{e}"));
+                String::from_utf8(bytes).unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subjects_that_could_be_read_as_encoded_words_are_encoded() {
+        let mailer =
+            Mailer::new(None, None, "App <no-reply@app.example>".parse().unwrap_or_else(|e| panic!("{e:?}")), None)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let message = |subject: &str| {
+            let email = RenderedEmail {
+                to: "ada@example.com".into(),
+                subject: subject.into(),
+                text: "t".into(),
+                html: "h".into(),
+            };
+            let built = mailer.build(&email).unwrap_or_else(|e| panic!("{e:?}"));
+            String::from_utf8(built.formatted()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let subject_of = |formatted: &str| {
+            let start = formatted.find("Subject: ").unwrap_or_else(|| panic!("no subject")) + "Subject: ".len();
+            let rest = &formatted[start..];
+            let mut value = String::new();
+            for (i, line) in rest.split("\r\n").enumerate() {
+                if i > 0 && !line.starts_with(' ') {
+                    break;
+                }
+                value.push_str(line);
+            }
+            value
+        };
+        assert_eq!(subject_of(&message("Sign in to Acme")), "Sign in to Acme");
+        for tricky in [
+            "Sign in to =?utf-8?q?Your_Bank?=",
+            "Anmelden bei Bücher & Co — a long app name that goes well past one encoded word of forty-five bytes",
+        ] {
+            let value = subject_of(&message(tricky));
+            assert!(value.starts_with("=?utf-8?b?"), "{value}");
+            assert!(value.split_whitespace().all(|w| w.len() <= 75), "{value}");
+            assert_eq!(decode_words(&value), tricky);
+        }
+    }
+
+    #[test]
+    fn without_credentials_starttls_is_used_when_offered_and_clear_only_when_asked() {
+        assert_eq!(security("smtp://127.0.0.1:2525").ok(), Some((true, false, false)));
+        assert_eq!(security("smtp://127.0.0.1:2525?tls=none").ok(), Some((false, false, true)));
+        assert!(security("smtp://relay.example?tls=sometimes").is_err());
+        assert!(security("smtps://relay.example?tls=none").is_err());
     }
 }

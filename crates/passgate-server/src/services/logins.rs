@@ -116,6 +116,7 @@ pub async fn start<S: Store>(
         state: request.state.map(LoginState::into_string),
         validation_url: request.validation_url.as_str().to_string(),
         ip_address: request.ip_address.map(ClientIp::to_text),
+        ip_network: request.ip_address.map(ClientIp::limit_key),
         user_agent: request.user_agent.map(UserAgent::into_string),
         created_at: now,
         expires_at,
@@ -204,7 +205,12 @@ pub async fn verify<S: Store>(
         VerifyOutcome::Verified(login) => login,
         VerifyOutcome::Failed(failure) => {
             app.metrics.verify_failed(failure);
-            return Err(ServiceError::Verify(failure));
+            return Err(match failure {
+                VerifyFailure::CodesBlocked { until } => ServiceError::CodesBlocked {
+                    retry_after_seconds: ((until.millis() - now.millis() + 999) / 1000).max(1),
+                },
+                other => ServiceError::Verify(other),
+            });
         }
     };
     app.metrics.login_verified();

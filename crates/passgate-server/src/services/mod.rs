@@ -28,6 +28,10 @@ pub enum ServiceError {
     RateLimited { limit: LimitKind, retry_after_seconds: i64 },
     #[error("verification failed: {}", .0.reason())]
     Verify(VerifyFailure),
+    /// Too many wrong codes for the address in a row: its codes are not
+    /// checked for this long.
+    #[error("codes for this address are blocked for {retry_after_seconds} s")]
+    CodesBlocked { retry_after_seconds: i64 },
     /// No such resource in the caller's project.
     #[error("not found")]
     NotFound,

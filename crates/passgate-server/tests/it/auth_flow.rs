@@ -148,6 +148,43 @@ async fn the_fallback_code_signs_in_once_and_three_wrong_codes_burn_the_login() 
     assert_eq!(server.verify(json!({ "token": token })).await.status, 200);
 }
 
+/// SECURITY S12 for link codes: wrong codes count per address across its
+/// logins, so new logins do not bring new guesses. Ten in a row block the
+/// address's codes (429 with Retry-After), even the right one; and a wrong
+/// code never tells whether a login is used.
+#[tokio::test]
+async fn wrong_codes_are_budgeted_per_address_across_logins() {
+    let server = TestServer::start().await;
+    let email = "guessed@example.com";
+    let mut logins = Vec::new();
+    for i in 0..4 {
+        let login_id = server.start_login(email, json!({ "includeCode": true })).await.str("loginId");
+        let mail = server.sink.wait_for_count(email, i + 1).await.pop().unwrap_or_else(|| panic!("no mail"));
+        let code = mail.code().unwrap_or_default();
+        remember_secret(&code);
+        remember_secret(&mail.token().unwrap_or_default());
+        logins.push((login_id, code));
+    }
+    let wrong = |code: &str| if code == "000000" { "111111".to_string() } else { "000000".to_string() };
+    // 3 + 3 + 3 + 1: the tenth wrong code in a row, over four logins.
+    for (i, (login_id, code)) in logins.iter().enumerate() {
+        for _ in 0..if i < 3 { 3 } else { 1 } {
+            let reply = server.verify(json!({ "loginId": login_id, "code": wrong(code) })).await;
+            reply.assert_problem(401, "code_invalid");
+        }
+    }
+    let (last_id, last_code) = &logins[3];
+    let blocked = server.verify(json!({ "loginId": last_id, "code": last_code })).await;
+    blocked.assert_problem(429, "rate_limited");
+    assert_eq!(blocked.header("retry-after"), Some("30"));
+    server.clock.advance_seconds(30);
+    let verified = server.verify(json!({ "loginId": last_id, "code": last_code })).await;
+    assert_eq!(verified.status, 200, "{}", verified.text);
+    // Used now: a wrong code learns nothing of it; the right one does.
+    server.verify(json!({ "loginId": last_id, "code": wrong(last_code) })).await.assert_problem(401, "code_invalid");
+    server.verify(json!({ "loginId": last_id, "code": last_code })).await.assert_problem(401, "token_used");
+}
+
 #[tokio::test]
 async fn pkce_binds_the_link_to_the_browser_that_started_it() {
     let server = TestServer::start().await;

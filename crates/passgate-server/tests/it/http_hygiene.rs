@@ -155,3 +155,46 @@ async fn metrics_count_logins_without_personal_data() {
     let public = Reply::of(server.http.get(server.url("/metrics")).send().await).await;
     public.assert_problem(404, "not_found");
 }
+
+/// A client may invent any HTTP method; each is counted and logged as
+/// `other`, so neither the scrape nor the logs grow with them.
+#[tokio::test]
+async fn invented_methods_leave_the_scrape_and_the_logs_as_they_were() {
+    let server = TestServer::start().await;
+    let marker = "PASSGATEINVENTEDMETHOD";
+    for i in 0..200 {
+        let name = format!("{marker}{i}{}", "Z".repeat(2_000));
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let reply = Reply::of(server.http.request(method, server.url("/healthz")).send().await).await;
+        assert!(reply.status == 405 || reply.status == 404, "{}", reply.status);
+    }
+    let text = server.scrape().await;
+    assert!(!text.contains(marker), "an invented method reached the scrape");
+    assert!(text.len() < 16 * 1024, "the scrape grew to {} bytes", text.len());
+    let methods: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.split("method=\"").nth(1)?.split('"').next()).collect();
+    let known = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "other"];
+    assert!(methods.iter().all(|m| known.contains(m)), "{methods:?}");
+    assert!(methods.contains("other"), "{methods:?}");
+    assert!(!logs().contains(marker), "an invented method reached the logs");
+}
+
+/// A dev server answers only requests for a loopback name: a web page that
+/// reaches it through DNS rebinding sends its own name as `Host`.
+#[tokio::test]
+async fn a_dev_server_refuses_requests_for_other_hosts() {
+    let dev = TestServer::start_with(Options { dev_mailbox: true, ..Options::default() }).await;
+    let port = dev.base.rsplit(':').next().unwrap_or_default().to_string();
+    for host in [format!("rebind.evil.example:{port}"), "evil.example".to_string(), format!("127.0.0.2:{port}")] {
+        let reply = Reply::of(dev.http.get(dev.url("/_dev/mailbox")).header("host", &host).send().await).await;
+        reply.assert_problem(421, "misdirected_request");
+    }
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let reply = Reply::of(dev.http.get(dev.url("/_dev/mailbox")).header("host", &host).send().await).await;
+        assert_eq!(reply.status, 200, "{host}: {}", reply.text);
+    }
+    // Outside dev mode the Host is not the server's concern.
+    let server = TestServer::start().await;
+    let reply = Reply::of(server.http.get(server.url("/healthz")).header("host", "evil.example").send().await).await;
+    assert_eq!(reply.status, 200);
+}

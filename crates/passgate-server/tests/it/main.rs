@@ -10,6 +10,7 @@
 mod support;
 
 mod auth_flow;
+mod connections;
 mod emails;
 mod http_hygiene;
 mod outbox;

@@ -225,22 +225,128 @@ async fn implicit_tls_and_authentication_work_together() {
     assert!(mail.pipelined, "the relay advertises PIPELINING after TLS and before AUTH");
 }
 
+/// Credentials never travel in clear: with a user and password STARTTLS is
+/// required by default, and a relay that offers none (or whose offer an
+/// attacker stripped) gets no AUTH, whether TLS was left to its default or
+/// asked for opportunistically; the email waits (`tls`) instead.
 #[tokio::test]
-async fn plain_smtp_with_authentication() {
+async fn credentials_are_never_sent_in_clear() {
+    remember_secret("hunter2");
+    for url in ["smtp://mailer:hunter2@127.0.0.1:{port}", "smtp://mailer:hunter2@127.0.0.1:{port}?tls=opportunistic"] {
+        let options = Options {
+            sink: Some(SinkOptions {
+                tls: None,
+                auth: Some(("mailer".into(), "hunter2".into())),
+                ..SinkOptions::default()
+            }),
+            smtp_url: Some(url.into()),
+            ..Options::default()
+        };
+        let server = TestServer::start_with(options).await;
+        let login_id = server.start_login("ada@example.com", json!({})).await.str("loginId");
+        let state = server.wait_email_status(&login_id, "retrying").await;
+        assert_eq!(state["email"]["lastError"], "tls", "{url}");
+        assert!(server.sink.auth_attempts().is_empty(), "{url}: AUTH was sent in clear");
+        assert!(server.sink.mails().is_empty());
+    }
+}
+
+/// With credentials and no `tls=`, a relay that offers STARTTLS gets them
+/// inside TLS.
+#[tokio::test]
+async fn credentials_go_inside_starttls_by_default() {
+    let ca = TestCa::new();
+    let ca_pem = ca.ca_pem.clone();
     let options = Options {
         sink: Some(SinkOptions {
-            tls: None,
+            tls: Some((TlsMode::StartTls, ca)),
             auth: Some(("mailer".into(), "hunter2".into())),
             ..SinkOptions::default()
         }),
-        smtp_url: Some("smtp://mailer:hunter2@127.0.0.1:{port}".into()),
+        smtp_url: Some("smtp://mailer:hunter2@localhost:{port}".into()),
+        smtp_ca_pem: Some(ca_pem),
         ..Options::default()
     };
     remember_secret("hunter2");
     let (server, _) = delivered_over(options).await;
     let mail = server.sink.wait_for("ada@example.com").await;
     remember_secret(&mail.token().unwrap_or_default());
-    assert_eq!((mail.auth_user.as_deref(), mail.tls), (Some("mailer"), false));
+    assert_eq!((mail.auth_user.as_deref(), mail.tls), (Some("mailer"), true));
+    assert_eq!(server.sink.auth_attempts(), vec![true], "AUTH only inside TLS");
+}
+
+/// Without credentials, plain SMTP to a local relay works when asked for.
+#[tokio::test]
+async fn plain_smtp_without_credentials_when_asked_for() {
+    let options = Options { smtp_url: Some("smtp://127.0.0.1:{port}?tls=none".into()), ..Options::default() };
+    let (server, _) = delivered_over(options).await;
+    let mail = server.sink.wait_for("ada@example.com").await;
+    remember_secret(&mail.token().unwrap_or_default());
+    assert!(!mail.tls);
+}
+
+/// A second outbox worker on `store`, on the system clock, with `lease`.
+fn rival<S: Store>(store: S, server: &TestServer, lease: Duration) -> Outbox<S> {
+    let mailer = Mailer::new(
+        Some(&secrecy::SecretString::from(server.sink.url())),
+        None,
+        "x <x@example.com>".parse().unwrap_or_else(|e| panic!("{e:?}")),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    Outbox::new(
+        store,
+        Arc::new(passgate_server::SystemClock),
+        Arc::new(ServerSecret::from_base64(SECRET_B64, None).unwrap_or_else(|e| panic!("{e}"))),
+        Arc::new(Templates::load(None).unwrap_or_else(|e| panic!("{e}"))),
+        mailer,
+        OutboxConfig { lease, ..OutboxConfig::default() },
+        Arc::new(passgate_server::metrics::Metrics::default()),
+    )
+}
+
+/// Runs `worker` over the queue again and again until `until`.
+async fn watch_the_queue<S: Store>(worker: Outbox<S>, until: tokio::time::Instant) {
+    while tokio::time::Instant::now() < until {
+        worker.run_once().await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A relay slower than a lease: the worker sending an email keeps renewing
+/// its lease, so another worker watching the same queue never takes it over
+/// and sends it a second time (before, a lapsed lease did exactly that).
+#[tokio::test]
+async fn a_slow_relay_gets_each_email_once() {
+    let lease = Duration::from_millis(900);
+    let options = Options {
+        sink: Some(SinkOptions { delay: Some(Duration::from_millis(2500)), ..SinkOptions::default() }),
+        outbox: Some(OutboxConfig { lease, idle_poll: Duration::from_millis(50), ..OutboxConfig::default() }),
+        system_clock: true,
+        ..Options::default()
+    };
+    let mut server = TestServer::start_with(options).await;
+    let mut login_ids = Vec::new();
+    for i in 0..4 {
+        login_ids.push(server.start_login(&format!("slow{i}@example.com"), json!({})).await.str("loginId"));
+    }
+    // A second worker looks at the queue all the while the first is sending.
+    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
+    match &server.store {
+        TestStore::Sqlite(s) => watch_the_queue(rival(s.clone(), &server, lease), until).await,
+        TestStore::Postgres(s) => watch_the_queue(rival(s.clone(), &server, lease), until).await,
+    }
+    for id in &login_ids {
+        server.wait_email_status(id, "sent").await;
+    }
+    server.shutdown().await;
+    for i in 0..4 {
+        let mails = server.sink.mails_to(&format!("slow{i}@example.com"));
+        for m in &mails {
+            remember_secret(&m.token().unwrap_or_default());
+        }
+        assert_eq!(mails.len(), 1, "slow{i} got {} emails", mails.len());
+    }
 }
 
 /// Two messages on one pooled connection, each checked for what arrived.
@@ -273,9 +379,16 @@ async fn a_relay_that_does_not_pipeline_gets_one_command_at_a_time() {
 
 #[tokio::test]
 async fn wrong_credentials_and_untrusted_certificates_are_reported_and_retried() {
+    let ca = TestCa::new();
+    let ca_pem = ca.ca_pem.clone();
     let options = Options {
-        sink: Some(SinkOptions { tls: None, auth: Some(("mailer".into(), "right".into())), ..SinkOptions::default() }),
-        smtp_url: Some("smtp://mailer:wrong@127.0.0.1:{port}".into()),
+        sink: Some(SinkOptions {
+            tls: Some((TlsMode::StartTls, ca)),
+            auth: Some(("mailer".into(), "right".into())),
+            ..SinkOptions::default()
+        }),
+        smtp_url: Some("smtp://mailer:wrong@localhost:{port}".into()),
+        smtp_ca_pem: Some(ca_pem),
         ..Options::default()
     };
     let server = TestServer::start_with(options).await;

@@ -34,6 +34,23 @@ async fn serve_refuses_to_start_on_a_bad_setting() {
         (vec![smtp, secret, ("PASSGATE_DATABASE_URL", "mysql://localhost/x")], "database_url"),
         (vec![smtp, secret, ("PASSGATE_DATABASE_URL", "sqlite:///proc/passgate-cannot-create/x.db")], "database"),
         (vec![smtp, secret, database, ("PASSGATE_LISTEN", "not-an-address")], "listen"),
+        // Credentials are never sent in clear, so this cannot be served.
+        (
+            vec![secret, database, ("PASSGATE_SMTP_URL", "smtp://mailer:hunter2@127.0.0.1:2525?tls=none")],
+            "never sent without TLS",
+        ),
+        // A password in the database URL's query stays out of the message.
+        (
+            vec![
+                smtp,
+                secret,
+                (
+                    "PASSGATE_DATABASE_URL",
+                    "postgres://passgate@127.0.0.1:1/passgate?password=hunter2&connect_timeout=2",
+                ),
+            ],
+            "database",
+        ),
     ];
     for (envs, expected) in cases {
         let out = tokio::time::timeout(Duration::from_secs(20), run(&["serve"], &envs))
@@ -41,8 +58,56 @@ async fn serve_refuses_to_start_on_a_bad_setting() {
             .unwrap_or_else(|_| panic!("serve did not exit for {envs:?}"));
         assert_ne!(out.code, Some(0), "{envs:?} started");
         assert!(out.stderr.contains("error:") && out.stderr.contains(expected), "{envs:?}: {}", out.stderr);
-        assert!(!out.stderr.contains(SECRET_B64));
+        assert!(!out.stderr.contains(SECRET_B64) && !out.stderr.contains("hunter2"), "{}", out.stderr);
     }
+}
+
+/// A server started with a secret that does not open what the database
+/// holds (its signing key) refuses to start, says what to do, and serves
+/// nothing; with the old secret kept as the previous one, it starts.
+#[tokio::test]
+async fn a_wrong_secret_stops_the_start() {
+    let test_db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let dir = temp_dir();
+    let mut first = Running::spawn(&["serve"], &smtp_env(&test_db.url, &sink.url()), &dir).await;
+    assert!(first.stop().await.success());
+
+    let other = "YW5vdGhlci1zZWNyZXQtZm9yLXRoZS13cm9uZy1rZXk=";
+    let mut envs = smtp_env(&test_db.url, "smtp://127.0.0.1:9");
+    envs.retain(|(name, _)| *name != "PASSGATE_SECRET_KEY");
+    envs.push(("PASSGATE_SECRET_KEY", other));
+    envs.push(("PASSGATE_LISTEN", "127.0.0.1:0"));
+    let out = tokio::time::timeout(Duration::from_secs(20), run(&["serve"], &envs))
+        .await
+        .unwrap_or_else(|_| panic!("serve did not exit"));
+    assert_ne!(out.code, Some(0), "started with the wrong secret");
+    assert!(
+        out.stderr.contains("PASSGATE_SECRET_KEY") && out.stderr.contains("PASSGATE_SECRET_KEY_PREVIOUS"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("listen_addr") && !out.stderr.contains("listen_addr"), "it listened: {}", out.stdout);
+    assert!(!out.stderr.contains(other) && !out.stderr.contains(SECRET_B64));
+
+    // Rotating: the new secret current, the old one previous.
+    envs.push(("PASSGATE_SECRET_KEY_PREVIOUS", SECRET_B64));
+    let mut rotated = Running::spawn(&["serve"], &envs, &dir).await;
+    assert!(rotated.stop().await.success());
+}
+
+/// `tls=none` sends mail to the relay unencrypted: allowed for a local relay,
+/// said at start-up.
+#[tokio::test]
+async fn plain_smtp_is_announced_at_start() {
+    let test_db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let plain = format!("{}?tls=none", sink.url());
+    let dir = temp_dir();
+    let mut server = Running::spawn(&["serve"], &smtp_env(&test_db.url, &plain), &dir).await;
+    let warning = server.wait_for_line("tls=none").await;
+    assert!(warning.contains("WARN") || warning.contains("\"level\":\"WARN\""), "{warning}");
+    assert!(server.stop().await.success());
 }
 
 #[tokio::test]
@@ -77,6 +142,19 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     remember_secret(&first_key);
     assert!(project_id.starts_with("prj_") && first_key.starts_with("sk_live_"));
     assert_eq!(created.as_object().map(|o| o.len()), Some(2));
+
+    // Which database it wrote to: on standard error, never a password.
+    let listed = run(&["project", "list", "--json"], &env).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let listed: Value = serde_json::from_str(listed.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", listed.stdout));
+    assert_eq!(listed.as_array().map(|a| a.len()), Some(1));
+    assert_eq!(listed[0]["projectId"], project_id.as_str());
+    let plain = run(&["project", "list"], &env).await;
+    assert!(plain.stdout.contains(&project_id) && plain.stdout.contains("Acme"), "{}", plain.stdout);
+    assert!(plain.stderr.starts_with("database: "), "{}", plain.stderr);
+    if db.starts_with("sqlite://") {
+        assert!(plain.stderr.contains(db.trim_start_matches("sqlite://")), "{}", plain.stderr);
+    }
 
     let shown = run(&["project", "show", &project_id, "--json"], &env).await;
     let shown: Value = serde_json::from_str(shown.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
@@ -304,6 +382,18 @@ async fn a_busy_metrics_address_stops_serve_but_not_dev() {
     let refused = run(&["serve"], &env).await;
     assert_ne!(refused.code, Some(0));
     assert!(refused.stderr.contains(&taken), "the error does not name the address: {}", refused.stderr);
+    assert!(
+        refused.stderr.contains("PASSGATE_METRICS_LISTEN"),
+        "the error does not name the setting: {}",
+        refused.stderr
+    );
+    // The public listener's port taken: the error names its setting.
+    let mut public = smtp_env(&db, "smtp://127.0.0.1:2525");
+    public.push(("PASSGATE_LISTEN", &taken));
+    public.push(("PASSGATE_METRICS_LISTEN", "off"));
+    let refused = run(&["serve"], &public).await;
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains("PASSGATE_LISTEN") && refused.stderr.contains(&taken), "{}", refused.stderr);
 
     let dir = temp_dir();
     let dev = Running::spawn(&["dev"], &[("PASSGATE_METRICS_LISTEN", &taken)], &dir).await;
@@ -313,10 +403,14 @@ async fn a_busy_metrics_address_stops_serve_but_not_dev() {
     assert_eq!(healthy.status(), 200);
     drop(dev);
 
-    let off = Running::spawn(&["dev"], &[("PASSGATE_METRICS_LISTEN", "off")], &temp_dir()).await;
+    let dir = temp_dir();
+    let off = Running::spawn(&["dev"], &[("PASSGATE_METRICS_LISTEN", "off")], &dir).await;
     assert!(off.metrics_base.is_none());
     let line = off.wait_for_line("listen_addr").await;
     assert!(line.contains("metrics_addr=off") || line.contains(r#""metrics_addr":"off""#), "{line}");
+    // The start-up line says which database is in use: a SQLite file by its absolute path.
+    let database = format!("sqlite://{}", dir.join(".passgate/passgate.db").display());
+    assert!(line.contains(&database), "{line}");
 }
 
 #[tokio::test]

@@ -69,7 +69,7 @@ pub(crate) fn starts_together(registered: &[Arc<NewLogin>], project_id: &Project
         if let Some(first) = together.first() {
             let same_minute = minute_bucket(first.created_at.millis()) == minute_bucket(login.created_at.millis());
             let shares_recipient = together.iter().any(|t| t.email == login.email);
-            let shares_ip = login.ip_address.is_some() && together.iter().any(|t| t.ip_address == login.ip_address);
+            let shares_ip = login.ip_network.is_some() && together.iter().any(|t| t.ip_network == login.ip_network);
             if !same_minute || first.limits != login.limits || shares_recipient || shares_ip {
                 continue;
             }
@@ -107,6 +107,7 @@ pub(crate) async fn start_together(
     let states: Vec<Option<&str>> = logins.iter().map(|l| l.state.as_deref()).collect();
     let validation_urls: Vec<&str> = logins.iter().map(|l| l.validation_url.as_str()).collect();
     let ips: Vec<Option<&str>> = logins.iter().map(|l| l.ip_address.as_deref()).collect();
+    let networks: Vec<Option<&str>> = logins.iter().map(|l| l.ip_network.as_deref()).collect();
     let user_agents: Vec<Option<&str>> = logins.iter().map(|l| l.user_agent.as_deref()).collect();
     let created: Vec<i64> = logins.iter().map(|l| l.created_at.millis()).collect();
     let expires: Vec<i64> = logins.iter().map(|l| l.expires_at.millis()).collect();
@@ -122,9 +123,9 @@ pub(crate) async fn start_together(
         r#"WITH input AS (
             SELECT * FROM UNNEST($2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::BYTEA[], $6::TEXT[], $7::TEXT[], $8::TEXT[],
                 $9::TEXT[], $10::TEXT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::BYTEA[], $15::TEXT[],
-                $16::BIGINT[], $17::TEXT[])
+                $16::BIGINT[], $17::TEXT[], $26::TEXT[])
               AS t(id, email, token_hash, code_hash, code_challenge, state, validation_url, ip_address, user_agent,
-                created_at, expires_at, email_id, payload_sealed, lease_owner, lease_until, event_id)),
+                created_at, expires_at, email_id, payload_sealed, lease_owner, lease_until, event_id, ip_network)),
           counts AS (
             SELECT COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $18), 0)
                 AS current_sent,
@@ -139,14 +140,14 @@ pub(crate) async fn start_together(
                WHERE l.project_id = $1 AND l.email = input.email AND l.created_at > input.created_at - $22::BIGINT
                ORDER BY l.created_at DESC LIMIT 1 OFFSET $23) AS recipient_full,
               (SELECT l.created_at FROM logins l
-               WHERE l.project_id = $1 AND l.ip_address = input.ip_address AND l.created_at > input.created_at - 60000
+               WHERE l.project_id = $1 AND l.ip_network = input.ip_network AND l.created_at > input.created_at - 60000
                ORDER BY l.created_at DESC LIMIT 1 OFFSET $24) AS ip_full
             FROM input WHERE EXISTS (SELECT 1 FROM room)),
           admitted AS MATERIALIZED (SELECT * FROM probe WHERE recipient_full IS NULL AND ip_full IS NULL),
           login AS (
             INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-                validation_url, ip_address, user_agent, created_at, expires_at)
-            SELECT id, $1, email, token_hash, code_hash, code_challenge, state, validation_url, ip_address,
+                validation_url, ip_network, user_agent, created_at, expires_at)
+            SELECT id, $1, email, token_hash, code_hash, code_challenge, state, validation_url, ip_network,
                 user_agent, created_at, expires_at
             FROM admitted),
           email AS (
@@ -193,7 +194,8 @@ pub(crate) async fn start_together(
         limits.per_recipient_window_seconds * 1000,
         limits.per_recipient - 1,
         limits.per_ip_per_minute - 1,
-        EventKind::AuthStarted.as_str()
+        EventKind::AuthStarted.as_str(),
+        &networks as &[Option<&str>]
     )
     .fetch_one(&mut *tx)
     .await

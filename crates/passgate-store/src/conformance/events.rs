@@ -6,6 +6,7 @@ pub async fn events_are_recorded<S: Store>(store: S) {
     let p = project(&store).await;
     let mut login = new_login(&p, "ada@example.com", "e1", T0);
     login.ip_address = Some("198.51.100.7".into());
+    login.ip_network = login.ip_address.clone();
     login.user_agent = Some("Firefox".into());
     start(&store, login).await;
     verify(&store, by_token(&p, "bad", T0.plus_seconds(1))).await;

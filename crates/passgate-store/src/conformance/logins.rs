@@ -227,13 +227,16 @@ pub async fn per_ip_limit<S: Store>(store: S) {
     for i in 0..PER_IP_STARTS_PER_MINUTE {
         let mut l = new_login(&p, &format!("u{i}@example.com"), &format!("t{i}"), T0);
         l.ip_address = Some("203.0.113.9".into());
+        l.ip_network = l.ip_address.clone();
         assert_eq!(start(&store, l).await, StartOutcome::Started);
     }
     let mut l = new_login(&p, "v@example.com", "v", T0.plus_seconds(1));
     l.ip_address = Some("203.0.113.9".into());
+    l.ip_network = l.ip_address.clone();
     assert_eq!(limited(start(&store, l).await), (LimitKind::IpAddress, 59));
     let mut other_ip = new_login(&p, "w@example.com", "w", T0.plus_seconds(1));
     other_ip.ip_address = Some("203.0.113.10".into());
+    other_ip.ip_network = other_ip.ip_address.clone();
     assert_eq!(start(&store, other_ip).await, StartOutcome::Started);
 }
 
@@ -353,6 +356,7 @@ pub async fn concurrent_starts_obey_every_limit<S: Store>(store: S) {
     logins.extend((0..32).map(|i| {
         let mut l = new_login(&p, &format!("ip{i}@example.com"), &format!("ip{i}"), T0.plus_seconds(1));
         l.ip_address = Some("203.0.113.7".into());
+        l.ip_network = l.ip_address.clone();
         l
     }));
     let outcomes = all_at_once(&store, logins).await;
@@ -461,4 +465,81 @@ pub async fn concurrent_verifies_are_each_decided_alone<S: Store>(store: S) {
     let verified_events = events.iter().filter(|e| e.kind == EventKind::AuthVerified).count();
     assert_eq!(verified_events, 12 + 2 + 1, "one auth.verified per consumed login");
     assert!(events.iter().all(|e| e.kind != EventKind::AuthVerified || e.user_id.is_some()));
+}
+
+/// Wrong codes count against their address across all of its logins
+/// (SECURITY S12): ten in a row block every code of the address for 30 s —
+/// the right one too — however many new logins were started; the block
+/// ends on time, a right code starts the count over, and a wrong code
+/// never learns whether a login is used, burned or expired.
+pub async fn wrong_codes_count_per_address_across_logins<S: Store>(store: S) {
+    let p = project(&store).await;
+    let code_req = |login_id: &LoginId, code: &str, now: Timestamp| VerifyByCode {
+        project_id: p.clone(),
+        login_id: login_id.clone(),
+        code_hash_candidates: vec![sha256(code.as_bytes())],
+        verifier_challenge: None,
+        now,
+        new_user_id: UserId::generate(),
+    };
+    let by_code = |req: VerifyByCode| {
+        let store = store.clone();
+        async move { store.verify_by_code(req).await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    // Logins 16 minutes apart, so the per-recipient send limit never bites.
+    let started = |i: i64, token: String| {
+        let store = store.clone();
+        let mut login = new_login(&p, "ada@example.com", &token, T0.plus_seconds(i * 960));
+        login.code_hash = Some(sha256(b"123456"));
+        async move {
+            let id = login.id.clone();
+            assert_eq!(store.start_login(login).await.unwrap_or_else(|e| panic!("{e}")), StartOutcome::Started);
+            id
+        }
+    };
+    let mut now = T0;
+    let mut last = None;
+    for i in 0..4 {
+        let id = started(i, format!("budget-{i}")).await;
+        now = T0.plus_seconds(i * 960 + 1);
+        // Three wrong codes burn a login; the fourth login takes the tenth.
+        let wrong = if i < 3 { 3 } else { 1 };
+        for _ in 0..wrong {
+            assert_eq!(failed(by_code(code_req(&id, "000000", now)).await), VerifyFailure::CodeInvalid);
+        }
+        last = Some(id);
+    }
+    let last = last.unwrap_or_else(|| panic!("no login"));
+    let blocked_until = now.plus_seconds(30);
+    assert_eq!(
+        failed(by_code(code_req(&last, "123456", now.plus_seconds(29))).await),
+        VerifyFailure::CodesBlocked { until: blocked_until },
+        "blocked: even the right code"
+    );
+    let fresh = started(4, "budget-4".into()).await;
+    let fresh_now = T0.plus_seconds(4 * 960 + 1);
+    assert!(fresh_now < blocked_until.plus_seconds(3600) && fresh_now > blocked_until, "{fresh_now:?}");
+    // The block ended; a new wrong code (the 11th in a row) blocks for 60 s.
+    assert_eq!(failed(by_code(code_req(&fresh, "000000", fresh_now)).await), VerifyFailure::CodeInvalid);
+    assert_eq!(
+        failed(by_code(code_req(&fresh, "123456", fresh_now)).await),
+        VerifyFailure::CodesBlocked { until: fresh_now.plus_seconds(60) },
+        "each further wrong code doubles the block"
+    );
+    let after = fresh_now.plus_seconds(60);
+    verified(by_code(code_req(&fresh, "123456", after)).await);
+    // A right code started the count over: one wrong code blocks nothing.
+    let next = started(5, "budget-5".into()).await;
+    let next_now = T0.plus_seconds(5 * 960 + 1);
+    assert_eq!(failed(by_code(code_req(&next, "000000", next_now)).await), VerifyFailure::CodeInvalid);
+    // A used login: a wrong code learns nothing, the right one that it is used.
+    assert!(matches!(failed(by_code(code_req(&fresh, "654321", next_now)).await), VerifyFailure::CodeInvalid));
+    assert!(matches!(failed(by_code(code_req(&fresh, "123456", next_now)).await), VerifyFailure::Used { .. }));
+    verified(by_code(code_req(&next, "123456", next_now)).await);
+    // Another address of the project was never affected.
+    let mut bob = new_login(&p, "bob@example.com", "budget-bob", now);
+    bob.code_hash = Some(sha256(b"222222"));
+    let bob_id = bob.id.clone();
+    start(&store, bob).await;
+    verified(by_code(code_req(&bob_id, "222222", now.plus_seconds(1))).await);
 }

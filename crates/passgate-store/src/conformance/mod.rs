@@ -46,17 +46,19 @@ macro_rules! checks {
 /// Every check, by area.
 pub fn all<S: Store>() -> Vec<Check<S>> {
     let mut all = Vec::new();
-    all.extend(checks![projects: project_lifecycle, api_keys, a_failed_operation_does_not_undo_concurrent_ones]);
+    all.extend(checks![projects:
+        project_lifecycle, api_keys, a_failed_operation_does_not_undo_concurrent_ones, projects_are_listed]);
     all.extend(checks![signing_keys: signing_keys]);
     all.extend(checks![logins:
         start_then_verify_once, tokens_are_scoped_to_their_project, expiry_is_exact,
         pkce_mismatch_does_not_consume_and_five_burn, fallback_code, fifty_concurrent_verifies_one_winner,
         returning_user_is_not_new, per_recipient_limit, per_project_limit, per_ip_limit, idempotency,
         a_failed_start_does_not_undo_concurrent_starts, concurrent_starts_obey_every_limit,
-        concurrent_verifies_are_each_decided_alone]);
+        concurrent_verifies_are_each_decided_alone, wrong_codes_count_per_address_across_logins]);
     all.extend(checks![outbox:
         outbox_leases_and_results, an_email_leased_at_start_is_its_owners_until_the_lease_lapses,
-        concurrent_delivery_outcomes_are_each_recorded]);
+        concurrent_delivery_outcomes_are_each_recorded, a_renewed_lease_keeps_the_email_its_holders,
+        queued_payloads_are_those_not_yet_settled]);
     all.extend(checks![events: events_are_recorded]);
     all
 }
@@ -153,6 +155,7 @@ pub fn new_login(project_id: &ProjectId, email: &str, token: &str, now: Timestam
         state: Some("st".to_string()),
         validation_url: "https://app.example.com/cb".to_string(),
         ip_address: None,
+        ip_network: None,
         user_agent: None,
         created_at: now,
         expires_at: now.plus_seconds(LINK_TTL_DEFAULT_SECONDS),

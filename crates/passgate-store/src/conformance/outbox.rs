@@ -167,3 +167,53 @@ pub async fn concurrent_delivery_outcomes_are_each_recorded<S: Store>(store: S) 
         assert_eq!(kinds, expected_kinds, "events of email {i}");
     }
 }
+
+/// A worker still sending an email renews its lease, and while it holds the
+/// lease no other worker can take the email; once it lapses, another can,
+/// and the first can no longer renew it.
+pub async fn a_renewed_lease_keeps_the_email_its_holders<S: Store>(store: S) {
+    let p = project(&store).await;
+    let login = new_login(&p, "ada@example.com", "r1", T0);
+    let email_id = login.email_id.clone();
+    start(&store, login).await;
+    let claim = |owner: &str, now: Timestamp| {
+        let store = store.clone();
+        let lease = Lease { owner: owner.into(), now, until: now.plus_seconds(30) };
+        async move { store.claim_emails(lease, 10).await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    let taken = claim("a", T0).await;
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].lease_until, T0.plus_seconds(30));
+    assert!(store.renew_lease(&email_id, "a", T0.plus_seconds(60)).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(claim("b", T0.plus_seconds(45)).await.is_empty(), "renewed past the first lease");
+    assert!(!store.renew_lease(&email_id, "b", T0.plus_seconds(90)).await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(claim("b", T0.plus_seconds(60)).await.len(), 1, "lapsed: another worker takes it");
+    assert!(!store.renew_lease(&email_id, "a", T0.plus_seconds(120)).await.unwrap_or_else(|e| panic!("{e}")));
+    let sent = DeliveryResult::Sent { at: T0.plus_seconds(61) };
+    assert!(store.record_delivery(&email_id, "b", sent).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(
+        !store.renew_lease(&email_id, "b", T0.plus_seconds(150)).await.unwrap_or_else(|e| panic!("{e}")),
+        "settled"
+    );
+}
+
+/// What a server opens at start to check its secret: the sealed content of
+/// the emails not yet settled, oldest first, never of settled ones.
+pub async fn queued_payloads_are_those_not_yet_settled<S: Store>(store: S) {
+    let p = project(&store).await;
+    assert!(store.queued_payloads(10).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    let mut first = new_login(&p, "a@example.com", "q1", T0);
+    first.email_payload_sealed = vec![1];
+    let first_email = first.email_id.clone();
+    start(&store, first).await;
+    let mut second = new_login(&p, "b@example.com", "q2", T0.plus_seconds(1));
+    second.email_payload_sealed = vec![2];
+    start(&store, second).await;
+    assert_eq!(store.queued_payloads(10).await.unwrap_or_else(|e| panic!("{e}")), vec![vec![1], vec![2]]);
+    assert_eq!(store.queued_payloads(1).await.unwrap_or_else(|e| panic!("{e}")), vec![vec![1]]);
+    let lease = Lease { owner: "w".into(), now: T0.plus_seconds(2), until: T0.plus_seconds(60) };
+    assert_eq!(store.claim_emails(lease, 1).await.unwrap_or_else(|e| panic!("{e}")).len(), 1);
+    let sent = DeliveryResult::Sent { at: T0.plus_seconds(3) };
+    assert!(store.record_delivery(&first_email, "w", sent).await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(store.queued_payloads(10).await.unwrap_or_else(|e| panic!("{e}")), vec![vec![2]], "settled: gone");
+}

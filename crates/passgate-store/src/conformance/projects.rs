@@ -93,3 +93,19 @@ pub async fn a_failed_operation_does_not_undo_concurrent_ones<S: Store>(store: S
         }
     }
 }
+
+/// Every project, oldest first.
+pub async fn projects_are_listed<S: Store>(store: S) {
+    assert!(store.list_projects().await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    let mut ids = Vec::new();
+    for (i, name) in ["First", "Second", "Third"].into_iter().enumerate() {
+        let id = ProjectId::generate();
+        let at = T0.plus_seconds(i64::try_from(i).unwrap_or_default());
+        let p = NewProject { id: id.clone(), settings: settings(name), is_dev: false, created_at: at };
+        store.create_project(p, key_for(&id, name), false).await.unwrap_or_else(|e| panic!("{e}"));
+        ids.push(id);
+    }
+    let listed = store.list_projects().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), ids);
+    assert_eq!(listed[1].settings, settings("Second"));
+}

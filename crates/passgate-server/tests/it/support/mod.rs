@@ -114,6 +114,11 @@ pub struct Options {
     pub sink: Option<SinkOptions>,
     /// Give the first project this id (per-project template overrides need it up front).
     pub project_id: Option<ProjectId>,
+    /// Run on the system clock instead of the manual one (for what needs
+    /// real time to pass, such as leases lapsing under a slow relay).
+    pub system_clock: bool,
+    /// Connection timeouts and cap (the defaults otherwise).
+    pub connections: Option<passgate_server::http::serve::ConnectionLimits>,
 }
 
 pub struct TestServer {
@@ -153,14 +158,17 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let metrics_base = format!("http://{}", metrics_listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+        let server_clock: Arc<dyn passgate_core::Clock> =
+            if options.system_clock { Arc::new(passgate_server::SystemClock) } else { Arc::new(clock.clone()) };
         let parts = Parts {
-            clock: Arc::new(clock.clone()),
+            clock: server_clock,
             secret,
             public_url: base.clone(),
             templates: Arc::new(Templates::load(options.templates_dir.as_deref()).unwrap_or_else(|e| panic!("{e}"))),
             mailer,
             // Tests that rotate keys see the rotation at once.
             key_refresh: std::time::Duration::ZERO,
+            connections: options.connections.unwrap_or_default(),
             outbox: options.outbox.unwrap_or_else(|| OutboxConfig {
                 idle_poll: std::time::Duration::from_millis(50),
                 ..OutboxConfig::default()

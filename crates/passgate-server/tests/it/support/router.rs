@@ -42,6 +42,7 @@ impl InProcess {
             mailer: Mailer::new(Some(&relay), None, from, None).unwrap_or_else(|e| panic!("{e}")),
             outbox: OutboxConfig::default(),
             key_refresh: std::time::Duration::ZERO,
+            connections: passgate_server::http::serve::ConnectionLimits::default(),
         };
         let router = match &store {
             TestStore::Sqlite(s) => {

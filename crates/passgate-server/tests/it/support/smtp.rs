@@ -67,6 +67,8 @@ pub struct SinkOptions {
     pub auth: Option<(String, String)>,
     /// Leave PIPELINING (RFC 2920) out of the EHLO reply, as old relays do.
     pub no_pipelining: bool,
+    /// Take this long to accept each message (a slow relay).
+    pub delay: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,12 +116,15 @@ impl Mail {
 
 struct State {
     mails: Mutex<Vec<Mail>>,
+    /// Every AUTH command received, and whether it came inside TLS.
+    auth_attempts: Mutex<Vec<bool>>,
     behaviour: Mutex<Behaviour>,
     arrived: Notify,
     tls_mode: TlsMode,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     auth: Option<(String, String)>,
     pipelining: bool,
+    delay: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -142,12 +147,14 @@ impl SmtpSink {
         let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
         let state = Arc::new(State {
             mails: Mutex::new(Vec::new()),
+            auth_attempts: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Accept),
             arrived: Notify::new(),
             tls_mode,
             acceptor,
             auth: options.auth,
             pipelining: !options.no_pipelining,
+            delay: options.delay,
         });
         let accept_state = state.clone();
         tokio::spawn(async move {
@@ -168,6 +175,12 @@ impl SmtpSink {
 
     pub fn mails(&self) -> Vec<Mail> {
         self.state.mails.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every AUTH command the sink received: `true` for each that came
+    /// inside TLS, `false` for each sent in clear.
+    pub fn auth_attempts(&self) -> Vec<bool> {
+        self.state.auth_attempts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn mails_to(&self, address: &str) -> Vec<Mail> {
@@ -236,6 +249,9 @@ where
         }
         let command = line.trim_end().to_string();
         let upper = command.to_ascii_uppercase();
+        if upper.starts_with("AUTH") {
+            state.auth_attempts.lock().unwrap_or_else(|e| e.into_inner()).push(encrypted);
+        }
         let answer = if upper.starts_with("EHLO") {
             let mut caps = vec!["sink.test", "8BITMIME", "SMTPUTF8", "SIZE 10485760"];
             if state.pipelining {
@@ -303,6 +319,9 @@ where
                     break;
                 }
                 data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
+            }
+            if let Some(delay) = state.delay {
+                tokio::time::sleep(delay).await;
             }
             let mut mail = parse(from.clone(), to.clone(), data);
             mail.auth_user = auth_user.clone();

@@ -1,0 +1,5 @@
+-- The per-IP limit counts networks, not addresses: an IPv4 address, or the
+-- /64 of an IPv6 address (one host usually holds a whole /64). A login keeps
+-- what the limit counts; its events keep the address the app passed.
+ALTER TABLE logins RENAME COLUMN ip_address TO ip_network;
+ALTER INDEX logins_by_ip RENAME TO logins_by_ip_network;
