@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
-use axum::routing::{MethodFilter, MethodRouter, get};
+use axum::routing::{MethodFilter, MethodRouter, get, post};
 use passgate_core::Clock;
 use passgate_core::secret::ServerSecret;
 use passgate_store::Store;
@@ -171,14 +171,18 @@ api_routes![
     ops::openapi,
 ];
 
-/// The whole HTTP surface: the documented API, and in dev mode the mailbox.
+/// The whole HTTP surface: the documented API, and in dev mode the dev pages.
 pub fn router<S: Store>(app: App<S>) -> Router {
     let mut router = api_router::<S>()
         // Responses carry JWTs and login state: never cache them anywhere.
         .layer(axum::middleware::from_fn(no_store_under_api));
     let dev = app.dev_mailbox.is_some();
     if dev {
-        router = router.route("/_dev/mailbox", get(dev::mailbox::<S>));
+        router = router
+            .route("/_dev/mailbox", get(dev::mailbox::<S>))
+            .route("/_dev/mailbox/count", get(dev::mailbox_count::<S>))
+            .route("/_dev/start", post(dev::start::<S>))
+            .route("/_dev/callback", get(dev::callback_page).post(dev::callback_verify::<S>));
     }
     let metrics = app.metrics.clone();
     let mut router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);

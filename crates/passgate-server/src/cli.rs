@@ -60,9 +60,15 @@ pub enum Command {
     /// Run migrations, then serve the API and send emails.
     #[command(after_help = SETTINGS_HELP)]
     Serve,
-    /// Zero-configuration dev server: SQLite under ./.passgate/, a dev project, /_dev/mailbox.
+    /// Zero-configuration dev server: SQLite under .passgate/ (here or in the nearest parent folder that has one), a dev project, /_dev/mailbox.
     #[command(after_help = SETTINGS_HELP)]
-    Dev,
+    Dev {
+        /// Before starting, forget the dev project's sign-in attempts so far:
+        /// its send limits and wrong-code counts start from zero. Its key
+        /// and users stay; links already sent stop working.
+        #[arg(long)]
+        reset_limits: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Create, change, list and show projects.
@@ -233,16 +239,21 @@ fn load_settings(cli: &Cli, force_dev: bool, serving: bool) -> Result<Settings, 
     if let Some(url) = &cli.database_url {
         raw.database_url = Some(url.clone());
     }
+    // Dev mode's folder, absolute so that what is printed can be found.
+    if let Ok(cwd) = std::env::current_dir() {
+        raw.dev_dir = Some(crate::devmode::locate_dev_dir(&cwd));
+    }
     raw.check(force_dev, serving)
 }
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
-        Command::Serve | Command::Dev => {
-            let settings = load_settings(&cli, matches!(cli.command, Command::Dev), true)?;
+        Command::Serve | Command::Dev { .. } => {
+            let reset_limits = matches!(cli.command, Command::Dev { reset_limits: true });
+            let settings = load_settings(&cli, matches!(cli.command, Command::Dev { .. }), true)?;
             telemetry::init(settings.log_format, &settings.log);
-            server::serve_from_settings(settings).await?;
+            server::serve_from_settings(settings, server::DevOptions { reset_limits }).await?;
             Ok(())
         }
         Command::Config(ConfigCommand::Example) => {
@@ -391,7 +402,7 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
                 crate::keys::PUBLISH_RETIRED_FOR_SECONDS / 60
             );
         }
-        Command::Serve | Command::Dev | Command::Config(_) => {}
+        Command::Serve | Command::Dev { .. } | Command::Config(_) => {}
     }
     Ok(())
 }

@@ -47,6 +47,10 @@ pub struct RawSettings {
     pub http_idle_timeout: Option<String>,
     #[serde(default, deserialize_with = "string_or_number")]
     pub http_max_connections: Option<String>,
+    /// Where dev mode keeps its secret and database: not a setting, but
+    /// found by the CLI from the folder it runs in (`./.passgate` if unset).
+    #[serde(skip)]
+    pub dev_dir: Option<PathBuf>,
 }
 
 /// Accepts `10` as well as `"10"` in the TOML file (the environment only has
@@ -110,6 +114,8 @@ pub struct Settings {
     pub log: String,
     /// Connection timeouts and cap of the public and metrics listeners.
     pub connections: ConnectionLimits,
+    /// Dev mode's folder: its secret, and its database unless one is set.
+    pub dev_dir: PathBuf,
 }
 
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -203,9 +209,10 @@ impl RawSettings {
     /// for the operator commands, which need neither SMTP nor (mostly) the secret.
     pub fn check(self, force_dev: bool, serving: bool) -> Result<Settings, ConfigError> {
         let dev = force_dev || self.dev.unwrap_or(false);
+        let dev_dir = self.dev_dir.clone().unwrap_or_else(|| PathBuf::from(crate::devmode::DEV_DIR));
         let database_url = match self.database_url {
             Some(url) => url,
-            None if dev => "sqlite://.passgate/passgate.db".to_string(),
+            None if dev => format!("sqlite://{}", dev_dir.join("passgate.db").display()),
             None => "sqlite://passgate.db".to_string(),
         };
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
@@ -359,6 +366,7 @@ impl RawSettings {
             log_format,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             connections,
+            dev_dir,
         })
     }
 }

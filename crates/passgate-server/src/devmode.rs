@@ -1,9 +1,11 @@
 //! `passgate dev`: zero configuration. A secret generated once and kept in
-//! `./.passgate/secret`, a dev project whose redirect URLs are localhost and
-//! 127.0.0.1 on any port, and its key, derived from that secret so the same
-//! key is printed at every start (it is still stored only as a hash).
+//! `.passgate/secret` (found in the current folder or the nearest parent
+//! that has one, as git finds `.git`), a dev project whose redirect URLs are
+//! localhost and 127.0.0.1 on any port, and its key, derived from that
+//! secret so the same key is printed at every start (it is still stored only
+//! as a hash).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -16,7 +18,18 @@ use passgate_store::{NewApiKey, NewProject, ProjectSettings, Store, StoreError};
 pub const DEV_DIR: &str = ".passgate";
 pub const DEV_PROJECT_ID: &str = "prj_dev";
 
-/// Reads `./.passgate/secret`, creating it (mode 0600) on first use.
+/// The dev folder for a server started in `cwd`: the nearest `.passgate/`
+/// holding a secret, in `cwd` or above it, so `passgate dev` run from a
+/// subfolder of a project finds the project's; otherwise `cwd/.passgate`,
+/// to be created.
+pub fn locate_dev_dir(cwd: &Path) -> PathBuf {
+    cwd.ancestors()
+        .map(|dir| dir.join(DEV_DIR))
+        .find(|candidate| candidate.join("secret").is_file())
+        .unwrap_or_else(|| cwd.join(DEV_DIR))
+}
+
+/// Reads `<dev dir>/secret`, creating it (mode 0600) on first use.
 pub fn load_or_create_secret(dir: &Path) -> std::io::Result<String> {
     let path = dir.join("secret");
     if let Ok(existing) = std::fs::read_to_string(&path) {
@@ -51,6 +64,16 @@ pub fn dev_api_key(secret: &ServerSecret) -> ApiKey {
     ApiKey::from_body(KeyMode::Test, &format!("{body:0<40}"))
 }
 
+/// Says which dev folder is in use, and whether it was just made.
+pub fn describe_dev_dir(dir: &Path, existed: bool, cwd: Option<&Path>) -> String {
+    let whence = match (existed, cwd.and_then(|cwd| dir.parent().map(|parent| parent == cwd))) {
+        (false, _) => "created now",
+        (true, Some(false)) => "found above the current folder",
+        (true, _) => "kept from an earlier run",
+    };
+    format!("{} ({whence})", dir.display())
+}
+
 /// Creates the dev project and its key if they are not there yet.
 pub async fn ensure_dev_project<S: Store>(store: &S, key: &ApiKey, now: Timestamp) -> Result<(), StoreError> {
     let project = NewProject {
@@ -75,4 +98,38 @@ pub async fn ensure_dev_project<S: Store>(store: &S, key: &ApiKey, now: Timestam
         created_at: now,
     };
     store.create_project(project, key, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nearest_dev_folder_with_a_secret_is_found() {
+        let root = std::env::temp_dir().join(format!("passgate-devdir-{}", uuid::Uuid::now_v7().simple()));
+        let deep = root.join("app/src/components");
+        std::fs::create_dir_all(&deep).unwrap_or_else(|e| panic!("{e}"));
+        // Nothing yet: a folder to create where the server was started.
+        assert_eq!(locate_dev_dir(&deep), deep.join(DEV_DIR));
+        // A `.passgate` without a secret (say, made by hand) is not a dev folder.
+        std::fs::create_dir_all(root.join("app/src/.passgate")).unwrap_or_else(|e| panic!("{e}"));
+        load_or_create_secret(&root.join("app/.passgate")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(locate_dev_dir(&deep), root.join("app/.passgate"));
+        // The nearest one wins.
+        load_or_create_secret(&deep.join(DEV_DIR)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(locate_dev_dir(&deep), deep.join(DEV_DIR));
+        std::fs::remove_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn the_dev_folder_is_described_by_where_it_came_from() {
+        let cwd = Path::new("/work/app/src");
+        assert_eq!(describe_dev_dir(&cwd.join(DEV_DIR), false, Some(cwd)), "/work/app/src/.passgate (created now)");
+        let above = Path::new("/work/app/.passgate");
+        assert_eq!(describe_dev_dir(above, true, Some(cwd)), "/work/app/.passgate (found above the current folder)");
+        assert_eq!(
+            describe_dev_dir(&cwd.join(DEV_DIR), true, Some(cwd)),
+            "/work/app/src/.passgate (kept from an earlier run)"
+        );
+    }
 }

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use passgate_core::Clock;
 use passgate_core::secret::ServerSecret;
+use passgate_core::{Clock, ProjectId};
 use passgate_store::{Database, Store, StoreError};
 use passgate_store_postgres::{PgStore, PoolSettings};
 use passgate_store_sqlite::SqliteStore;
@@ -300,14 +300,13 @@ pub async fn open_postgres(url: &str, pool: PoolSettings) -> Result<PgStore, Sta
     Ok(store)
 }
 
-/// The server secret from the settings, or in dev mode from `./.passgate/secret`.
+/// The server secret from the settings, or in dev mode from the dev folder's `secret`.
 pub fn server_secret(settings: &Settings) -> Result<ServerSecret, StartError> {
     let previous = settings.secret_key_previous.as_ref().map(|s| s.expose_secret().to_string());
     match &settings.secret_key {
         Some(key) => ServerSecret::from_base64(key.expose_secret(), previous.as_deref()),
         None if settings.dev => {
-            let text = devmode::load_or_create_secret(Path::new(devmode::DEV_DIR))
-                .map_err(|e| StartError::Dev(e.to_string()))?;
+            let text = devmode::load_or_create_secret(&settings.dev_dir).map_err(|e| StartError::Dev(e.to_string()))?;
             ServerSecret::from_base64(&text, previous.as_deref())
         }
         None => return Err(StartError::Secret("missing".to_string())),
@@ -315,25 +314,40 @@ pub fn server_secret(settings: &Settings) -> Result<ServerSecret, StartError> {
     .map_err(|e| StartError::Secret(e.to_string()))
 }
 
+/// What `passgate dev` was asked to do besides serving.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DevOptions {
+    /// Forget the dev project's logins first (`--reset-limits`).
+    pub reset_limits: bool,
+}
+
 /// `passgate serve` / `passgate dev`: picks the backend from the URL, then
 /// runs the server monomorphised for it.
-pub async fn serve_from_settings(settings: Settings) -> Result<(), StartError> {
+pub async fn serve_from_settings(settings: Settings, dev: DevOptions) -> Result<(), StartError> {
+    // Before the database is opened: a new SQLite dev database is created
+    // inside the dev folder, which must not then pass for an existing one.
+    let dev_dir_existed = settings.dev_dir.join("secret").is_file();
     match Backend::of(&settings.database_url)? {
-        Backend::Sqlite => serve_with(open_sqlite(&settings.database_url).await?, settings).await,
+        Backend::Sqlite => serve_with(open_sqlite(&settings.database_url).await?, settings, dev, dev_dir_existed).await,
         Backend::Postgres => {
             let store = open_postgres(&settings.database_url, settings.pool).await?;
-            serve_with(store, settings).await
+            serve_with(store, settings, dev, dev_dir_existed).await
         }
     }
 }
 
-async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartError> {
+async fn serve_with<S: Store>(
+    store: S,
+    settings: Settings,
+    dev: DevOptions,
+    dev_dir_existed: bool,
+) -> Result<(), StartError> {
     let secret = Arc::new(server_secret(&settings)?);
     // Before anything listens: a server that cannot open its own keys and
     // queued emails must not start answering.
     check_secret_opens_what_is_stored(&store, &secret).await?;
     let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
-    let dev_mailbox = settings.dev.then(DevMailbox::default);
+    let dev_mailbox = settings.dev.then(|| DevMailbox::new(clock.now()));
     let mailer = Mailer::new(
         settings.smtp_url.as_ref(),
         settings.smtp_ca_pem.as_deref(),
@@ -392,13 +406,22 @@ async fn serve_with<S: Store>(store: S, settings: Settings) -> Result<(), StartE
     let app = assemble(store.clone(), parts).await?;
     if settings.dev {
         let key = devmode::dev_api_key(&secret);
+        let project_id = ProjectId::from_trusted(devmode::DEV_PROJECT_ID);
         devmode::ensure_dev_project(&store, &key, clock.now()).await.map_err(|e| StartError::Dev(e.to_string()))?;
+        let limits = if dev.reset_limits {
+            let forgotten = store.forget_dev_logins(&project_id).await.map_err(|e| StartError::Dev(e.to_string()))?;
+            format!("reset ({forgotten} earlier sign-in attempts forgotten)")
+        } else {
+            "as in production (passgate dev --reset-limits starts them from zero)".to_string()
+        };
+        let cwd = std::env::current_dir().ok();
         // Printed, not logged: the one place the dev key is meant to appear.
         println!(
-            "\npassgate dev is running\n  API:         {public_url}/api/v2\n  Mailbox:     {public_url}/_dev/mailbox\n  Project:     {}\n  Secret key:  {}\n  Redirects:   http://localhost:* and http://127.0.0.1:* (any port)\n  Data:        {}\n",
+            "\npassgate dev is running\n  API:         {public_url}/api/v2\n  Mailbox:     {public_url}/_dev/mailbox\n  Callback:    {public_url}/_dev/callback (a validationUrl that finishes sign-ins in the browser)\n  Project:     {}\n  Secret key:  {}\n  Redirects:   http://localhost:* and http://127.0.0.1:* (any port)\n  Limits:      {limits}\n  Folder:      {}\n  Data:        {}\n",
             devmode::DEV_PROJECT_ID,
             key.expose(),
-            redacted_url(&settings.database_url),
+            devmode::describe_dev_dir(&settings.dev_dir, dev_dir_existed, cwd.as_deref()),
+            shown_database(&settings.database_url),
         );
     }
     let metrics_addr = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());

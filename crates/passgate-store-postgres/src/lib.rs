@@ -117,6 +117,28 @@ impl PgStore {
 
     /// Connects and checks the database answers.
     pub async fn connect(url: &str, pool: PoolSettings) -> StoreResult<Self> {
+        // One connection of our own first: when the database cannot be
+        // reached, the pool only says that it timed out waiting, while a
+        // connection says why ("Connection refused", a failed lookup, a
+        // refused password).
+        let options = PgConnectOptions::from_str(url).map_err(db_err)?.application_name("passgate");
+        match tokio::time::timeout(
+            pool.acquire_timeout,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(e)) => return Err(db_err(e)),
+            Err(_) => {
+                return Err(StoreError::database_message(format!(
+                    "no answer within {} s (is the host reachable, and the port right?)",
+                    pool.acquire_timeout.as_secs_f64()
+                )));
+            }
+        }
         let store = Self::connect_lazy(url, pool)?;
         sqlx::query("SELECT 1").execute(&store.pool).await.map_err(db_err)?;
         Ok(store)

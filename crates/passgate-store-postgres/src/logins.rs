@@ -571,4 +571,36 @@ impl Logins for PgStore {
             verified_at: used_at,
         }))
     }
+    async fn forget_dev_logins(&self, project_id: &ProjectId) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let id = project_id.as_str();
+        // Locked, so the project cannot stop being a dev project meanwhile.
+        let is_dev = sqlx::query_scalar!("SELECT is_dev FROM projects WHERE id = $1 FOR UPDATE", id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if is_dev != Some(true) {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query!("DELETE FROM outbox WHERE project_id = $1 AND status IN ('queued', 'retrying')", id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query!("DELETE FROM idempotency_keys WHERE project_id = $1", id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query!("DELETE FROM project_send_counts WHERE project_id = $1", id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query!("DELETE FROM code_budgets WHERE project_id = $1", id).execute(&mut *tx).await.map_err(db_err)?;
+        let forgotten = sqlx::query!("DELETE FROM logins WHERE project_id = $1", id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(forgotten)
+    }
 }

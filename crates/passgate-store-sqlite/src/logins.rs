@@ -10,8 +10,8 @@ use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_ra
 use passgate_core::{EventKind, LoginId, ProjectId, Timestamp, UserId};
 use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event, started_event};
 use passgate_store::{
-    AuthMethod, EmailStatus, EmailView, LoginView, Logins, NewEvent, NewLogin, StartOutcome, StoreResult, User,
-    VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
+    AuthMethod, EmailStatus, EmailView, LoginView, Logins, NewEvent, NewLogin, StartOutcome, StoreError, StoreResult,
+    User, VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -446,5 +446,32 @@ impl Logins for SqliteStore {
             expires_at,
             verified_at: used_at,
         }))
+    }
+
+    async fn forget_dev_logins(&self, project_id: &ProjectId) -> StoreResult<u64> {
+        let project_id = project_id.clone();
+        self.write(move |conn| {
+            let id = project_id.as_str();
+            let is_dev: Option<bool> = conn
+                .prepare_cached("SELECT is_dev FROM projects WHERE id = ?")
+                .db()?
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .db()?;
+            if is_dev != Some(true) {
+                return Err(StoreError::NotFound);
+            }
+            for sql in [
+                "DELETE FROM outbox WHERE project_id = ? AND status IN ('queued', 'retrying')",
+                "DELETE FROM idempotency_keys WHERE project_id = ?",
+                "DELETE FROM project_send_counts WHERE project_id = ?",
+                "DELETE FROM code_budgets WHERE project_id = ?",
+            ] {
+                conn.prepare_cached(sql).db()?.execute([id]).db()?;
+            }
+            let forgotten = conn.prepare_cached("DELETE FROM logins WHERE project_id = ?").db()?.execute([id]).db()?;
+            Ok(forgotten as u64)
+        })
+        .await
     }
 }

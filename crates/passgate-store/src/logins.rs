@@ -165,4 +165,15 @@ pub trait Logins: Clone + Send + Sync + 'static {
         login_id: &LoginId,
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Option<LoginView>>> + Send;
+
+    /// Dev mode only (`passgate dev --reset-limits`): forgets a dev
+    /// project's logins, so its send limits and wrong-code budgets count from
+    /// zero. Removes the project's logins, their idempotency records, its
+    /// per-minute send counts and code budgets, and emails not yet sent (their
+    /// links would lead nowhere); users, events and sent emails stay. Returns
+    /// how many logins were forgotten; [`StoreError::NotFound`] for a project
+    /// that is not a dev project, which is left untouched.
+    ///
+    /// [`StoreError::NotFound`]: crate::StoreError::NotFound
+    fn forget_dev_logins(&self, project_id: &ProjectId) -> impl Future<Output = StoreResult<u64>> + Send;
 }

@@ -136,8 +136,11 @@ fn verify_problem(failure: VerifyFailure) -> (ErrorCode, &'static str, Option<Ti
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document this error is answered with, and its
+    /// `Retry-After` in seconds if it has one. Internal errors are logged
+    /// here, with their cause chain.
+    pub fn into_problem(self) -> (Problem, Option<i64>) {
         let request_id = request_id::current();
         let mut used_at = None;
         let mut expired_at = None;
@@ -145,7 +148,7 @@ impl IntoResponse for ApiError {
         let (code, detail) = match self {
             Self::Client(code, detail) => (code, detail),
             Self::RateLimited { retry_after_seconds, detail } => {
-                retry_after = Some(retry_after_seconds);
+                retry_after = Some(retry_after_seconds.max(1));
                 (ErrorCode::RateLimited, detail)
             }
             Self::Verify(failure) => {
@@ -166,17 +169,24 @@ impl IntoResponse for ApiError {
                 (ErrorCode::NotReady, "the server cannot serve requests yet".to_string())
             }
         };
-        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let problem = Problem {
             kind: format!("urn:passgate:error:{}", code.as_str()),
             title: code.title().to_string(),
-            status: status.as_u16(),
+            status: code.status(),
             detail,
             code: code.as_str().to_string(),
             request_id,
             used_at: used_at.map(Timestamp::to_rfc3339),
             expired_at: expired_at.map(Timestamp::to_rfc3339),
         };
+        (problem, retry_after)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (problem, retry_after) = self.into_problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // A problem document is strings and numbers; should it ever fail to
         // serialise, the status and headers still say what happened.
         let body = serde_json::to_vec(&problem).unwrap_or_default();
@@ -184,7 +194,7 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -70,4 +70,7 @@ pub struct RenderedEmail {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The link and code the body carries, as the dev mailbox shows them.
+    pub link: String,
+    pub code: Option<String>,
 }

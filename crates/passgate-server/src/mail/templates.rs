@@ -139,7 +139,14 @@ impl Templates {
         // A subject is one line: whatever a template does, never let a line
         // break reach the header.
         let subject = render("subject.txt")?.split_whitespace().collect::<Vec<_>>().join(" ");
-        Ok(RenderedEmail { to: payload.to.clone(), subject, text: render("txt")?, html: render("html")? })
+        Ok(RenderedEmail {
+            to: payload.to.clone(),
+            subject,
+            text: render("txt")?,
+            html: render("html")?,
+            link: payload.link.clone(),
+            code: payload.code.clone(),
+        })
     }
 }
 

@@ -99,34 +99,58 @@ fn classify_smtp(e: &lettre::transport::smtp::Error) -> DeliveryError {
 #[derive(Clone)]
 pub struct DevMail {
     pub at: Timestamp,
-    pub to: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
+    pub email: RenderedEmail,
 }
 
 /// The last [`DevMailbox::CAPACITY`] emails, newest first (dev mode only).
-#[derive(Clone, Default)]
-pub struct DevMailbox(Arc<Mutex<VecDeque<DevMail>>>);
+/// Kept in memory: a restart empties it (the page says so).
+#[derive(Clone)]
+pub struct DevMailbox {
+    started_at: Timestamp,
+    shelf: Arc<Mutex<Shelf>>,
+}
+
+#[derive(Default)]
+struct Shelf {
+    mails: VecDeque<DevMail>,
+    /// Emails ever shelved, so a page can tell that new ones came.
+    delivered: u64,
+}
 
 impl std::fmt::Debug for DevMailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DevMailbox({} messages)", self.list().len())
+        write!(f, "DevMailbox({} messages)", self.delivered())
     }
 }
 
 impl DevMailbox {
     pub const CAPACITY: usize = 200;
 
+    /// An empty mailbox for a server started at `started_at`.
+    pub fn new(started_at: Timestamp) -> Self {
+        Self { started_at, shelf: Arc::default() }
+    }
+
+    pub fn started_at(&self) -> Timestamp {
+        self.started_at
+    }
+
     pub fn push(&self, mail: DevMail) {
-        if let Ok(mut list) = self.0.lock() {
-            list.push_front(mail);
-            list.truncate(Self::CAPACITY);
+        if let Ok(mut shelf) = self.shelf.lock() {
+            shelf.mails.push_front(mail);
+            shelf.mails.truncate(Self::CAPACITY);
+            shelf.delivered += 1;
         }
     }
 
+    /// The emails kept, newest first.
     pub fn list(&self) -> Vec<DevMail> {
-        self.0.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default()
+        self.shelf.lock().map(|shelf| shelf.mails.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// How many emails arrived since the server started.
+    pub fn delivered(&self) -> u64 {
+        self.shelf.lock().map(|shelf| shelf.delivered).unwrap_or_default()
     }
 }
 
@@ -328,13 +352,7 @@ impl Mailer {
         // Recorded once delivered, so a failing relay does not fill the dev
         // mailbox with one copy per attempt.
         if let Some(dev) = &self.dev {
-            dev.push(DevMail {
-                at: now,
-                to: email.to.clone(),
-                subject: email.subject.clone(),
-                text: email.text.clone(),
-                html: email.html.clone(),
-            });
+            dev.push(DevMail { at: now, email: email.clone() });
         }
         Ok(())
     }
@@ -390,6 +408,8 @@ mod tests {
                 subject: subject.into(),
                 text: "t".into(),
                 html: "h".into(),
+                link: "https://app.example/cb?token=t".into(),
+                code: None,
             };
             let built = mailer.build(&email).unwrap_or_else(|e| panic!("{e:?}"));
             String::from_utf8(built.formatted()).unwrap_or_else(|e| panic!("{e}"))

@@ -2,7 +2,8 @@
 //! `router` calls the real router in process (tower's `oneshot`) for fast
 //! HTTP-level checks; the other in-process tests run the real router and
 //! outbox worker on a real socket;
-//! `process` runs the real `passgate` binary. All mail goes over real SMTP to
+//! `process` runs the real `passgate` binary, and `examples` the example apps
+//! in examples/ against it. All mail goes over real SMTP to
 //! a sink on loopback; all data goes to real databases: SQLite files, or
 //! with `PASSGATE_TEST_BACKEND=postgres` a fresh PostgreSQL database per test
 //! (`scale_out` always uses PostgreSQL).
@@ -11,6 +12,7 @@ mod support;
 
 mod auth_flow;
 mod connections;
+mod dev;
 mod emails;
 mod http_hygiene;
 mod outbox;

@@ -468,3 +468,32 @@ async fn dev_mode_needs_nothing_and_prints_its_key() {
     assert_ne!(public.code, Some(0));
     assert!(public.stderr.contains("loopback"), "{}", public.stderr);
 }
+
+/// A database that cannot be reached says why (the connection's own error),
+/// not that a pool timed out; for `serve` and for the admin commands.
+#[tokio::test]
+async fn an_unreachable_database_says_why() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("postgres://postgres@127.0.0.1:{port}/passgate");
+    let mut serve_env = smtp_env(&url, "smtp://127.0.0.1:9");
+    serve_env.push(("PASSGATE_LISTEN", "127.0.0.1:0"));
+    for (args, env) in
+        [(vec!["serve"], serve_env), (vec!["project", "list"], vec![("PASSGATE_DATABASE_URL", url.as_str())])]
+    {
+        let out = tokio::time::timeout(Duration::from_secs(30), run(&args, &env))
+            .await
+            .unwrap_or_else(|_| panic!("{args:?} did not exit"));
+        assert_ne!(out.code, Some(0), "{args:?}");
+        assert!(out.stderr.contains("Connection refused"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("pool timed out"), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("127.0.0.1:{port}")),
+            "the error does not name the database: {}",
+            out.stderr
+        );
+    }
+}

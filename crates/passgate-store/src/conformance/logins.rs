@@ -543,3 +543,56 @@ pub async fn wrong_codes_count_per_address_across_logins<S: Store>(store: S) {
     start(&store, bob).await;
     verified(by_code(code_req(&bob_id, "222222", now.plus_seconds(1))).await);
 }
+
+/// `passgate dev --reset-limits`: a dev project's limits count from zero
+/// again, its users stay; another project is left as it was.
+pub async fn a_dev_projects_logins_can_be_forgotten<S: Store>(store: S) {
+    let dev = ProjectId::generate();
+    let p = NewProject { id: dev.clone(), settings: settings("Dev"), is_dev: true, created_at: T0 };
+    store.create_project(p, key_for(&dev, dev.as_str()), false).await.unwrap_or_else(|e| panic!("{e}"));
+    let other = project(&store).await;
+    let claim = || IdempotencyClaim {
+        key: "idem-dev".into(),
+        fingerprint: sha256(b"req"),
+        response_status: 202,
+        response_body: "first".into(),
+    };
+    for p in [&dev, &other] {
+        for i in 0..PER_RECIPIENT_EMAILS {
+            let mut login = new_login(p, "ada@example.com", &format!("{p}-{i}"), T0.plus_seconds(i));
+            login.email_payload_sealed = p.as_str().as_bytes().to_vec();
+            if i == 0 {
+                login.idempotency = Some(claim());
+            }
+            assert_eq!(start(&store, login).await, StartOutcome::Started);
+        }
+        let (kind, _) =
+            limited(start(&store, new_login(p, "ada@example.com", &format!("{p}-over"), T0.plus_seconds(9))).await);
+        assert_eq!(kind, LimitKind::Recipient);
+    }
+    // A user of the dev project, made by verifying one of its logins.
+    let user_id = verified(verify(&store, by_token(&dev, &format!("{dev}-1"), T0.plus_seconds(10))).await).user.id;
+
+    let forgotten = store.forget_dev_logins(&dev).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forgotten, u64::try_from(PER_RECIPIENT_EMAILS).unwrap_or_default());
+    assert!(matches!(store.forget_dev_logins(&other).await, Err(StoreError::NotFound)), "not a dev project");
+    assert!(matches!(store.forget_dev_logins(&ProjectId::generate()).await, Err(StoreError::NotFound)));
+
+    // The dev project's emails not yet sent are gone; the other's stay.
+    let queued = store.queued_payloads(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!queued.iter().any(|payload| payload == dev.as_str().as_bytes()), "a dev email still queued");
+    let others = queued.iter().filter(|payload| *payload == other.as_str().as_bytes()).count();
+    assert_eq!(others, usize::try_from(PER_RECIPIENT_EMAILS).unwrap_or_default());
+
+    let now = T0.plus_seconds(20);
+    // The recipient limit counts from zero; the idempotency key is free again.
+    let mut again = new_login(&dev, "ada@example.com", "dev-again", now);
+    again.idempotency = Some(claim());
+    assert_eq!(start(&store, again).await, StartOutcome::Started);
+    let (kind, _) = limited(start(&store, new_login(&other, "ada@example.com", "other-again", now)).await);
+    assert_eq!(kind, LimitKind::Recipient, "another project's limits stay");
+    // The user stays: verifying again finds the same user, not a new one.
+    let returning = verified(verify(&store, by_token(&dev, "dev-again", now.plus_seconds(1))).await);
+    assert!(!returning.is_new_user);
+    assert_eq!(returning.user.id, user_id);
+}

@@ -54,7 +54,8 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
         pkce_mismatch_does_not_consume_and_five_burn, fallback_code, fifty_concurrent_verifies_one_winner,
         returning_user_is_not_new, per_recipient_limit, per_project_limit, per_ip_limit, idempotency,
         a_failed_start_does_not_undo_concurrent_starts, concurrent_starts_obey_every_limit,
-        concurrent_verifies_are_each_decided_alone, wrong_codes_count_per_address_across_logins]);
+        concurrent_verifies_are_each_decided_alone, wrong_codes_count_per_address_across_logins,
+        a_dev_projects_logins_can_be_forgotten]);
     all.extend(checks![outbox:
         outbox_leases_and_results, an_email_leased_at_start_is_its_owners_until_the_lease_lapses,
         concurrent_delivery_outcomes_are_each_recorded, a_renewed_lease_keeps_the_email_its_holders,

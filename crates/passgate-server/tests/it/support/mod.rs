@@ -152,7 +152,7 @@ impl TestServer {
         let smtp_url = secrecy::SecretString::from(smtp_url.unwrap_or_else(|| sink.url()));
         let from = "Acme <no-reply@acme.example>".parse().unwrap_or_else(|e| panic!("{e:?}"));
         let ca = options.smtp_ca_pem.as_deref().map(str::as_bytes);
-        let mailer = Mailer::new(Some(&smtp_url), ca, from, options.dev_mailbox.then(DevMailbox::default))
+        let mailer = Mailer::new(Some(&smtp_url), ca, from, options.dev_mailbox.then(|| DevMailbox::new(T0)))
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
