@@ -2,7 +2,8 @@
 //! webhooks name it. Stores keep the name; nothing else is ever written in
 //! the `kind` column.
 
-/// Every event type of the contract (API.md, "Activity and webhooks").
+/// Every event type of the product's API contract (its "Activity and
+/// webhooks" section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     AuthStarted,

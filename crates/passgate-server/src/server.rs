@@ -143,6 +143,32 @@ pub async fn run<S: Store>(
     served.map_err(StartError::Serve)
 }
 
+/// The listening sockets systemd passed (socket activation: `LISTEN_FDS`
+/// for this very process, as `LISTEN_PID` says), in order: the public
+/// listener, then optionally the metrics listener. Empty when the server
+/// was not socket-activated. A `LISTEN_FDS` meant for another process (its
+/// `LISTEN_PID` is not ours, or absent) is ignored rather than trusted.
+fn sockets_from_systemd() -> std::io::Result<Vec<TcpListener>> {
+    let for_us = std::env::var("LISTEN_PID").ok().and_then(|pid| pid.parse::<u32>().ok()) == Some(std::process::id());
+    if !for_us {
+        return Ok(Vec::new());
+    }
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut listeners = Vec::new();
+    for index in 0..fds.len().min(2) {
+        let Some(listener) = fds.take_tcp_listener(index)? else { continue };
+        listener.set_nonblocking(true)?;
+        listeners.push(TcpListener::from_std(listener)?);
+    }
+    if fds.len() > 2 {
+        tracing::warn!(
+            sockets = fds.len(),
+            "systemd passed more than two sockets; the first is the public listener, the second the metrics listener, the rest are not used"
+        );
+    }
+    Ok(listeners)
+}
+
 /// Waits for SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -361,19 +387,31 @@ async fn serve_with<S: Store>(
     }
     let templates = Arc::new(Templates::load(settings.templates_dir.as_deref())?);
     let outbox = OutboxConfig { lease: settings.outbox_lease, ..OutboxConfig::default() };
-    let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Listen {
-        setting: "PASSGATE_LISTEN",
-        addr: settings.listen.to_string(),
+    let activated = sockets_from_systemd().map_err(|source| StartError::Listen {
+        setting: "LISTEN_FDS",
+        addr: "the sockets systemd passed".to_string(),
         source,
     })?;
+    let socket_activated = !activated.is_empty();
+    let mut activated = activated.into_iter();
+    let listener = match activated.next() {
+        Some(listener) => listener,
+        None => TcpListener::bind(settings.listen).await.map_err(|source| StartError::Listen {
+            setting: "PASSGATE_LISTEN",
+            addr: settings.listen.to_string(),
+            source,
+        })?,
+    };
     let local = listener.local_addr().map_err(|source| StartError::Listen {
         setting: "PASSGATE_LISTEN",
         addr: settings.listen.to_string(),
         source,
     })?;
-    let metrics_listener = match settings.metrics_listen {
-        None => None,
-        Some(addr) => match TcpListener::bind(addr).await {
+    let metrics_listener = match (activated.next(), settings.metrics_listen) {
+        // A second socket from systemd is the metrics listener.
+        (Some(listener), _) => Some(listener),
+        (None, None) => None,
+        (None, Some(addr)) => match TcpListener::bind(addr).await {
             Ok(listener) => Some(listener),
             // `passgate dev` needs nothing set up: a second dev server, or a
             // local Prometheus on 9090, must not stop it. `serve` refuses,
@@ -388,7 +426,10 @@ async fn serve_with<S: Store>(
         },
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let public_url = if settings.listen.port() == 0 && settings.public_url == format!("http://{}", settings.listen) {
+    // The default public URL names the configured address; a server on a
+    // port chosen at bind time, or on a socket from systemd, names the real one.
+    let default_public_url = settings.public_url == format!("http://{}", settings.listen);
+    let public_url = if default_public_url && (settings.listen.port() == 0 || socket_activated) {
         format!("http://{local}")
     } else {
         settings.public_url.clone()
@@ -426,7 +467,7 @@ async fn serve_with<S: Store>(
     }
     let metrics_addr = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
     let database = shown_database(&settings.database_url);
-    tracing::info!(listen_addr = %local, public_url = %public_url, metrics_addr = %metrics_addr, database = %database, dev = settings.dev, "passgate listening");
+    tracing::info!(listen_addr = %local, public_url = %public_url, metrics_addr = %metrics_addr, database = %database, dev = settings.dev, socket_activated, "passgate listening");
     let result = run(app, listener, metrics_listener, shutdown_signal()).await;
     store.close().await;
     tracing::info!("passgate stopped");

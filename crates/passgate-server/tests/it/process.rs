@@ -497,3 +497,73 @@ async fn an_unreachable_database_says_why() {
         );
     }
 }
+
+/// Under systemd with socket activation, `serve` takes its listeners from
+/// the sockets systemd passes (the public one, then the metrics one)
+/// instead of binding, and names the real address as its public URL.
+#[tokio::test]
+async fn serve_takes_its_sockets_from_systemd() {
+    let activate = "/usr/bin/systemd-socket-activate";
+    assert!(
+        std::path::Path::new(activate).exists(),
+        "{activate} is missing: install systemd (apt-get install systemd), as .ci/run does"
+    );
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (public, metrics) = (free_port(), free_port());
+    let test_db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let mut command = tokio::process::Command::new(activate);
+    command.args(["-l", &format!("127.0.0.1:{public}"), "-l", &format!("127.0.0.1:{metrics}")]);
+    // systemd-socket-activate gives the service only the variables it is told.
+    let sink_url = sink.url();
+    for (name, value) in smtp_env(&test_db.url, &sink_url) {
+        command.arg("-E").arg(format!("{name}={value}"));
+    }
+    let (out_path, err_path) = {
+        let dir = temp_dir();
+        (dir.join("stdout"), dir.join("stderr"))
+    };
+    let stdout = std::fs::File::create(&out_path).unwrap_or_else(|e| panic!("{e}"));
+    let stderr = std::fs::File::create(&err_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = command
+        .arg(env!("CARGO_BIN_EXE_passgate"))
+        .arg("serve")
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The first connection starts the server, which accepts it on systemd's socket.
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap_or_else(|e| panic!("{e}"));
+    let mut healthy = None;
+    for _ in 0..100 {
+        match http.get(format!("http://127.0.0.1:{public}/healthz")).send().await {
+            Ok(reply) => {
+                healthy = Some(reply.status().as_u16());
+                break;
+            }
+            // Until systemd-socket-activate has bound the socket.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let logs = || {
+        let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+        format!("{}{}", read(&out_path), read(&err_path))
+    };
+    assert_eq!(healthy, Some(200), "{}", logs());
+    let scrape = http.get(format!("http://127.0.0.1:{metrics}/metrics")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scrape.status(), 200);
+    assert!(scrape.text().await.unwrap_or_default().contains("passgate_"), "not the metrics listener");
+    let started = logs();
+    let line = started.lines().find(|l| l.contains("listen_addr")).unwrap_or_else(|| panic!("{started}"));
+    assert!(line.contains("socket_activated=true") || line.contains(r#""socket_activated":true"#), "{line}");
+    assert!(line.contains(&format!("http://127.0.0.1:{public}")), "the public URL is not the socket's: {line}");
+    let _ = child.kill().await;
+    assert_clean(&logs());
+}
