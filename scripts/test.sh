@@ -2,10 +2,13 @@
 # Everything CI checks, in the order it checks it: formatting, lints with
 # warnings denied, then every test of the workspace — unit, property, the
 # store conformance suite on SQLite and PostgreSQL, the server integration
-# tests (real SMTP, real binary) on SQLite, then again on PostgreSQL.
+# tests (real SMTP, real binary, the example apps in examples/) on SQLite,
+# then again on PostgreSQL.
 #
-# Needs a Rust toolchain and a PostgreSQL server it may create databases on
-# (PASSGATE_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres).
+# Needs a Rust toolchain, Node.js 20+ with npm and Python 3 with venv (for
+# the example apps, whose dependencies it installs first), and a PostgreSQL
+# server it may create databases on (PASSGATE_TEST_POSTGRES_URL, default
+# postgres://postgres@127.0.0.1:5432/postgres).
 # A local cluster that is down is started; `.ci/run` installs one on a bare machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,31 @@ if ! pg_isready -q -d "$PASSGATE_TEST_POSTGRES_URL" 2>/dev/null; then
   fi
 fi
 pg_isready -d "$PASSGATE_TEST_POSTGRES_URL" || { echo "PostgreSQL is not reachable at $PASSGATE_TEST_POSTGRES_URL" >&2; exit 1; }
+
+echo "== the example apps' dependencies"
+# examples/ holds two apps that sign in with passgate; the server's
+# integration tests run them end to end (tests/it/examples.rs) and fail when
+# these are missing. Each install is skipped while its lock file is the one
+# it was made from, so a second run costs nothing.
+node_dir=examples/node-express
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+  || { echo "Node.js 20+ and npm are needed for $node_dir (.ci/run installs them)" >&2; exit 1; }
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || { echo "$node_dir needs Node.js 20 or later; this is $(node --version)" >&2; exit 1; }
+node_stamp=$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$node_dir/node_modules/.passgate-installed" 2>/dev/null)" != "$node_stamp" ]; then
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_stamp" > "$node_dir/node_modules/.passgate-installed"
+fi
+py_dir=examples/python-flask
+py_stamp=$(sha256sum "$py_dir/requirements.txt" | cut -d' ' -f1)
+if [ "$(cat "$py_dir/.venv/.passgate-installed" 2>/dev/null)" != "$py_stamp" ] \
+  || ! "$py_dir/.venv/bin/python" -c '' 2>/dev/null; then
+  python3 -m venv --clear "$py_dir/.venv" \
+    || { echo "python3 -m venv failed: install python3-venv (.ci/run does)" >&2; exit 1; }
+  "$py_dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$py_dir/requirements.txt"
+  echo "$py_stamp" > "$py_dir/.venv/.passgate-installed"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
