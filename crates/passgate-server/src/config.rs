@@ -230,6 +230,16 @@ impl RawSettings {
                 }
                 u.trim_end_matches('/').to_string()
             }
+            // On every interface (a container, a VM), `http://0.0.0.0:8080`
+            // would become the JWT issuer: an address nobody reaches.
+            None if serving && listen.ip().is_unspecified() => {
+                return Err(invalid(
+                    "public_url",
+                    format!(
+                        "required when listen is {listen}: the default would name that address as the JWT issuer; set PASSGATE_PUBLIC_URL to the URL the apps reach"
+                    ),
+                ));
+            }
             None => format!("http://{listen}"),
         };
         let smtp_url = match self.smtp_url.filter(|s| !s.is_empty()) {
@@ -424,6 +434,27 @@ mod tests {
         assert_eq!(s.listen.port(), 7001);
         assert_eq!(s.public_url, "http://127.0.0.1:7001");
         assert_eq!(s.database_url, "sqlite://passgate.db");
+    }
+
+    #[test]
+    fn every_interface_needs_a_public_url() {
+        let base = [("PASSGATE_SECRET_KEY", SECRET), ("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525")];
+        for any in ["0.0.0.0:8080", "[::]:8080"] {
+            let mut pairs = base.to_vec();
+            pairs.push(("PASSGATE_LISTEN", any));
+            let err = RawSettings::default().overlay_env(env(&pairs)).and_then(|r| r.check(false, true));
+            assert!(
+                matches!(&err, Err(ConfigError::Invalid { name: "public_url", .. })),
+                "{any}: {:?}",
+                err.map(|s| s.public_url)
+            );
+            // The operator commands serve nothing: no issuer to get wrong.
+            let admin = RawSettings::default().overlay_env(env(&pairs)).and_then(|r| r.check(false, false));
+            assert!(admin.is_ok(), "{any}");
+            pairs.push(("PASSGATE_PUBLIC_URL", "https://auth.example.com"));
+            let set = RawSettings::default().overlay_env(env(&pairs)).and_then(|r| r.check(false, true));
+            assert_eq!(set.map(|s| s.public_url).ok().as_deref(), Some("https://auth.example.com"));
+        }
     }
 
     #[test]
