@@ -52,11 +52,13 @@ pub enum VerifyFailure {
     CodesBlocked {
         until: Timestamp,
     },
+    /// An invite's token, after the app revoked the invite.
+    Revoked,
 }
 
 impl VerifyFailure {
     /// One of each kind (times zeroed), for closed label sets.
-    pub const KINDS: [VerifyFailure; 7] = [
+    pub const KINDS: [VerifyFailure; 8] = [
         Self::Invalid,
         Self::Expired { expired_at: Timestamp(0) },
         Self::Used { used_at: Timestamp(0) },
@@ -64,6 +66,7 @@ impl VerifyFailure {
         Self::VerifierMismatch,
         Self::CodeInvalid,
         Self::CodesBlocked { until: Timestamp(0) },
+        Self::Revoked,
     ];
 
     /// The reason recorded on `auth.failed` events (and the API error code).
@@ -76,6 +79,7 @@ impl VerifyFailure {
             Self::VerifierMismatch => "code_verifier_mismatch",
             Self::CodeInvalid => "code_invalid",
             Self::CodesBlocked { .. } => "codes_blocked",
+            Self::Revoked => "token_revoked",
         }
     }
 }

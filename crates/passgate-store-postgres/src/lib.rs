@@ -16,11 +16,14 @@
 mod batch;
 mod database;
 mod events;
+mod invites;
 mod key_cache;
 mod logins;
+mod organizations;
 mod outbox;
 mod projects;
 mod signing_keys;
+mod users;
 mod writer;
 
 use std::str::FromStr;

@@ -20,8 +20,8 @@ use passgate_core::limits::{
     IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, code_block_until, minute_bucket,
 };
 use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_race, token_refusal};
-use passgate_core::{EventId, EventKind, LoginId, ProjectId, Timestamp, UserId};
-use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event};
+use passgate_core::{EventId, EventKind, InviteId, LoginId, ProjectId, Timestamp, UserId};
+use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event, started_event};
 use passgate_store::{
     AuthMethod, EmailStatus, EmailView, LoginView, Logins, NewLogin, StartOutcome, StoreError, StoreResult, User,
     VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
@@ -37,7 +37,7 @@ use crate::{PgStore, db_err};
 /// One start on its own, after its project's lock: probes every limit and,
 /// if none is reached, inserts the login, its email, the counter and the
 /// event (see [`start_together`] for many at once).
-async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<StartOutcome> {
+pub(crate) async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<StartOutcome> {
     let now = login.created_at;
     let now_ms = now.millis();
 
@@ -94,9 +94,9 @@ async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<Start
                   AND current_sent + previous_sent * $24::BIGINT / 60000 < $25::BIGINT),
               login AS (
                 INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-                    validation_url, ip_network, user_agent, created_at, expires_at)
+                    validation_url, ip_network, user_agent, created_at, expires_at, invite_id)
                 SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::BYTEA, $6::TEXT, $7::TEXT, $8::TEXT,
-                    $27::TEXT, $10::TEXT, $11::BIGINT, $12::BIGINT FROM admitted),
+                    $27::TEXT, $10::TEXT, $11::BIGINT, $12::BIGINT, $28::TEXT FROM admitted),
               email AS (
                 INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status,
                     next_attempt_at, lease_owner, lease_until, created_at)
@@ -106,8 +106,9 @@ async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<Start
                 INSERT INTO project_send_counts (project_id, minute, sent) SELECT $2, $17::BIGINT, 1 FROM admitted
                 ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1),
               started AS (
-                INSERT INTO events (id, project_id, kind, login_id, email, ip_address, user_agent, created_at)
-                SELECT $18::TEXT, $2, $26::TEXT, $1, $3, $9, $10, $11 FROM admitted)
+                INSERT INTO events (id, project_id, kind, login_id, invite_id, email, ip_address, user_agent,
+                    created_at)
+                SELECT $18::TEXT, $2, $26::TEXT, $1, $28, $3, $9, $10, $11 FROM admitted)
              SELECT recipient_full, current_sent AS "current_sent!", previous_sent AS "previous_sent!", ip_full,
                 EXISTS (SELECT 1 FROM admitted) AS "admitted!"
              FROM probe"#,
@@ -136,8 +137,9 @@ async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<Start
         limits.per_ip_per_minute - 1,
         previous_minute_weight,
         limits.per_project_per_minute,
-        EventKind::AuthStarted.as_str(),
-        login.ip_network
+        started_event(login).kind.as_str(),
+        login.ip_network,
+        login.invite_id.as_ref().map(InviteId::as_str)
     )
     .fetch_one(&mut *tx)
     .await
@@ -192,7 +194,7 @@ async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreResult<Start
 
 /// Writes what a refusal decided (a failure counted, which may burn the
 /// login) and records `auth.failed`; returns the failure to answer.
-async fn refuse(
+pub(crate) async fn refuse(
     tx: &mut PgConnection,
     project_id: &ProjectId,
     login_id: Option<&LoginId>,
@@ -285,7 +287,7 @@ async fn reset_code_failures(tx: &mut PgConnection, project_id: &ProjectId, emai
 /// statement. `DO UPDATE` (a no-op) rather than `DO NOTHING`, so the row
 /// comes back even when a concurrent verify created it a moment ago; the
 /// user is new exactly when the id that comes back is the one we offered.
-async fn finish_verified(
+pub(crate) async fn finish_verified(
     tx: &mut PgConnection,
     consumed: Consumed,
     new_user_id: &UserId,
@@ -317,7 +319,7 @@ async fn finish_verified(
     .map_err(db_err)?;
     let is_new_user = *new_user_id == row.id.as_str();
     let user = User { id: UserId::from_trusted(row.id), project_id, email, created_at: Timestamp(row.created_at) };
-    Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
+    Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method, invite: None }))
 }
 
 /// A link verify on its own: not consumed by the lane's statement ahead of
@@ -342,7 +344,7 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyByToken) -> StoreResult<V
             UPDATE logins SET used_at = $1
             WHERE id = (SELECT id FROM logins WHERE token_hash = $3)
               AND project_id = $2 AND used_at IS NULL AND burned_at IS NULL
-              AND expires_at > $1 AND (code_challenge IS NULL OR code_challenge = $4)
+              AND expires_at > $1 AND (code_challenge IS NULL OR code_challenge = $4) AND invite_id IS NULL
             RETURNING id, email, state),
           the_user AS (
             INSERT INTO users (id, project_id, email, created_at) SELECT $5::TEXT, $2, email, $1 FROM consumed
@@ -381,16 +383,22 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyByToken) -> StoreResult<V
             is_new_user,
             state: row.state,
             method: AuthMethod::EmailLink,
+            invite: None,
         }));
     }
     let row = sqlx::query!(
-        r#"SELECT id AS "id!", used_at, burned_at, expires_at FROM logins WHERE project_id = $1 AND token_hash = $2"#,
+        r#"SELECT id AS "id!", used_at, burned_at, expires_at, invite_id FROM logins
+         WHERE project_id = $1 AND token_hash = $2"#,
         req.project_id.as_str(),
         hash
     )
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_err)?;
+    if let Some(invite_id) = row.as_ref().and_then(|r| r.invite_id.clone()) {
+        let login_id = LoginId::from_trusted(row.as_ref().map(|r| r.id.clone()).unwrap_or_default());
+        return crate::invites::accept_invite(tx, &login_id, &InviteId::from_trusted(invite_id), req).await;
+    }
     let login_id = row.as_ref().map(|r| LoginId::from_trusted(r.id.clone()));
     let times = row.map(|r| (r.used_at.map(Timestamp), r.burned_at.map(Timestamp), Timestamp(r.expires_at)));
     refuse(tx, &req.project_id, login_id.as_ref(), token_refusal(times, req.now), req.now).await

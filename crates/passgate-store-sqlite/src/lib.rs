@@ -19,13 +19,16 @@
 
 mod database;
 mod events;
+mod invites;
 mod key_cache;
 mod logins;
 mod migrate;
+mod organizations;
 mod outbox;
 mod projects;
 mod reader;
 mod signing_keys;
+mod users;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use passgate_core::limits::{
     IDEMPOTENCY_WINDOW_SECONDS, MAX_CODE_FAILURES, MAX_VERIFIER_FAILURES, code_block_until, minute_bucket,
 };
 use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_race, token_refusal};
-use passgate_core::{EventKind, LoginId, ProjectId, Timestamp, UserId};
+use passgate_core::{EventKind, InviteId, LoginId, ProjectId, Timestamp, UserId};
 use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event, started_event};
 use passgate_store::{
     AuthMethod, EmailStatus, EmailView, LoginView, Logins, NewEvent, NewLogin, StartOutcome, StoreError, StoreResult,
@@ -19,7 +19,7 @@ use crate::events::insert_event;
 use crate::{OrStoreError, SqliteStore};
 
 /// Finds the user of `email` in a project, creating them with `new_id`.
-fn upsert_user(
+pub(crate) fn upsert_user(
     conn: &Connection,
     project_id: &ProjectId,
     email: &str,
@@ -51,7 +51,7 @@ fn upsert_user(
 
 /// Writes what a refusal decided (a failure counted, which may burn the
 /// login) and records `auth.failed`; returns the failure to answer.
-fn refuse(
+pub(crate) fn refuse(
     conn: &Connection,
     project_id: &ProjectId,
     login_id: Option<&LoginId>,
@@ -125,7 +125,7 @@ fn reset_code_failures(conn: &Connection, project_id: &ProjectId, email: &str) -
     Ok(())
 }
 
-fn finish_verified(
+pub(crate) fn finish_verified(
     conn: &Connection,
     consumed: Consumed,
     new_user_id: &UserId,
@@ -141,7 +141,7 @@ fn finish_verified(
         ..NewEvent::new(&project_id, EventKind::AuthVerified, now)
     };
     insert_event(conn, event)?;
-    Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method }))
+    Ok(VerifyOutcome::Verified(VerifiedLogin { login_id, user, is_new_user, state, method, invite: None }))
 }
 
 /// The newest time of the `limit`-th most recent login matching a filter
@@ -206,7 +206,7 @@ fn probe_limits(conn: &Connection, login: &NewLogin) -> StoreResult<LimitProbe> 
     Ok(probe)
 }
 
-fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome> {
+pub(crate) fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome> {
     let now_ms = login.created_at.millis();
 
     if let Some(claim) = &login.idempotency {
@@ -237,8 +237,8 @@ fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome>
 
     conn.prepare_cached(
         "INSERT INTO logins (id, project_id, email, token_hash, code_hash, code_challenge, state,
-            validation_url, ip_network, user_agent, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            validation_url, ip_network, user_agent, created_at, expires_at, invite_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .db()?
     .execute(params![
@@ -253,7 +253,8 @@ fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome>
         login.ip_network,
         login.user_agent,
         now_ms,
-        login.expires_at.millis()
+        login.expires_at.millis(),
+        login.invite_id.as_ref().map(InviteId::as_str)
     ])
     .db()?;
     crate::outbox::queue_login_email(conn, login)?;
@@ -302,7 +303,7 @@ fn verify_by_token(conn: &Connection, req: &VerifyByToken) -> StoreResult<Verify
         .prepare_cached(
             "UPDATE logins SET used_at = ?
              WHERE project_id = ? AND token_hash = ? AND used_at IS NULL AND burned_at IS NULL
-               AND expires_at > ? AND (code_challenge IS NULL OR code_challenge = ?)
+               AND expires_at > ? AND (code_challenge IS NULL OR code_challenge = ?) AND invite_id IS NULL
              RETURNING id, email, state",
         )
         .db()?
@@ -321,16 +322,25 @@ fn verify_by_token(conn: &Connection, req: &VerifyByToken) -> StoreResult<Verify
         };
         return finish_verified(conn, consumed, &req.new_user_id, req.now);
     }
-    let row: Option<(String, Option<i64>, Option<i64>, i64)> = conn
-        .prepare_cached("SELECT id, used_at, burned_at, expires_at FROM logins WHERE project_id = ? AND token_hash = ?")
+    type Row = (String, Option<i64>, Option<i64>, i64, Option<String>);
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT id, used_at, burned_at, expires_at, invite_id FROM logins WHERE project_id = ? AND token_hash = ?",
+        )
         .db()?
         .query_row(params![req.project_id.as_str(), &req.token_hash[..]], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()
         .db()?;
+    if let Some((login_id, _, _, _, Some(invite_id))) = &row {
+        let (login_id, invite_id) =
+            (LoginId::from_trusted(login_id.clone()), InviteId::from_trusted(invite_id.clone()));
+        return crate::invites::accept_invite(conn, &login_id, &invite_id, req);
+    }
     let login_id = row.as_ref().map(|(id, ..)| LoginId::from_trusted(id.clone()));
-    let times = row.map(|(_, used, burned, expires)| (used.map(Timestamp), burned.map(Timestamp), Timestamp(expires)));
+    let times =
+        row.map(|(_, used, burned, expires, _)| (used.map(Timestamp), burned.map(Timestamp), Timestamp(expires)));
     refuse(conn, &req.project_id, login_id.as_ref(), token_refusal(times, req.now), req.now)
 }
 

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "key_generation", include_str!("../migrations/0004_key_generation.sql")),
     (5, "login_ip_network", include_str!("../migrations/0005_login_ip_network.sql")),
     (6, "code_budgets", include_str!("../migrations/0006_code_budgets.sql")),
+    (7, "invites_organizations", include_str!("../migrations/0007_invites_organizations.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 pub use passgate_core::EventKind;
-use passgate_core::{EventId, LoginId, ProjectId, Timestamp, UserId};
+use passgate_core::{EventId, InviteId, LoginId, ProjectId, Timestamp, UserId};
 
 use crate::StoreResult;
 
@@ -15,6 +15,7 @@ pub struct Event {
     pub kind: EventKind,
     pub user_id: Option<UserId>,
     pub login_id: Option<LoginId>,
+    pub invite_id: Option<InviteId>,
     pub email: Option<String>,
     pub reason: Option<String>,
     pub ip_address: Option<String>,
@@ -29,6 +30,7 @@ pub struct NewEvent<'a> {
     pub kind: EventKind,
     pub user_id: Option<&'a UserId>,
     pub login_id: Option<&'a LoginId>,
+    pub invite_id: Option<&'a InviteId>,
     pub email: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub ip_address: Option<&'a str>,
@@ -43,6 +45,7 @@ impl<'a> NewEvent<'a> {
             kind,
             user_id: None,
             login_id: None,
+            invite_id: None,
             email: None,
             reason: None,
             ip_address: None,

@@ -1,6 +1,7 @@
 //! The storage contract of passgate: one trait per area of the product
-//! ([`Projects`], [`SigningKeys`], [`Logins`], [`Outbox`], [`Events`], and
-//! [`Database`] for the lifecycle), each in the file of the same name with
+//! ([`Projects`], [`SigningKeys`], [`Logins`], [`Invites`],
+//! [`Organizations`], [`Users`], [`Outbox`], [`Events`], and [`Database`]
+//! for the lifecycle), each in the file of the same name with
 //! its models beside it, and [`Store`], which is all of them. Both backend
 //! crates mirror these file names, so an area is found in the same place
 //! everywhere.
@@ -27,21 +28,28 @@
 
 pub mod database;
 pub mod events;
+pub mod invites;
 pub mod logins;
+pub mod organizations;
 pub mod outbox;
 pub mod projects;
 pub mod shared;
 pub mod signing_keys;
+pub mod users;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 pub use database::Database;
 pub use events::*;
+pub use invites::*;
 pub use logins::*;
+pub use organizations::*;
 pub use outbox::*;
 pub use projects::*;
 pub use signing_keys::*;
+pub use users::Erased;
+pub use users::Users;
 
 /// A database error kept whole (its type and its cause chain), behind a
 /// shareable handle: a group-committed batch that fails hands the same
@@ -90,6 +98,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The whole storage contract: every area. Implemented for any type that
 /// implements all of them; the server is generic over one `S: Store`.
-pub trait Store: Database + Projects + SigningKeys + Logins + Outbox + Events {}
+pub trait Store:
+    Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Outbox + Events
+{
+}
 
-impl<T> Store for T where T: Database + Projects + SigningKeys + Logins + Outbox + Events {}
+impl<T> Store for T where
+    T: Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Outbox + Events
+{
+}

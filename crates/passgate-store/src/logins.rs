@@ -5,7 +5,7 @@ use std::future::Future;
 
 pub use passgate_core::limits::LimitKind;
 pub use passgate_core::login::{AuthMethod, LoginStatus, VerifyFailure};
-use passgate_core::{EmailId, LoginId, ProjectId, Timestamp, UserId};
+use passgate_core::{EmailId, InviteId, LoginId, ProjectId, Timestamp, UserId};
 
 use crate::StoreResult;
 use crate::outbox::{EmailLease, EmailStatus};
@@ -61,6 +61,9 @@ pub struct NewLogin {
     pub email_lease: Option<EmailLease>,
     pub limits: SendLimits,
     pub idempotency: Option<IdempotencyClaim>,
+    /// Set on the login that carries an invite (see `Invites`): a plain
+    /// verify never consumes it, and its start is `invite.created`.
+    pub invite_id: Option<InviteId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +125,8 @@ pub struct VerifiedLogin {
     pub is_new_user: bool,
     pub state: Option<String>,
     pub method: AuthMethod,
+    /// The invite the token belonged to, if it was an invite's.
+    pub invite: Option<crate::invites::AcceptedInvite>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

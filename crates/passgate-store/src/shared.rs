@@ -78,14 +78,17 @@ pub fn limit_reached(probe: LimitProbe, limits: SendLimits, now: Timestamp) -> O
     probe.ip_full.map(|oldest| (LimitKind::IpAddress, retry_after(oldest, 60, now_ms)))
 }
 
-/// The `auth.started` event of a start.
+/// The event of a start: `auth.started`, or `invite.created` for the
+/// login that carries an invite.
 pub fn started_event(login: &NewLogin) -> NewEvent<'_> {
+    let kind = if login.invite_id.is_some() { EventKind::InviteCreated } else { EventKind::AuthStarted };
     NewEvent {
         login_id: Some(&login.id),
+        invite_id: login.invite_id.as_ref(),
         email: Some(&login.email),
         ip_address: login.ip_address.as_deref(),
         user_agent: login.user_agent.as_deref(),
-        ..NewEvent::new(&login.project_id, EventKind::AuthStarted, login.created_at)
+        ..NewEvent::new(&login.project_id, kind, login.created_at)
     }
 }
 

@@ -133,6 +133,7 @@ fn verify_problem(failure: VerifyFailure) -> (ErrorCode, &'static str, Option<Ti
         VerifyFailure::CodesBlocked { .. } => {
             (ErrorCode::RateLimited, "too many wrong codes for this address; try again later", None, None)
         }
+        VerifyFailure::Revoked => (ErrorCode::TokenRevoked, "the invite was revoked; ask for a new one", None, None),
     }
 }
 

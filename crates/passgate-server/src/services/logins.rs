@@ -130,6 +130,7 @@ pub async fn start<S: Store>(
             per_ip_per_minute: PER_IP_STARTS_PER_MINUTE,
         },
         idempotency,
+        invite_id: None,
     };
     match app.store.start_login(login).await? {
         StartOutcome::Started => {

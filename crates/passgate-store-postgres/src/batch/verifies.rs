@@ -86,6 +86,7 @@ pub(crate) const VERIFY_TOGETHER: &str = "WITH input AS (
         WHERE logins.token_hash = input.token_hash AND logins.project_id = input.project_id
           AND logins.used_at IS NULL AND logins.burned_at IS NULL AND logins.expires_at > input.now
           AND (logins.code_challenge IS NULL OR logins.code_challenge = input.challenge)
+          AND logins.invite_id IS NULL
         RETURNING input.offered_user_id, input.project_id, input.event_id, input.now,
             logins.id, logins.email, logins.state),
       the_users AS (
@@ -148,7 +149,8 @@ async fn verify_together(
                 created_at: Timestamp(user_created_at),
             };
             let login_id = LoginId::from_trusted(login_id);
-            let verified = VerifiedLogin { login_id, user, is_new_user, state, method: AuthMethod::EmailLink };
+            let verified =
+                VerifiedLogin { login_id, user, is_new_user, state, method: AuthMethod::EmailLink, invite: None };
             (offered, verified)
         })
         .collect())

@@ -18,10 +18,13 @@ use passgate_core::{ApiKeyId, LoginId, ProjectId, Timestamp, UserId, sha256};
 use crate::*;
 
 mod events;
+mod invites;
 mod logins;
+mod organizations;
 mod outbox;
 mod projects;
 mod signing_keys;
+mod users;
 
 /// One conformance check, ready to run on a store of type `S`.
 pub struct Check<S> {
@@ -56,6 +59,12 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
         a_failed_start_does_not_undo_concurrent_starts, concurrent_starts_obey_every_limit,
         concurrent_verifies_are_each_decided_alone, wrong_codes_count_per_address_across_logins,
         a_dev_projects_logins_can_be_forgotten]);
+    all.extend(checks![invites:
+        an_invite_is_accepted_once_under_concurrency, a_revoked_invite_answers_token_revoked,
+        invites_expire_exactly, membership_comes_only_with_acceptance, invites_obey_the_limits_of_starts]);
+    all.extend(checks![organizations:
+        organizations_hold_members_with_roles, organizations_are_scoped_to_their_project]);
+    all.extend(checks![users: users_are_found_by_id_and_address, erasure_leaves_nothing_of_the_user]);
     all.extend(checks![outbox:
         outbox_leases_and_results, an_email_leased_at_start_is_its_owners_until_the_lease_lapses,
         concurrent_delivery_outcomes_are_each_recorded, a_renewed_lease_keeps_the_email_its_holders,
@@ -65,10 +74,13 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
 }
 
 /// The area files, as compiled in: what [`declared`] reads.
-const SOURCES: [(&str, &str); 5] = [
+const SOURCES: [(&str, &str); 8] = [
     ("projects", include_str!("projects.rs")),
     ("signing_keys", include_str!("signing_keys.rs")),
     ("logins", include_str!("logins.rs")),
+    ("invites", include_str!("invites.rs")),
+    ("organizations", include_str!("organizations.rs")),
+    ("users", include_str!("users.rs")),
     ("outbox", include_str!("outbox.rs")),
     ("events", include_str!("events.rs")),
 ];
@@ -165,6 +177,7 @@ pub fn new_login(project_id: &ProjectId, email: &str, token: &str, now: Timestam
         email_lease: None,
         limits: default_limits(),
         idempotency: None,
+        invite_id: None,
     }
 }
 
