@@ -3,8 +3,16 @@
 //! request types refuse unknown fields so a typo is an error, not a silent
 //! default. Error codes are stable: clients switch on them.
 
+mod invites;
+mod organizations;
+mod users;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+pub use invites::*;
+pub use organizations::*;
+pub use users::*;
 
 /// `POST /api/v2/auth/start`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -87,7 +95,7 @@ pub struct UserView {
     pub is_new_user: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyLoginResponse {
     pub user: UserView,
@@ -95,6 +103,9 @@ pub struct VerifyLoginResponse {
     pub jwt: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// When the token was an invite's: the invite, with its metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<AcceptedInviteView>,
 }
 
 /// Where a login's email stands: `queued` → `sent`, or `queued` →
@@ -193,12 +204,13 @@ pub enum ErrorCode {
     TokenBurned,
     CodeVerifierMismatch,
     CodeInvalid,
+    InviteAccepted,
     NotReady,
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::InvalidRequest,
         Self::Unauthorized,
         Self::KeyRevoked,
@@ -221,6 +233,7 @@ impl ErrorCode {
         Self::TokenBurned,
         Self::CodeVerifierMismatch,
         Self::CodeInvalid,
+        Self::InviteAccepted,
         Self::NotReady,
         Self::InternalError,
     ];
@@ -249,6 +262,7 @@ impl ErrorCode {
             Self::TokenBurned => "token_burned",
             Self::CodeVerifierMismatch => "code_verifier_mismatch",
             Self::CodeInvalid => "code_invalid",
+            Self::InviteAccepted => "invite_accepted",
             Self::NotReady => "not_ready",
             Self::InternalError => "internal_error",
         }
@@ -272,7 +286,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::MisdirectedRequest => 421,
             Self::RequestTimeout => 408,
-            Self::IdempotencyKeyReused => 409,
+            Self::IdempotencyKeyReused | Self::InviteAccepted => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::RateLimited => 429,
@@ -306,6 +320,7 @@ impl ErrorCode {
             Self::TokenBurned => "Token burned",
             Self::CodeVerifierMismatch => "PKCE verifier mismatch",
             Self::CodeInvalid => "Invalid code",
+            Self::InviteAccepted => "Invite already accepted",
             Self::NotReady => "Not ready",
             Self::InternalError => "Internal error",
         }

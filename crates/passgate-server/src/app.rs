@@ -19,7 +19,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::openapi::path::HttpMethod;
 
 use crate::http::serve::ConnectionLimits;
-use crate::http::{auth, dev, error::ApiError, ops, request_id};
+use crate::http::{auth, dev, error::ApiError, invites, ops, organizations, request_id, users};
 use crate::keys::KeyRing;
 use crate::mail::outbox::Outbox;
 use crate::mail::transport::DevMailbox;
@@ -165,6 +165,17 @@ api_routes![
     auth::start<S>,
     auth::verify<S>,
     auth::get_login<S>,
+    invites::create_invite<S>,
+    invites::list_invites<S>,
+    invites::revoke_invite<S>,
+    organizations::create_organization<S>,
+    organizations::get_organization<S>,
+    organizations::set_member_role<S>,
+    organizations::remove_member<S>,
+    organizations::lookup<S>,
+    users::get_user<S>,
+    users::find_users<S>,
+    users::delete_user<S>,
     ops::jwks<S>,
     ops::healthz,
     ops::readyz<S>,

@@ -109,6 +109,48 @@ impl TempDatabase {
     }
 }
 
+impl TempDatabase {
+    /// Every row of every table, as text: what a backup, an export or a
+    /// replica holds (SQLite: read through SQLite; PostgreSQL: `pg_dump`).
+    /// Unlike [`dump`](Self::dump), it leaves out bytes of deleted rows that
+    /// a database file may keep in free pages until they are reused.
+    pub fn logical_dump(&self) -> String {
+        match self.backend {
+            Backend::Postgres => self.dump(),
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(&self.name).unwrap_or_else(|e| panic!("{e}"));
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut out = String::new();
+                for table in tables {
+                    let mut statement =
+                        conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap_or_else(|e| panic!("{e}"));
+                    let columns = statement.column_count();
+                    let mut rows = statement.query([]).unwrap_or_else(|e| panic!("{e}"));
+                    while let Some(row) = rows.next().unwrap_or_else(|e| panic!("{e}")) {
+                        out.push_str(&table);
+                        for i in 0..columns {
+                            use rusqlite::types::ValueRef;
+                            let value = match row.get_ref(i).unwrap_or_else(|e| panic!("{e}")) {
+                                ValueRef::Null => "NULL".to_string(),
+                                ValueRef::Integer(n) => n.to_string(),
+                                ValueRef::Real(x) => x.to_string(),
+                                ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                            };
+                            out.push('|');
+                            out.push_str(&value);
+                        }
+                        out.push('\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
 impl Drop for TempDatabase {
     fn drop(&mut self) {
         match self.backend {

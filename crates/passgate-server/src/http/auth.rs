@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use passgate_api_types::{
-    EmailDeliveryStatus, EmailDeliveryView, ErrorCode, LoginStatus, LoginStatusResponse, Problem, StartLoginRequest,
-    StartLoginResponse, UserView, VerifyLoginRequest, VerifyLoginResponse,
+    AcceptedInviteView, EmailDeliveryStatus, EmailDeliveryView, ErrorCode, LoginStatus, LoginStatusResponse, Problem,
+    StartLoginRequest, StartLoginResponse, UserView, VerifyLoginRequest, VerifyLoginResponse,
 };
 use passgate_core::LoginId;
 use passgate_core::client::{ClientIp, Locale, LoginState, UserAgent};
@@ -100,7 +100,7 @@ pub async fn start<S: Store>(
     responses(
         (status = 200, description = "Verified; the user and a signed JWT", body = VerifyLoginResponse),
         (status = 400, description = "invalid_request, invalid_token_format", body = Problem),
-        (status = 401, description = "unauthorized, key_revoked, token_invalid, token_expired (with expiredAt), token_used (with usedAt), token_burned, code_verifier_mismatch, code_invalid", body = Problem),
+        (status = 401, description = "unauthorized, key_revoked, token_invalid, token_expired (with expiredAt), token_used (with usedAt), token_revoked (a revoked invite), token_burned, code_verifier_mismatch, code_invalid", body = Problem),
     ),
     security(("secretKey" = []))
 )]
@@ -136,6 +136,11 @@ pub async fn verify<S: Store>(
         },
         jwt: verified.jwt,
         state: verified.login.state,
+        invite: verified.login.invite.map(|invite| AcceptedInviteView {
+            id: invite.id.into_string(),
+            metadata: invite.metadata.map(|m| m.to_object()).unwrap_or_default(),
+            invited_by: invite.invited_by,
+        }),
     }))
 }
 

@@ -87,6 +87,9 @@ impl From<ServiceError> for ApiError {
                 ),
             },
             ServiceError::NotFound => Self::not_found(),
+            ServiceError::InviteAccepted => {
+                Self::new(ErrorCode::InviteAccepted, "the invite was accepted; there is nothing left to revoke")
+            }
             ServiceError::Store(e) => e.into(),
             ServiceError::Keys(e) => Self::internal(e),
             ServiceError::Internal(e) => Self::Internal(e),

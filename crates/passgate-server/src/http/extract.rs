@@ -150,3 +150,28 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         Ok(Self(Some(key.to_string())))
     }
 }
+
+/// A query string: no unknown parameters (the types say
+/// `deny_unknown_fields`), and a bad one is our problem document.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|axum::extract::Query(value)| Self(value)).map_err(
+            |rejection| {
+                let why = rejection.body_text();
+                let why = why.strip_prefix("Failed to deserialize query string: ").unwrap_or(&why).to_string();
+                ApiError::invalid_request(format!("invalid query: {why}"))
+            },
+        )
+    }
+}
+
+/// The ids in a request's path, each parsed by `parse`: one that is not
+/// even UTF-8, or not shaped like an id of its kind, names nothing (404).
+pub fn path_id<T>(segment: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, ApiError> {
+    parse(segment).ok_or_else(ApiError::not_found)
+}

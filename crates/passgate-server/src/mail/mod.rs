@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 /// The content of one queued email. It holds the link (and code), so it is
 /// sealed under the server secret before it reaches the database, and its
 /// `Debug` shows neither.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailPayload {
-    /// Template set: `login` for now.
+    /// Template set: `login` or `invite`.
     pub template: String,
     pub project_id: String,
     pub to: String,
@@ -27,6 +27,12 @@ pub struct EmailPayload {
     pub expires_minutes: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    /// An invite's: who invites, as the app named them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by: Option<String>,
+    /// An invite's: the name of the organization it joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
 }
 
 impl std::fmt::Debug for EmailPayload {

@@ -1,9 +1,10 @@
 //! Email templates (minijinja): built-in defaults, overridable by the
 //! operator for every project or for one.
 //!
-//! With `templates_dir` set, files found there replace the built-ins:
-//! `<dir>/login.subject.txt`, `<dir>/login.txt`, `<dir>/login.html` for all
-//! projects, and `<dir>/<project id>/login.*` for one project. Each file is
+//! Two sets: `login` (a sign-in link, and its code) and `invite`. With
+//! `templates_dir` set, files found there replace the built-ins:
+//! `<dir>/<set>.subject.txt`, `<dir>/<set>.txt`, `<dir>/<set>.html` for all
+//! projects, and `<dir>/<project id>/<set>.*` for one project. Each file is
 //! optional; what is missing falls back to the next level. Templates are
 //! loaded and compiled once at start, so a broken override stops the server
 //! at start rather than failing emails later. HTML templates auto-escape.
@@ -15,13 +16,16 @@ use minijinja::Environment;
 use super::{EmailPayload, RenderedEmail};
 
 const PARTS: [&str; 3] = ["subject.txt", "txt", "html"];
-const TEMPLATE_SETS: [&str; 1] = ["login"];
+const TEMPLATE_SETS: [&str; 2] = ["login", "invite"];
 
 fn builtin(set: &str, part: &str) -> Option<&'static str> {
     match (set, part) {
         ("login", "subject.txt") => Some(include_str!("../../templates/login.subject.txt")),
         ("login", "txt") => Some(include_str!("../../templates/login.txt")),
         ("login", "html") => Some(include_str!("../../templates/login.html")),
+        ("invite", "subject.txt") => Some(include_str!("../../templates/invite.subject.txt")),
+        ("invite", "txt") => Some(include_str!("../../templates/invite.txt")),
+        ("invite", "html") => Some(include_str!("../../templates/invite.html")),
         _ => None,
     }
 }
@@ -130,7 +134,10 @@ impl Templates {
             link => payload.link,
             code => payload.code,
             expires_minutes => payload.expires_minutes,
+            expires_in => human_duration(payload.expires_minutes),
             locale => payload.locale,
+            invited_by => payload.invited_by,
+            organization => payload.organization,
         };
         let render = |part: &str| {
             let template = self.pick(&payload.project_id, &payload.template, part)?;
@@ -150,6 +157,17 @@ impl Templates {
     }
 }
 
+/// A lifetime in words, as an email says it: "15 minutes", "1 hour",
+/// "7 days" (rounded up to the largest unit that fits whole).
+pub fn human_duration(minutes: i64) -> String {
+    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    match minutes {
+        m if m >= 1440 && m % 1440 == 0 => plural(m / 1440, "day"),
+        m if m >= 60 && m % 60 == 0 => plural(m / 60, "hour"),
+        m => plural(m, "minute"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +182,39 @@ mod tests {
             code: code.map(str::to_string),
             expires_minutes: 15,
             locale: None,
+            ..EmailPayload::default()
         }
+    }
+
+    #[test]
+    fn lifetimes_are_said_in_words() {
+        assert_eq!(human_duration(1), "1 minute");
+        assert_eq!(human_duration(15), "15 minutes");
+        assert_eq!(human_duration(60), "1 hour");
+        assert_eq!(human_duration(90), "90 minutes");
+        assert_eq!(human_duration(1440), "1 day");
+        assert_eq!(human_duration(10_080), "7 days");
+        assert_eq!(human_duration(1500), "25 hours");
+    }
+
+    #[test]
+    fn the_invite_names_who_invites_and_to_what() {
+        let t = Templates::load(None).unwrap_or_else(|e| panic!("{e}"));
+        let invite = EmailPayload {
+            template: "invite".into(),
+            invited_by: Some("Grace <Admin>".into()),
+            organization: Some("Research & Dev".into()),
+            expires_minutes: 10_080,
+            ..payload(None)
+        };
+        let m = t.render(&invite).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.subject, "Grace <Admin> invited you to Research & Dev on Acme <Beta>");
+        assert!(m.text.contains("Grace <Admin> invited you to join Research & Dev on Acme <Beta>."), "{}", m.text);
+        assert!(m.text.contains("expires in 7 days"), "{}", m.text);
+        assert!(m.html.contains("Grace &lt;Admin&gt; invited you") && m.html.contains("Research &amp; Dev"));
+        let plain = EmailPayload { invited_by: None, organization: None, ..invite };
+        let m = t.render(&plain).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.subject, "You are invited to Acme <Beta>");
     }
 
     #[test]

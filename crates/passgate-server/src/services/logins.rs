@@ -25,6 +25,7 @@ use passgate_store::{
 use super::ServiceError;
 use crate::app::AppState;
 use crate::mail::EmailPayload;
+use crate::mail::outbox::PreparedEmail;
 
 /// A start, parsed.
 #[derive(Debug)]
@@ -47,13 +48,72 @@ pub struct Idempotency {
 }
 
 /// How a start was answered.
+pub type Started = Answered<StartLoginResponse>;
+
+/// How a request that sends a link email (a start, an invite) was answered.
 #[derive(Debug)]
-pub enum Started {
-    /// A new login; its email is on its way.
-    Accepted(StartLoginResponse),
+pub enum Answered<T> {
+    /// Stored; the email is on its way.
+    Accepted(T),
     /// A repeat of an earlier request with the same `Idempotency-Key`:
     /// the first answer, as it was given.
     Replayed { status: u16, body: String },
+}
+
+/// The project's policy on who may receive its emails, applied before
+/// anything is stored or sent (starts, invites, organizations' members).
+pub fn check_policy(project: &Project, email: &EmailAddress) -> Result<(), ServiceError> {
+    let policy = EmailPolicy {
+        allowed_domains: project.settings.allowed_domains.clone(),
+        allowed_emails: project.settings.allowed_emails.clone(),
+    };
+    if policy.allows(email) { Ok(()) } else { Err(ServiceError::EmailNotAllowed) }
+}
+
+/// The send limits a start (or an invite) of the project obeys.
+pub fn send_limits(project: &Project) -> SendLimits {
+    SendLimits {
+        per_recipient: PER_RECIPIENT_EMAILS,
+        per_recipient_window_seconds: PER_RECIPIENT_WINDOW_SECONDS,
+        per_project_per_minute: project.settings.emails_per_minute,
+        per_ip_per_minute: PER_IP_STARTS_PER_MINUTE,
+    }
+}
+
+/// What to store for repeats of a request with an `Idempotency-Key`.
+pub fn idempotency_claim(
+    idempotency: Option<Idempotency>,
+    status: u16,
+    response: &impl serde::Serialize,
+) -> Result<Option<IdempotencyClaim>, ServiceError> {
+    idempotency
+        .map(|Idempotency { key, fingerprint }| {
+            let response_body = serde_json::to_string(response).map_err(ServiceError::internal)?;
+            Ok(IdempotencyClaim { key, fingerprint, response_status: status, response_body })
+        })
+        .transpose()
+}
+
+/// What the store made of a start (or an invite): a stored one's email goes
+/// to this instance's sender; a refusal becomes the service's error.
+pub fn settle<S: Store, T>(
+    app: &AppState<S>,
+    outcome: StartOutcome,
+    email: PreparedEmail,
+    accepted: T,
+) -> Result<Answered<T>, ServiceError> {
+    match outcome {
+        StartOutcome::Started => {
+            email.dispatch();
+            Ok(Answered::Accepted(accepted))
+        }
+        StartOutcome::Replayed { status, body } => Ok(Answered::Replayed { status, body }),
+        StartOutcome::IdempotencyConflict => Err(ServiceError::IdempotencyConflict),
+        StartOutcome::RateLimited { limit, retry_after_seconds } => {
+            app.metrics.rate_limited(limit);
+            Err(ServiceError::RateLimited { limit, retry_after_seconds })
+        }
+    }
 }
 
 /// Starts a login: policy first, then the store applies the limits and
@@ -65,13 +125,7 @@ pub async fn start<S: Store>(
     request: StartLogin,
     idempotency: Option<Idempotency>,
 ) -> Result<Started, ServiceError> {
-    let policy = EmailPolicy {
-        allowed_domains: project.settings.allowed_domains.clone(),
-        allowed_emails: project.settings.allowed_emails.clone(),
-    };
-    if !policy.allows(&request.email) {
-        return Err(ServiceError::EmailNotAllowed);
-    }
+    check_policy(project, &request.email)?;
 
     let now = app.clock.now();
     let ttl = project.settings.link_ttl_seconds;
@@ -88,6 +142,7 @@ pub async fn start<S: Store>(
         code: code.as_ref().map(|c| c.expose().to_string()),
         expires_minutes: (ttl + 59) / 60,
         locale: request.locale.map(Locale::into_string),
+        ..EmailPayload::default()
     };
     let response = StartLoginResponse { login_id: login_id.to_string(), expires_at: expires_at.to_rfc3339() };
     let email = app.outbox.prepare(
@@ -97,15 +152,6 @@ pub async fn start<S: Store>(
         request.email.as_str(),
         payload.seal(&app.secret).map_err(ServiceError::internal)?,
     );
-    let idempotency = match idempotency {
-        Some(Idempotency { key, fingerprint }) => Some(IdempotencyClaim {
-            key,
-            fingerprint,
-            response_status: 202,
-            response_body: serde_json::to_string(&response).map_err(ServiceError::internal)?,
-        }),
-        None => None,
-    };
     let login = NewLogin {
         id: login_id,
         project_id: project.id.clone(),
@@ -123,28 +169,16 @@ pub async fn start<S: Store>(
         email_id: email.id().clone(),
         email_payload_sealed: email.sealed().to_vec(),
         email_lease: email.lease(),
-        limits: SendLimits {
-            per_recipient: PER_RECIPIENT_EMAILS,
-            per_recipient_window_seconds: PER_RECIPIENT_WINDOW_SECONDS,
-            per_project_per_minute: project.settings.emails_per_minute,
-            per_ip_per_minute: PER_IP_STARTS_PER_MINUTE,
-        },
-        idempotency,
+        limits: send_limits(project),
+        idempotency: idempotency_claim(idempotency, 202, &response)?,
         invite_id: None,
     };
-    match app.store.start_login(login).await? {
-        StartOutcome::Started => {
-            app.metrics.login_started();
-            email.dispatch();
-            Ok(Started::Accepted(response))
-        }
-        StartOutcome::Replayed { status, body } => Ok(Started::Replayed { status, body }),
-        StartOutcome::IdempotencyConflict => Err(ServiceError::IdempotencyConflict),
-        StartOutcome::RateLimited { limit, retry_after_seconds } => {
-            app.metrics.rate_limited(limit);
-            Err(ServiceError::RateLimited { limit, retry_after_seconds })
-        }
+    let outcome = app.store.start_login(login).await?;
+    let answered = settle(app, outcome, email, response)?;
+    if matches!(answered, Answered::Accepted(_)) {
+        app.metrics.login_started();
     }
+    Ok(answered)
 }
 
 /// What a verify presents.

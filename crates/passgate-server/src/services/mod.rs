@@ -7,7 +7,10 @@
 //! One error enum for the layer, [`ServiceError`], which the HTTP edge maps
 //! to problem documents.
 
+pub mod invites;
 pub mod logins;
+pub mod organizations;
+pub mod users;
 
 use passgate_core::limits::LimitKind;
 use passgate_core::login::VerifyFailure;
@@ -35,6 +38,9 @@ pub enum ServiceError {
     /// No such resource in the caller's project.
     #[error("not found")]
     NotFound,
+    /// An accepted invite cannot be revoked.
+    #[error("the invite was already accepted")]
+    InviteAccepted,
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]

@@ -17,6 +17,7 @@ fn payload(code: Option<&str>) -> EmailPayload {
         code: code.map(str::to_string),
         expires_minutes: 15,
         locale: None,
+        ..EmailPayload::default()
     }
 }
 
@@ -37,4 +38,16 @@ fn the_login_email() {
 #[test]
 fn the_login_email_with_a_code() {
     insta::assert_snapshot!("login_with_code", render(&payload(Some("042917"))));
+}
+
+#[test]
+fn the_invite_email() {
+    let invite = EmailPayload {
+        template: "invite".to_string(),
+        invited_by: Some("Grace Hopper".to_string()),
+        organization: Some("Research & Development".to_string()),
+        expires_minutes: 7 * 24 * 60,
+        ..payload(None)
+    };
+    insta::assert_snapshot!("invite", render(&invite));
 }

@@ -16,6 +16,7 @@ mod dev;
 mod emails;
 mod examples;
 mod http_hygiene;
+mod invites;
 mod outbox;
 mod process;
 mod router;
