@@ -10,8 +10,8 @@ use passgate_core::email::EmailAddress;
 use passgate_core::limits::{EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_MAX_SECONDS, LINK_TTL_MIN_SECONDS};
 use passgate_core::policy::canonical_domain;
 use passgate_core::redirect::AllowedRedirect;
-use passgate_core::{ApiKeyId, Clock, ProjectId, Timestamp, duration};
-use passgate_store::{ApiKeyInfo, NewApiKey, NewProject, Project, ProjectSettings, Store, StoreError};
+use passgate_core::{ApiKeyId, Clock, OrganizationId, ProjectId, Timestamp, UserId, duration};
+use passgate_store::{ApiKeyInfo, NewApiKey, NewProject, Project, ProjectSettings, Store, StoreError, User};
 use serde_json::json;
 
 use crate::config::{self, ConfigError, RawSettings, Settings};
@@ -80,6 +80,12 @@ pub enum Command {
     /// Manage the JWT signing key.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+    /// Find a project's users, and erase one.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List and show a project's organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -199,6 +205,58 @@ pub enum KeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Show a user and the organizations they belong to.
+    Show {
+        /// The project's id (`prj_…`).
+        #[arg(long)]
+        project: String,
+        /// The user's id (`usr_…`) or address.
+        user: String,
+        /// Print the user as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase a user: the user, their memberships, every link, code and
+    /// invite to their address; their events keep no email, IP address or
+    /// user agent. It cannot be undone.
+    Delete {
+        /// The project's id (`prj_…`).
+        #[arg(long)]
+        project: String,
+        /// The user's id (`usr_…`) or address.
+        user: String,
+        /// Confirm the erasure (required: it cannot be undone).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// List a project's organizations, newest first (id, members, name).
+    List {
+        /// The project's id (`prj_…`).
+        #[arg(long)]
+        project: String,
+        /// Print a JSON array on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an organization and its members.
+    Show {
+        /// The project's id (`prj_…`).
+        #[arg(long)]
+        project: String,
+        /// The organization's id (`org_…`).
+        id: String,
+        /// Print the organization as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SigningKeyCommand {
     /// Make a new JWT signing key current; the previous one stays published until its tokens expire.
     Rotate,
@@ -226,6 +284,10 @@ pub enum CliError {
     NoProject(String),
     #[error("no key {0}")]
     NoKey(String),
+    #[error("no user {0} in this project")]
+    NoUser(String),
+    #[error("no organization {0} in this project")]
+    NoOrganization(String),
     #[error("database: {0}")]
     Store(#[from] StoreError),
 }
@@ -402,9 +464,114 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
                 crate::keys::PUBLISH_RETIRED_FOR_SECONDS / 60
             );
         }
+        Command::User(UserCommand::Show { project, user, json }) => {
+            let project = existing_project(store, project).await?;
+            let found = find_user(store, &project, user).await?;
+            let organizations = store.organizations_of(&project, &found.id).await?;
+            if *json {
+                println!(
+                    "{}",
+                    json!({
+                        "id": found.id,
+                        "email": found.email,
+                        "createdAt": found.created_at.to_rfc3339(),
+                        "organizationIds": organizations,
+                    })
+                );
+            } else {
+                println!("{}  {}  created {}", found.id, found.email, found.created_at.to_rfc3339());
+                for organization in organizations {
+                    println!("  member of {organization}");
+                }
+            }
+        }
+        Command::User(UserCommand::Delete { project, user, yes }) => {
+            let project = existing_project(store, project).await?;
+            let found = find_user(store, &project, user).await?;
+            if !*yes {
+                return Err(CliError::Invalid(format!(
+                    "erasing {} ({}) cannot be undone; run again with --yes",
+                    found.id, found.email
+                )));
+            }
+            let erased = store.erase_user(&project, &found.id, now).await?.ok_or_else(|| CliError::NoUser(user.clone()))?;
+            println!(
+                "Erased {}: {} logins and invites, {} memberships; {} events anonymised.",
+                found.id, erased.logins, erased.memberships, erased.events_anonymised
+            );
+        }
+        Command::Org(OrgCommand::List { project, json }) => {
+            let project = existing_project(store, project).await?;
+            let organizations = store.list_organizations(&project).await?;
+            if *json {
+                let list: Vec<serde_json::Value> = organizations
+                    .iter()
+                    .map(|o| {
+                        json!({ "id": o.id, "name": o.name, "createdAt": o.created_at.to_rfc3339(), "members": o.members })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if organizations.is_empty() {
+                println!("No organizations in {project}.");
+            } else {
+                for o in &organizations {
+                    println!("{}  {} members  {}", o.id, o.members, o.name);
+                }
+            }
+        }
+        Command::Org(OrgCommand::Show { project, id, json }) => {
+            let project = existing_project(store, project).await?;
+            let organization_id = OrganizationId::parse(id).ok_or_else(|| CliError::NoOrganization(id.clone()))?;
+            let organization = store
+                .get_organization(&project, &organization_id)
+                .await?
+                .ok_or_else(|| CliError::NoOrganization(id.clone()))?;
+            if *json {
+                let members: Vec<serde_json::Value> = organization
+                    .members
+                    .iter()
+                    .map(|m| {
+                        json!({ "userId": m.user_id, "email": m.email, "role": m.role, "joinedAt": m.joined_at.to_rfc3339() })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "id": organization.id,
+                        "name": organization.name,
+                        "createdAt": organization.created_at.to_rfc3339(),
+                        "members": members,
+                    })
+                );
+            } else {
+                println!("{}  {}  created {}", organization.id, organization.name, organization.created_at.to_rfc3339());
+                for m in &organization.members {
+                    println!("  {}  {}  {}  joined {}", m.user_id, m.email, m.role, m.joined_at.to_rfc3339());
+                }
+            }
+        }
         Command::Serve | Command::Dev { .. } | Command::Config(_) => {}
     }
     Ok(())
+}
+
+/// A project given on the command line, which must exist.
+async fn existing_project<S: Store>(store: &S, given: &str) -> Result<ProjectId, CliError> {
+    let id = project_id(given)?;
+    store.get_project(&id).await?.ok_or_else(|| CliError::NoProject(given.to_string()))?;
+    Ok(id)
+}
+
+/// A user given on the command line by id (`usr_…`) or by address.
+async fn find_user<S: Store>(store: &S, project: &ProjectId, given: &str) -> Result<User, CliError> {
+    let found = match UserId::parse(given) {
+        Some(id) => store.get_user(project, &id).await?,
+        None => match EmailAddress::parse(given) {
+            Ok(email) => store.find_user(project, email.as_str()).await?,
+            Err(_) => None,
+        },
+    };
+    found.ok_or_else(|| CliError::NoUser(given.to_string()))
 }
 
 /// A project id given on the command line; one that is not shaped like an

@@ -567,3 +567,60 @@ async fn serve_takes_its_sockets_from_systemd() {
     let _ = child.kill().await;
     assert_clean(&logs());
 }
+
+/// The operator CLI reads what the server wrote: organizations listed and
+/// shown, a user shown with their organizations, then erased (only with
+/// `--yes`), after which they are gone.
+#[tokio::test]
+async fn operators_read_organizations_and_erase_users() {
+    let test_db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let db = test_db.url.clone();
+    let db_env = [("PASSGATE_DATABASE_URL", db.as_str())];
+    let created =
+        run(&["project", "create", "--name", "Ops", "--redirect-url", CALLBACK, "--json"], &db_env).await;
+    let created: Value = serde_json::from_str(created.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", created.stderr));
+    let (project, key) = (created["projectId"].as_str().unwrap_or_default(), created["secretKey"].as_str().unwrap_or_default());
+    remember_secret(key);
+    let dir = temp_dir();
+    let mut server = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
+    let org = reqwest::Client::new()
+        .post(format!("{}/api/v2/organizations", server.base))
+        .bearer_auth(key)
+        .json(&json!({ "name": "Night Shift", "members": [{ "email": "ada@example.com", "role": "owner" }] }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(org.status(), 201);
+    let org: Value = org.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let org = org["organizationId"].as_str().unwrap_or_default().to_string();
+    assert!(server.stop().await.success());
+
+    let listed = run(&["org", "list", "--project", project], &db_env).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert!(listed.stdout.contains(&org) && listed.stdout.contains("1 members  Night Shift"), "{}", listed.stdout);
+    let shown = run(&["org", "show", "--project", project, &org, "--json"], &db_env).await;
+    let shown: Value = serde_json::from_str(shown.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", shown.stderr));
+    assert_eq!(shown["members"][0]["email"], "ada@example.com");
+    assert_eq!(shown["members"][0]["role"], "owner");
+
+    let user = run(&["user", "show", "--project", project, "ADA@example.com", "--json"], &db_env).await;
+    let user: Value = serde_json::from_str(user.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", user.stderr));
+    assert_eq!(user["organizationIds"], json!([org]));
+    let user_id = user["id"].as_str().unwrap_or_default();
+    assert!(user_id.starts_with("usr_"));
+
+    let unconfirmed = run(&["user", "delete", "--project", project, user_id], &db_env).await;
+    assert_ne!(unconfirmed.code, Some(0));
+    assert!(unconfirmed.stderr.contains("--yes"), "{}", unconfirmed.stderr);
+    let erased = run(&["user", "delete", "--project", project, user_id, "--yes"], &db_env).await;
+    assert_eq!(erased.code, Some(0), "{}", erased.stderr);
+    assert!(erased.stdout.contains(&format!("Erased {user_id}")) && erased.stdout.contains("1 memberships"), "{}", erased.stdout);
+    let gone = run(&["user", "show", "--project", project, user_id], &db_env).await;
+    assert_ne!(gone.code, Some(0));
+    assert!(gone.stderr.contains(&format!("no user {user_id}")), "{}", gone.stderr);
+    let elsewhere = run(&["org", "show", "--project", "prj_0000", &org], &db_env).await;
+    assert!(elsewhere.stderr.contains("no project prj_0000"), "{}", elsewhere.stderr);
+    let emptied = run(&["org", "list", "--project", project], &db_env).await;
+    assert!(emptied.stdout.contains("0 members  Night Shift"), "{}", emptied.stdout);
+}
