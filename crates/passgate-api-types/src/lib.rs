@@ -375,5 +375,17 @@ mod tests {
     fn requests_refuse_unknown_fields() {
         let typo = r#"{"email":"a@b.example","validationUrl":"https://x.example","stat":"x"}"#;
         assert!(serde_json::from_str::<StartLoginRequest>(typo).is_err());
+        let invite = r#"{"email":"a@b.example","validationUrl":"https://x.example","expiresIn":60,"metdata":{}}"#;
+        assert!(serde_json::from_str::<CreateInviteRequest>(invite).is_err());
+        // Nested objects refuse unknown members too.
+        let nested = r#"{"name":"Acme","members":[{"email":"a@b.example","role":"x","admin":true}]}"#;
+        assert!(serde_json::from_str::<CreateOrganizationRequest>(nested).is_err());
+        let fine = r#"{"name":"Acme","members":[{"email":"a@b.example","role":"x"}]}"#;
+        assert!(serde_json::from_str::<CreateOrganizationRequest>(fine).is_ok());
+        assert!(
+            serde_json::from_str::<LookupRequest>(r#"{"filterType":"EMAIL","filterValue":"x","extra":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<LookupRequest>(r#"{"filterType":"email","filterValue":"x"}"#).is_err());
+        assert!(serde_json::from_str::<SetRoleRequest>(r#"{"role":"x","as":"y"}"#).is_err());
     }
 }

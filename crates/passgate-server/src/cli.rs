@@ -494,7 +494,8 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
                     found.id, found.email
                 )));
             }
-            let erased = store.erase_user(&project, &found.id, now).await?.ok_or_else(|| CliError::NoUser(user.clone()))?;
+            let erased =
+                store.erase_user(&project, &found.id, now).await?.ok_or_else(|| CliError::NoUser(user.clone()))?;
             println!(
                 "Erased {}: {} logins and invites, {} memberships; {} events anonymised.",
                 found.id, erased.logins, erased.memberships, erased.events_anonymised
@@ -544,7 +545,12 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
                     })
                 );
             } else {
-                println!("{}  {}  created {}", organization.id, organization.name, organization.created_at.to_rfc3339());
+                println!(
+                    "{}  {}  created {}",
+                    organization.id,
+                    organization.name,
+                    organization.created_at.to_rfc3339()
+                );
                 for m in &organization.members {
                     println!("  {}  {}  {}  joined {}", m.user_id, m.email, m.role, m.joined_at.to_rfc3339());
                 }

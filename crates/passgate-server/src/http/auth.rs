@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use passgate_api_types::{
     AcceptedInviteView, EmailDeliveryStatus, EmailDeliveryView, ErrorCode, LoginStatus, LoginStatusResponse, Problem,
     StartLoginRequest, StartLoginResponse, UserView, VerifyLoginRequest, VerifyLoginResponse,
@@ -13,16 +13,15 @@ use passgate_api_types::{
 use passgate_core::LoginId;
 use passgate_core::client::{ClientIp, Locale, LoginState, UserAgent};
 use passgate_core::code::LoginCode;
-use passgate_core::email::EmailAddress;
 use passgate_core::pkce::{CodeChallenge, CodeVerifier};
-use passgate_core::redirect::{ValidationUrl, parse_allowed};
 use passgate_core::token::LinkToken;
 use passgate_store::{EmailStatus, Store};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, IdempotencyKey, Project};
+use super::inputs;
 use crate::app::App;
-use crate::services::logins::{self, Idempotency, Proof, StartLogin, Started};
+use crate::services::logins::{self, Proof, StartLogin};
 
 /// Start a magic-link login.
 ///
@@ -52,18 +51,9 @@ pub async fn start<S: Store>(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<StartLoginRequest>,
 ) -> Result<Response, ApiError> {
-    // Fingerprint of the request as parsed, so whitespace does not matter.
-    let idempotency = match key {
-        Some(key) => {
-            let parsed = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-            Some(Idempotency { key, fingerprint: passgate_core::sha256(&parsed) })
-        }
-        None => None,
-    };
-    let email = EmailAddress::parse(&body.email).map_err(|e| ApiError::new(ErrorCode::InvalidEmail, e.to_string()))?;
-    let allowed = parse_allowed(&project.settings.redirect_urls).map_err(ApiError::internal)?;
-    let validation_url = ValidationUrl::check(&body.validation_url, &allowed)
-        .map_err(|e| ApiError::new(ErrorCode::ValidationUrlNotAllowed, e.to_string()))?;
+    let idempotency = inputs::idempotency(key, &body)?;
+    let email = inputs::email_address(&body.email)?;
+    let validation_url = inputs::validation_url(&project, &body.validation_url)?;
     let request = StartLogin {
         email,
         validation_url,
@@ -79,13 +69,7 @@ pub async fn start<S: Store>(
         locale: body.locale.map(Locale::parse).transpose().map_err(ApiError::invalid_input)?,
         include_code: body.include_code.unwrap_or(false),
     };
-    match logins::start(&app, &project, request, idempotency).await? {
-        Started::Accepted(response) => Ok((StatusCode::ACCEPTED, Json(response)).into_response()),
-        Started::Replayed { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
-            Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
-        }
-    }
+    Ok(inputs::answered(logins::start(&app, &project, request, idempotency).await?, StatusCode::ACCEPTED))
 }
 
 /// Verify a login: with the emailed `token` (and `codeVerifier` if the login

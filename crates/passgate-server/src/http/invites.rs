@@ -5,23 +5,21 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use passgate_api_types::{
-    CreateInviteRequest, CreateInviteResponse, ErrorCode, InviteList, InviteListQuery, InviteStatus as WireStatus,
-    InviteView, Problem,
+    CreateInviteRequest, CreateInviteResponse, InviteList, InviteListQuery, InviteStatus as WireStatus, InviteView,
+    Problem,
 };
-use passgate_core::email::EmailAddress;
 use passgate_core::invite::{InviteMetadata, InviteStatus, InvitedBy, invite_ttl};
 use passgate_core::organization::Role;
-use passgate_core::redirect::{ValidationUrl, parse_allowed};
 use passgate_core::{InviteId, OrganizationId, Timestamp};
 use passgate_store::{Invite, Store};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey, Project, path_id};
+use super::inputs;
 use crate::app::App;
 use crate::services::invites::{self, CreateInvite, PAGE_DEFAULT, PAGE_MAX};
-use crate::services::logins::{Answered, Idempotency};
 
 fn wire_status(status: InviteStatus) -> WireStatus {
     match status {
@@ -77,17 +75,9 @@ pub async fn create_invite<S: Store>(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateInviteRequest>,
 ) -> Result<Response, ApiError> {
-    let idempotency = match key {
-        Some(key) => {
-            let parsed = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-            Some(Idempotency { key, fingerprint: passgate_core::sha256(&parsed) })
-        }
-        None => None,
-    };
-    let email = EmailAddress::parse(&body.email).map_err(|e| ApiError::new(ErrorCode::InvalidEmail, e.to_string()))?;
-    let allowed = parse_allowed(&project.settings.redirect_urls).map_err(ApiError::internal)?;
-    let validation_url = ValidationUrl::check(&body.validation_url, &allowed)
-        .map_err(|e| ApiError::new(ErrorCode::ValidationUrlNotAllowed, e.to_string()))?;
+    let idempotency = inputs::idempotency(key, &body)?;
+    let email = inputs::email_address(&body.email)?;
+    let validation_url = inputs::validation_url(&project, &body.validation_url)?;
     let membership = match (body.organization_id, body.role) {
         (None, None) => None,
         (Some(organization), Some(role)) => {
@@ -106,13 +96,7 @@ pub async fn create_invite<S: Store>(
         invited_by: body.invited_by.as_deref().map(InvitedBy::parse).transpose().map_err(ApiError::invalid_input)?,
         membership,
     };
-    match invites::create(&app, &project, request, idempotency).await? {
-        Answered::Accepted(response) => Ok((StatusCode::CREATED, Json(response)).into_response()),
-        Answered::Replayed { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
-            Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
-        }
-    }
+    Ok(inputs::answered(invites::create(&app, &project, request, idempotency).await?, StatusCode::CREATED))
 }
 
 /// List the project's invites, newest first.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod dev;
 pub mod error;
 pub mod extract;
+pub mod inputs;
 pub mod invites;
 pub mod ops;
 pub mod organizations;

@@ -15,6 +15,7 @@ use passgate_store::{Member, Store};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Project, path_id};
+use super::inputs;
 use crate::app::App;
 use crate::services::organizations::{self, CreateOrganization, Lookup};
 
@@ -184,10 +185,7 @@ pub async fn lookup<S: Store>(
     ApiJson(body): ApiJson<LookupRequest>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     let lookup = match body.filter_type {
-        LookupFilter::Email => Lookup::Email(
-            EmailAddress::parse(&body.filter_value)
-                .map_err(|e| ApiError::new(ErrorCode::InvalidEmail, e.to_string()))?,
-        ),
+        LookupFilter::Email => Lookup::Email(inputs::email_address(&body.filter_value)?),
         LookupFilter::UserId => Lookup::User(UserId::parse(&body.filter_value)),
     };
     let (user_id, organization_ids) = organizations::lookup(&app, &project, lookup).await?;

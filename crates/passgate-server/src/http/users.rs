@@ -4,13 +4,13 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use passgate_api_types::{ErrorCode, Problem, UserList, UserQuery, UserRecord};
+use passgate_api_types::{Problem, UserList, UserQuery, UserRecord};
 use passgate_core::UserId;
-use passgate_core::email::EmailAddress;
 use passgate_store::{Store, User};
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, Project, path_id};
+use super::inputs;
 use crate::app::App;
 use crate::services::users;
 
@@ -59,7 +59,7 @@ pub async fn find_users<S: Store>(
     Project(project): Project,
     ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<Json<UserList>, ApiError> {
-    let email = EmailAddress::parse(&query.email).map_err(|e| ApiError::new(ErrorCode::InvalidEmail, e.to_string()))?;
+    let email = inputs::email_address(&query.email)?;
     let found = users::find(&app, &project, &email).await?;
     Ok(Json(UserList { users: found.into_iter().map(user_record).collect() }))
 }

@@ -8,11 +8,13 @@ use passgate_core::invite::{InviteMetadata, InviteStatus, InvitedBy};
 use passgate_core::organization::Role;
 use passgate_core::redirect::ValidationUrl;
 use passgate_core::token::LinkToken;
-use passgate_core::{EmailId, InviteId, LoginId, OrganizationId};
+use passgate_core::{InviteId, LoginId, OrganizationId};
 use passgate_store::{Invite, InviteQuery, NewInvite, NewLogin, Project, RevokeOutcome, Store};
 
 use super::ServiceError;
-use super::logins::{Answered, Idempotency, check_policy, idempotency_claim, send_limits, settle};
+use super::logins::{
+    Answered, Idempotency, check_policy, idempotency_claim, link_payload, prepare_email, send_limits, settle,
+};
 use crate::app::AppState;
 use crate::mail::EmailPayload;
 
@@ -51,24 +53,12 @@ pub async fn create<S: Store>(
     let expires_at = now.plus_seconds(request.ttl_seconds);
     let (invite_id, login_id, token) = (InviteId::generate(), LoginId::generate(), LinkToken::generate());
     let payload = EmailPayload {
-        template: "invite".to_string(),
-        project_id: project.id.to_string(),
-        to: request.email.to_string(),
-        app_name: project.app_name().to_string(),
-        link: request.validation_url.link_with_token(token.expose()),
-        expires_minutes: (request.ttl_seconds + 59) / 60,
         invited_by: request.invited_by.as_ref().map(|i| i.as_str().to_string()),
         organization,
-        ..EmailPayload::default()
+        ..link_payload("invite", project, &request.email, &request.validation_url, &token, request.ttl_seconds)
     };
     let response = CreateInviteResponse { invite_id: invite_id.to_string(), expires_at: expires_at.to_rfc3339() };
-    let email = app.outbox.prepare(
-        EmailId::generate(),
-        &project.id,
-        Some(&login_id),
-        request.email.as_str(),
-        payload.seal(&app.secret).map_err(ServiceError::internal)?,
-    );
+    let email = prepare_email(app, project, &login_id, &request.email, &payload)?;
     let login = NewLogin {
         id: login_id,
         project_id: project.id.clone(),

@@ -116,6 +116,41 @@ pub fn settle<S: Store, T>(
     }
 }
 
+/// The content of an email that carries a link: `template`'s set, the
+/// project's app name, the link (`validationUrl` with the token) and how
+/// long it lives.
+pub fn link_payload(
+    template: &str,
+    project: &Project,
+    to: &EmailAddress,
+    validation_url: &ValidationUrl,
+    token: &LinkToken,
+    ttl_seconds: i64,
+) -> EmailPayload {
+    EmailPayload {
+        template: template.to_string(),
+        project_id: project.id.to_string(),
+        to: to.to_string(),
+        app_name: project.app_name().to_string(),
+        link: validation_url.link_with_token(token.expose()),
+        expires_minutes: (ttl_seconds + 59) / 60,
+        ..EmailPayload::default()
+    }
+}
+
+/// Seals an email's content and prepares its hand-off to the outbox (it is
+/// queued with the login that carries it, in the store's transaction).
+pub fn prepare_email<S: Store>(
+    app: &AppState<S>,
+    project: &Project,
+    login_id: &LoginId,
+    to: &EmailAddress,
+    payload: &EmailPayload,
+) -> Result<PreparedEmail, ServiceError> {
+    let sealed = payload.seal(&app.secret).map_err(ServiceError::internal)?;
+    Ok(app.outbox.prepare(EmailId::generate(), &project.id, Some(login_id), to.as_str(), sealed))
+}
+
 /// Starts a login: policy first, then the store applies the limits and
 /// idempotency and stores the login with its queued email in one
 /// transaction; once committed, the email goes to this instance's sender.
@@ -134,24 +169,12 @@ pub async fn start<S: Store>(
     let token = LinkToken::generate();
     let code = request.include_code.then(LoginCode::generate);
     let payload = EmailPayload {
-        template: "login".to_string(),
-        project_id: project.id.to_string(),
-        to: request.email.to_string(),
-        app_name: project.app_name().to_string(),
-        link: request.validation_url.link_with_token(token.expose()),
         code: code.as_ref().map(|c| c.expose().to_string()),
-        expires_minutes: (ttl + 59) / 60,
         locale: request.locale.map(Locale::into_string),
-        ..EmailPayload::default()
+        ..link_payload("login", project, &request.email, &request.validation_url, &token, ttl)
     };
     let response = StartLoginResponse { login_id: login_id.to_string(), expires_at: expires_at.to_rfc3339() };
-    let email = app.outbox.prepare(
-        EmailId::generate(),
-        &project.id,
-        Some(&login_id),
-        request.email.as_str(),
-        payload.seal(&app.secret).map_err(ServiceError::internal)?,
-    );
+    let email = prepare_email(app, project, &login_id, &request.email, &payload)?;
     let login = NewLogin {
         id: login_id,
         project_id: project.id.clone(),

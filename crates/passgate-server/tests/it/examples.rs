@@ -17,7 +17,6 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::cookie::{CookieStore, Jar};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::process::*;
@@ -134,22 +133,7 @@ impl App {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {example:?} ({e}): is it installed? run scripts/test.sh"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let lines = lines.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                }
-            });
-        }
+        let lines = collect_output(&mut child);
         let mut app = Self { _child: child, base: String::new(), lines };
         // 30 s: starting an interpreter on a loaded CI machine can be slow.
         for _ in 0..1200 {

@@ -577,10 +577,11 @@ async fn operators_read_organizations_and_erase_users() {
     let sink = SmtpSink::start().await;
     let db = test_db.url.clone();
     let db_env = [("PASSGATE_DATABASE_URL", db.as_str())];
-    let created =
-        run(&["project", "create", "--name", "Ops", "--redirect-url", CALLBACK, "--json"], &db_env).await;
-    let created: Value = serde_json::from_str(created.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", created.stderr));
-    let (project, key) = (created["projectId"].as_str().unwrap_or_default(), created["secretKey"].as_str().unwrap_or_default());
+    let created = run(&["project", "create", "--name", "Ops", "--redirect-url", CALLBACK, "--json"], &db_env).await;
+    let created: Value =
+        serde_json::from_str(created.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", created.stderr));
+    let (project, key) =
+        (created["projectId"].as_str().unwrap_or_default(), created["secretKey"].as_str().unwrap_or_default());
     remember_secret(key);
     let dir = temp_dir();
     let mut server = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
@@ -615,7 +616,11 @@ async fn operators_read_organizations_and_erase_users() {
     assert!(unconfirmed.stderr.contains("--yes"), "{}", unconfirmed.stderr);
     let erased = run(&["user", "delete", "--project", project, user_id, "--yes"], &db_env).await;
     assert_eq!(erased.code, Some(0), "{}", erased.stderr);
-    assert!(erased.stdout.contains(&format!("Erased {user_id}")) && erased.stdout.contains("1 memberships"), "{}", erased.stdout);
+    assert!(
+        erased.stdout.contains(&format!("Erased {user_id}")) && erased.stdout.contains("1 memberships"),
+        "{}",
+        erased.stdout
+    );
     let gone = run(&["user", "show", "--project", project, user_id], &db_env).await;
     assert_ne!(gone.code, Some(0));
     assert!(gone.stderr.contains(&format!("no user {user_id}")), "{}", gone.stderr);
