@@ -10,6 +10,7 @@
 pub mod apikey;
 pub mod client;
 pub mod code;
+pub mod credential;
 pub mod duration;
 pub mod email;
 pub mod events;
