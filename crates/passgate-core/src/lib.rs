@@ -20,11 +20,13 @@ pub mod jwt;
 pub mod limits;
 pub mod login;
 pub mod organization;
+pub mod otp;
 pub mod pkce;
 pub mod policy;
 pub mod random;
 pub mod redirect;
 pub mod secret;
+pub mod stamp;
 pub mod time;
 pub mod token;
 

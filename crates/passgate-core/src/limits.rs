@@ -39,6 +39,19 @@ pub fn code_block_until(failures: i64, now_ms: i64) -> Option<i64> {
     Some(now_ms + seconds * 1000)
 }
 
+/// A session key's lifetime (`sessionExpiresIn`): bounds and default, in seconds.
+pub const SESSION_TTL_MIN_SECONDS: i64 = 60;
+pub const SESSION_TTL_MAX_SECONDS: i64 = 24 * 60 * 60;
+pub const SESSION_TTL_DEFAULT_SECONDS: i64 = 15 * 60;
+/// Live session keys per user; minting one more drops the oldest.
+pub const MAX_LIVE_SESSIONS: i64 = 10;
+
+/// A session key's lifetime from `sessionExpiresIn`, if within the bounds.
+pub fn session_ttl(expires_in: Option<i64>) -> Option<i64> {
+    let seconds = expires_in.unwrap_or(SESSION_TTL_DEFAULT_SECONDS);
+    (SESSION_TTL_MIN_SECONDS..=SESSION_TTL_MAX_SECONDS).contains(&seconds).then_some(seconds)
+}
+
 /// Lifetime of a result JWT, in seconds.
 pub const JWT_TTL_SECONDS: i64 = 5 * 60;
 
@@ -102,6 +115,15 @@ mod tests {
         assert_eq!(code_block_until(14, 1_000), Some(1_000 + 480_000));
         assert_eq!(code_block_until(17, 0), Some(3_600_000), "an hour at the most");
         assert_eq!(code_block_until(1_000, 0), Some(3_600_000));
+    }
+
+    #[test]
+    fn session_lifetimes_are_a_minute_to_a_day() {
+        assert_eq!(session_ttl(None), Some(900));
+        assert_eq!(session_ttl(Some(60)), Some(60));
+        assert_eq!(session_ttl(Some(86_400)), Some(86_400));
+        assert_eq!(session_ttl(Some(59)), None);
+        assert_eq!(session_ttl(Some(86_401)), None);
     }
 
     #[test]

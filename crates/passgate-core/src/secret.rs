@@ -27,10 +27,11 @@ pub enum Purpose {
     Outbox,
     LoginCode,
     DevApiKey,
+    OtpCode,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 4] = [Self::SigningKey, Self::Outbox, Self::LoginCode, Self::DevApiKey];
+    const ALL: [Purpose; 5] = [Self::SigningKey, Self::Outbox, Self::LoginCode, Self::DevApiKey, Self::OtpCode];
 
     fn label(self) -> &'static str {
         match self {
@@ -38,6 +39,7 @@ impl Purpose {
             Self::Outbox => "passgate/v1/outbox",
             Self::LoginCode => "passgate/v1/login-code",
             Self::DevApiKey => "passgate/v1/dev-api-key",
+            Self::OtpCode => "passgate/v1/otp-code",
         }
     }
 
@@ -59,7 +61,7 @@ pub enum SecretError {
 const SEAL_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 
-struct DerivedKeys([Zeroizing<[u8; 32]>; 4]);
+struct DerivedKeys([Zeroizing<[u8; 32]>; 5]);
 
 impl DerivedKeys {
     fn from_secret(secret: &[u8]) -> Self {
