@@ -64,16 +64,23 @@ pub enum LimitKind {
     Recipient,
     Project,
     IpAddress,
+    /// One-time codes: the address already has as many live codes as allowed.
+    LiveCodes,
+    /// One-time codes: the address is blocked after wrong codes in a row (S12).
+    CodesBlocked,
 }
 
 impl LimitKind {
-    pub const ALL: [LimitKind; 3] = [Self::Recipient, Self::Project, Self::IpAddress];
+    pub const ALL: [LimitKind; 5] =
+        [Self::Recipient, Self::Project, Self::IpAddress, Self::LiveCodes, Self::CodesBlocked];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Recipient => "recipient",
             Self::Project => "project",
             Self::IpAddress => "ip_address",
+            Self::LiveCodes => "live_codes",
+            Self::CodesBlocked => "codes_blocked",
         }
     }
 }

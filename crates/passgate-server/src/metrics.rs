@@ -37,7 +37,7 @@ const UNMATCHED: &str = "unmatched";
 
 const VERIFY_FAILURES: [VerifyFailure; VerifyFailure::KINDS.len()] = VerifyFailure::KINDS;
 
-const LIMITS: [LimitKind; 3] = LimitKind::ALL;
+const LIMITS: [LimitKind; 5] = LimitKind::ALL;
 
 /// How an email attempt ended, as the outbox worker saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

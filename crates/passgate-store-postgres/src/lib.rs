@@ -20,9 +20,12 @@ mod invites;
 mod key_cache;
 mod logins;
 mod organizations;
+mod otp;
 mod outbox;
 mod projects;
+mod sessions;
 mod signing_keys;
+mod stamps;
 mod users;
 mod writer;
 

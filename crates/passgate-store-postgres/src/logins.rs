@@ -23,8 +23,8 @@ use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_ra
 use passgate_core::{EventId, EventKind, InviteId, LoginId, ProjectId, Timestamp, UserId};
 use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event, started_event};
 use passgate_store::{
-    AuthMethod, EmailStatus, EmailView, LoginView, Logins, NewLogin, StartOutcome, StoreError, StoreResult, User,
-    VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
+    AuthMethod, EmailStatus, EmailView, IdempotencyClaim, LoginView, Logins, NewLogin, StartOutcome, StoreError,
+    StoreResult, User, VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
 };
 use sqlx::PgConnection;
 
@@ -41,28 +41,10 @@ pub(crate) async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreR
     let now = login.created_at;
     let now_ms = now.millis();
 
-    if let Some(claim) = &login.idempotency {
-        let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
-        let previous = sqlx::query!(
-            "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-                 WHERE project_id = $1 AND key = $2 AND created_at > $3",
-            login.project_id.as_str(),
-            claim.key,
-            since
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if let Some(previous) = previous {
-            return Ok(if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
-                StartOutcome::Replayed {
-                    status: u16::try_from(previous.response_status).unwrap_or(200),
-                    body: previous.response_body,
-                }
-            } else {
-                StartOutcome::IdempotencyConflict
-            });
-        }
+    if let Some(claim) = &login.idempotency
+        && let Some(repeat) = idempotent_repeat(tx, &login.project_id, claim, now).await?
+    {
+        return Ok(repeat);
     }
 
     // One statement, after the lock, so it sees every earlier
@@ -170,26 +152,100 @@ pub(crate) async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreR
         .map_err(db_err)?;
     }
     if let Some(claim) = &login.idempotency {
-        let fingerprint = &claim.fingerprint[..];
-        let status = i64::from(claim.response_status);
+        remember_answer(tx, &login.project_id, claim, now).await?;
+    }
+    Ok(StartOutcome::Started)
+}
+
+/// The answer to repeat for a request whose `Idempotency-Key` was seen in
+/// the last 24 hours: its first answer, or a conflict for another request.
+pub(crate) async fn idempotent_repeat(
+    tx: &mut PgConnection,
+    project_id: &ProjectId,
+    claim: &IdempotencyClaim,
+    now: Timestamp,
+) -> StoreResult<Option<StartOutcome>> {
+    let since = now.millis() - IDEMPOTENCY_WINDOW_SECONDS * 1000;
+    let previous = sqlx::query!(
+        "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+             WHERE project_id = $1 AND key = $2 AND created_at > $3",
+        project_id.as_str(),
+        claim.key,
+        since
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(previous.map(|previous| {
+        if constant_time_eq(&previous.fingerprint, &claim.fingerprint) {
+            StartOutcome::Replayed {
+                status: u16::try_from(previous.response_status).unwrap_or(200),
+                body: previous.response_body,
+            }
+        } else {
+            StartOutcome::IdempotencyConflict
+        }
+    }))
+}
+
+/// Keeps a request's answer for repeats of its `Idempotency-Key`.
+pub(crate) async fn remember_answer(
+    tx: &mut PgConnection,
+    project_id: &ProjectId,
+    claim: &IdempotencyClaim,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let fingerprint = &claim.fingerprint[..];
+    let status = i64::from(claim.response_status);
+    sqlx::query!(
+        "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                response_status = excluded.response_status, response_body = excluded.response_body,
+                created_at = excluded.created_at",
+        project_id.as_str(),
+        claim.key,
+        fingerprint,
+        status,
+        claim.response_body,
+        now.millis()
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Counts one email (not a link start's, which its own statement counts)
+/// against the project's minute; the first of a new minute (`current` was
+/// 0) drops the counters no longer needed.
+pub(crate) async fn count_project_send(
+    tx: &mut PgConnection,
+    project_id: &ProjectId,
+    now: Timestamp,
+    current: i64,
+) -> StoreResult<()> {
+    let minute = minute_bucket(now.millis());
+    sqlx::query!(
+        "INSERT INTO project_send_counts (project_id, minute, sent) VALUES ($1, $2, 1)
+         ON CONFLICT (project_id, minute) DO UPDATE SET sent = project_send_counts.sent + 1",
+        project_id.as_str(),
+        minute
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if current == 0 {
         sqlx::query!(
-            "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                    response_status = excluded.response_status, response_body = excluded.response_body,
-                    created_at = excluded.created_at",
-            login.project_id.as_str(),
-            claim.key,
-            fingerprint,
-            status,
-            claim.response_body,
-            now_ms
+            "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
+            project_id.as_str(),
+            minute - 1
         )
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
     }
-    Ok(StartOutcome::Started)
+    Ok(())
 }
 
 /// Writes what a refusal decided (a failure counted, which may burn the
@@ -225,7 +281,7 @@ pub(crate) async fn refuse(
 }
 
 /// When codes for an address are refused until, if they are.
-async fn codes_blocked_until(
+pub(crate) async fn codes_blocked_until(
     tx: &mut PgConnection,
     project_id: &ProjectId,
     email: &str,
@@ -243,7 +299,7 @@ async fn codes_blocked_until(
 
 /// Counts a wrong code against its address; at the threshold and beyond,
 /// blocks the address's codes (`code_block_until` says how long).
-async fn count_code_failure(
+pub(crate) async fn count_code_failure(
     tx: &mut PgConnection,
     project_id: &ProjectId,
     email: &str,
@@ -275,7 +331,7 @@ async fn count_code_failure(
 }
 
 /// A right code: the address's count of wrong ones starts over.
-async fn reset_code_failures(tx: &mut PgConnection, project_id: &ProjectId, email: &str) -> StoreResult<()> {
+pub(crate) async fn reset_code_failures(tx: &mut PgConnection, project_id: &ProjectId, email: &str) -> StoreResult<()> {
     sqlx::query!("DELETE FROM code_budgets WHERE project_id = $1 AND email = $2", project_id.as_str(), email)
         .execute(&mut *tx)
         .await

@@ -56,16 +56,12 @@ impl Users for PgStore {
         let Some(email) = email else { return Ok(None) };
         let p = project_id.as_str();
         // Emails to the address, sent or not (the recipient is stored in
-        // clear), then its logins and invites: pending links and codes then
-        // name nothing (`token_invalid`).
-        sqlx::query!(
-            "DELETE FROM outbox WHERE login_id IN (SELECT id FROM logins WHERE project_id = $1 AND email = $2)",
-            p,
-            email
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        // clear), then its logins, invites and one-time codes: pending links
+        // and codes then name nothing (`token_invalid`, `otp_invalid`).
+        sqlx::query!("DELETE FROM outbox WHERE project_id = $1 AND recipient = $2", p, email)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         sqlx::query!(
             "DELETE FROM invites WHERE project_id = $1 AND (email = $2 OR accepted_user_id = $3)",
             p,
@@ -76,6 +72,16 @@ impl Users for PgStore {
         .await
         .map_err(db_err)?;
         let logins = sqlx::query!("DELETE FROM logins WHERE project_id = $1 AND email = $2", p, email)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        let one_time_codes = sqlx::query!("DELETE FROM otp_codes WHERE project_id = $1 AND email = $2", p, email)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        let sessions = sqlx::query!("DELETE FROM sessions WHERE project_id = $1 AND user_id = $2", p, id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
@@ -109,6 +115,6 @@ impl Users for PgStore {
         insert_event(&mut tx, NewEvent { user_id: Some(id), ..NewEvent::new(project_id, EventKind::UserDeleted, now) })
             .await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(Some(Erased { logins, memberships, events_anonymised }))
+        Ok(Some(Erased { logins, memberships, one_time_codes, sessions, events_anonymised }))
     }
 }

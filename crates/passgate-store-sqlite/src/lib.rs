@@ -24,10 +24,13 @@ mod key_cache;
 mod logins;
 mod migrate;
 mod organizations;
+mod otp;
 mod outbox;
 mod projects;
 mod reader;
+mod sessions;
 mod signing_keys;
+mod stamps;
 mod users;
 mod writer;
 

@@ -10,8 +10,8 @@ use passgate_core::login::{CodeLogin, LoginStatus, Refusal, decide_code, lost_ra
 use passgate_core::{EventKind, InviteId, LoginId, ProjectId, Timestamp, UserId};
 use passgate_store::shared::{Consumed, LimitProbe, failed_event, limit_reached, rate_limited_event, started_event};
 use passgate_store::{
-    AuthMethod, EmailStatus, EmailView, LoginView, Logins, NewEvent, NewLogin, StartOutcome, StoreError, StoreResult,
-    User, VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
+    AuthMethod, EmailStatus, EmailView, IdempotencyClaim, LoginView, Logins, NewEvent, NewLogin, StartOutcome,
+    StoreError, StoreResult, User, VerifiedLogin, VerifyByCode, VerifyByToken, VerifyFailure, VerifyOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -85,7 +85,11 @@ pub(crate) fn refuse(
 }
 
 /// When codes for an address are refused until, if they are.
-fn codes_blocked_until(conn: &Connection, project_id: &ProjectId, email: &str) -> StoreResult<Option<Timestamp>> {
+pub(crate) fn codes_blocked_until(
+    conn: &Connection,
+    project_id: &ProjectId,
+    email: &str,
+) -> StoreResult<Option<Timestamp>> {
     let until: Option<Option<i64>> = conn
         .prepare_cached("SELECT blocked_until FROM code_budgets WHERE project_id = ? AND email = ?")
         .db()?
@@ -97,7 +101,12 @@ fn codes_blocked_until(conn: &Connection, project_id: &ProjectId, email: &str) -
 
 /// Counts a wrong code against its address; at the threshold and beyond,
 /// blocks the address's codes (`code_block_until` says how long).
-fn count_code_failure(conn: &Connection, project_id: &ProjectId, email: &str, now: Timestamp) -> StoreResult<()> {
+pub(crate) fn count_code_failure(
+    conn: &Connection,
+    project_id: &ProjectId,
+    email: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
     let failures: i64 = conn
         .prepare_cached(
             "INSERT INTO code_budgets (project_id, email, failures, updated_at) VALUES (?, ?, 1, ?)
@@ -117,7 +126,7 @@ fn count_code_failure(conn: &Connection, project_id: &ProjectId, email: &str, no
 }
 
 /// A right code: the address's count of wrong ones starts over.
-fn reset_code_failures(conn: &Connection, project_id: &ProjectId, email: &str) -> StoreResult<()> {
+pub(crate) fn reset_code_failures(conn: &Connection, project_id: &ProjectId, email: &str) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM code_budgets WHERE project_id = ? AND email = ?")
         .db()?
         .execute(params![project_id.as_str(), email])
@@ -162,6 +171,104 @@ fn window_full(
         .db()
 }
 
+/// The project's emails of this minute and of the previous one.
+pub(crate) fn project_sends(conn: &Connection, project_id: &ProjectId, now: Timestamp) -> StoreResult<(i64, i64)> {
+    let minute = minute_bucket(now.millis());
+    let (mut current, mut previous) = (0, 0);
+    let mut counts = conn
+        .prepare_cached("SELECT minute, sent FROM project_send_counts WHERE project_id = ? AND minute >= ?")
+        .db()?;
+    let mut rows = counts.query(params![project_id.as_str(), minute - 1]).db()?;
+    while let Some(row) = rows.next().db()? {
+        let (m, sent): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
+        if m == minute {
+            current = sent;
+        } else if m == minute - 1 {
+            previous = sent;
+        }
+    }
+    Ok((current, previous))
+}
+
+/// Counts one email against the project's minute; the first of a new
+/// minute (`current` was 0) drops the counters no longer needed.
+pub(crate) fn count_project_send(
+    conn: &Connection,
+    project_id: &ProjectId,
+    now: Timestamp,
+    current: i64,
+) -> StoreResult<()> {
+    let minute = minute_bucket(now.millis());
+    conn.prepare_cached(
+        "INSERT INTO project_send_counts (project_id, minute, sent) VALUES (?, ?, 1)
+         ON CONFLICT (project_id, minute) DO UPDATE SET sent = sent + 1",
+    )
+    .db()?
+    .execute(params![project_id.as_str(), minute])
+    .db()?;
+    if current == 0 {
+        conn.prepare_cached("DELETE FROM project_send_counts WHERE project_id = ? AND minute < ?")
+            .db()?
+            .execute(params![project_id.as_str(), minute - 1])
+            .db()?;
+    }
+    Ok(())
+}
+
+/// The answer to repeat for a request whose `Idempotency-Key` was seen in
+/// the last 24 hours: its first answer, or a conflict for another request.
+pub(crate) fn idempotent_repeat(
+    conn: &Connection,
+    project_id: &ProjectId,
+    claim: &IdempotencyClaim,
+    now: Timestamp,
+) -> StoreResult<Option<StartOutcome>> {
+    let since = now.millis() - IDEMPOTENCY_WINDOW_SECONDS * 1000;
+    let previous: Option<(Vec<u8>, i64, String)> = conn
+        .prepare_cached(
+            "SELECT fingerprint, response_status, response_body FROM idempotency_keys
+             WHERE project_id = ? AND key = ? AND created_at > ?",
+        )
+        .db()?
+        .query_row(params![project_id.as_str(), claim.key, since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .db()?;
+    Ok(previous.map(|(fingerprint, status, body)| {
+        if constant_time_eq(&fingerprint, &claim.fingerprint) {
+            StartOutcome::Replayed { status: u16::try_from(status).unwrap_or(200), body }
+        } else {
+            StartOutcome::IdempotencyConflict
+        }
+    }))
+}
+
+/// Keeps a request's answer for repeats of its `Idempotency-Key`.
+pub(crate) fn remember_answer(
+    conn: &Connection,
+    project_id: &ProjectId,
+    claim: &IdempotencyClaim,
+    now: Timestamp,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+            response_status = excluded.response_status, response_body = excluded.response_body,
+            created_at = excluded.created_at",
+    )
+    .db()?
+    .execute(params![
+        project_id.as_str(),
+        claim.key,
+        &claim.fingerprint[..],
+        i64::from(claim.response_status),
+        claim.response_body,
+        now.millis()
+    ])
+    .db()?;
+    Ok(())
+}
+
 /// Reads what the start's limits depend on, each probe only while no
 /// earlier limit is reached (as the contract orders them).
 fn probe_limits(conn: &Connection, login: &NewLogin) -> StoreResult<LimitProbe> {
@@ -175,22 +282,8 @@ fn probe_limits(conn: &Connection, login: &NewLogin) -> StoreResult<LimitProbe> 
         now_ms - limits.per_recipient_window_seconds * 1000,
         limits.per_recipient,
     )?;
-    let minute = minute_bucket(now_ms);
-    let mut probe = LimitProbe { recipient_full, ..LimitProbe::default() };
-    {
-        let mut counts = conn
-            .prepare_cached("SELECT minute, sent FROM project_send_counts WHERE project_id = ? AND minute >= ?")
-            .db()?;
-        let mut rows = counts.query(params![login.project_id.as_str(), minute - 1]).db()?;
-        while let Some(row) = rows.next().db()? {
-            let (m, sent): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
-            if m == minute {
-                probe.project_current = sent;
-            } else if m == minute - 1 {
-                probe.project_previous = sent;
-            }
-        }
-    }
+    let (project_current, project_previous) = project_sends(conn, &login.project_id, login.created_at)?;
+    let mut probe = LimitProbe { recipient_full, project_current, project_previous, ..LimitProbe::default() };
     let earlier_limit_reached = limit_reached(probe, limits, login.created_at).is_some();
     if let (false, Some(network)) = (earlier_limit_reached, &login.ip_network) {
         probe.ip_full = window_full(
@@ -209,24 +302,10 @@ fn probe_limits(conn: &Connection, login: &NewLogin) -> StoreResult<LimitProbe> 
 pub(crate) fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<StartOutcome> {
     let now_ms = login.created_at.millis();
 
-    if let Some(claim) = &login.idempotency {
-        let since = now_ms - IDEMPOTENCY_WINDOW_SECONDS * 1000;
-        let previous: Option<(Vec<u8>, i64, String)> = conn
-            .prepare_cached(
-                "SELECT fingerprint, response_status, response_body FROM idempotency_keys
-                 WHERE project_id = ? AND key = ? AND created_at > ?",
-            )
-            .db()?
-            .query_row(params![login.project_id.as_str(), claim.key, since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()
-            .db()?;
-        if let Some((fingerprint, status, body)) = previous {
-            return Ok(if constant_time_eq(&fingerprint, &claim.fingerprint) {
-                StartOutcome::Replayed { status: u16::try_from(status).unwrap_or(200), body }
-            } else {
-                StartOutcome::IdempotencyConflict
-            });
-        }
+    if let Some(claim) = &login.idempotency
+        && let Some(repeat) = idempotent_repeat(conn, &login.project_id, claim, login.created_at)?
+    {
+        return Ok(repeat);
     }
 
     let probe = probe_limits(conn, login)?;
@@ -258,39 +337,9 @@ pub(crate) fn start_login(conn: &Connection, login: &NewLogin) -> StoreResult<St
     ])
     .db()?;
     crate::outbox::queue_login_email(conn, login)?;
-    let minute = minute_bucket(now_ms);
-    conn.prepare_cached(
-        "INSERT INTO project_send_counts (project_id, minute, sent) VALUES (?, ?, 1)
-         ON CONFLICT (project_id, minute) DO UPDATE SET sent = sent + 1",
-    )
-    .db()?
-    .execute(params![login.project_id.as_str(), minute])
-    .db()?;
-    if probe.project_current == 0 {
-        // First send of a new minute: older counters are no longer needed.
-        conn.prepare_cached("DELETE FROM project_send_counts WHERE project_id = ? AND minute < ?")
-            .db()?
-            .execute(params![login.project_id.as_str(), minute - 1])
-            .db()?;
-    }
+    count_project_send(conn, &login.project_id, login.created_at, probe.project_current)?;
     if let Some(claim) = &login.idempotency {
-        conn.prepare_cached(
-            "INSERT INTO idempotency_keys (project_id, key, fingerprint, response_status, response_body, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (project_id, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                response_status = excluded.response_status, response_body = excluded.response_body,
-                created_at = excluded.created_at",
-        )
-        .db()?
-        .execute(params![
-            login.project_id.as_str(),
-            claim.key,
-            &claim.fingerprint[..],
-            i64::from(claim.response_status),
-            claim.response_body,
-            now_ms
-        ])
-        .db()?;
+        remember_answer(conn, &login.project_id, claim, login.created_at)?;
     }
     insert_event(conn, started_event(login))?;
     Ok(StartOutcome::Started)

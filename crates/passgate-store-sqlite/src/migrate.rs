@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "login_ip_network", include_str!("../migrations/0005_login_ip_network.sql")),
     (6, "code_budgets", include_str!("../migrations/0006_code_budgets.sql")),
     (7, "invites_organizations", include_str!("../migrations/0007_invites_organizations.sql")),
+    (8, "otp_sessions", include_str!("../migrations/0008_otp_sessions.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated

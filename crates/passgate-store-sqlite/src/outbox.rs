@@ -4,7 +4,7 @@
 
 use passgate_core::{EmailId, LoginId, ProjectId, Timestamp};
 use passgate_store::shared::{DeliveryUpdate, claimed_email};
-use passgate_store::{ClaimedEmail, DeliveryResult, Lease, NewEvent, NewLogin, Outbox, StoreResult};
+use passgate_store::{ClaimedEmail, DeliveryResult, EmailLease, Lease, NewEvent, NewLogin, Outbox, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::events::insert_event;
@@ -13,7 +13,32 @@ use crate::{OrStoreError, SqliteStore};
 /// Queues a login's email, in the login's own transaction (and leased to
 /// the starting instance, when it will send it itself).
 pub(crate) fn queue_login_email(conn: &Connection, login: &NewLogin) -> StoreResult<()> {
-    let now_ms = login.created_at.millis();
+    let email = QueuedEmail {
+        id: &login.email_id,
+        project_id: &login.project_id,
+        login_id: Some(&login.id),
+        recipient: &login.email,
+        payload_sealed: &login.email_payload_sealed,
+        lease: login.email_lease.as_ref(),
+        at: login.created_at,
+    };
+    queue_email(conn, &email)
+}
+
+/// An email to queue, with the change that sends it.
+pub(crate) struct QueuedEmail<'a> {
+    pub id: &'a EmailId,
+    pub project_id: &'a ProjectId,
+    /// The login it carries (link and invite emails; a code's email has none).
+    pub login_id: Option<&'a LoginId>,
+    pub recipient: &'a str,
+    pub payload_sealed: &'a [u8],
+    pub lease: Option<&'a EmailLease>,
+    pub at: Timestamp,
+}
+
+pub(crate) fn queue_email(conn: &Connection, email: &QueuedEmail<'_>) -> StoreResult<()> {
+    let now_ms = email.at.millis();
     conn.prepare_cached(
         "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
             lease_owner, lease_until, created_at)
@@ -21,14 +46,14 @@ pub(crate) fn queue_login_email(conn: &Connection, login: &NewLogin) -> StoreRes
     )
     .db()?
     .execute(params![
-        login.email_id.as_str(),
-        login.project_id.as_str(),
-        login.id.as_str(),
-        login.email,
-        login.email_payload_sealed,
+        email.id.as_str(),
+        email.project_id.as_str(),
+        email.login_id.map(LoginId::as_str),
+        email.recipient,
+        email.payload_sealed,
         now_ms,
-        login.email_lease.as_ref().map(|l| &l.owner),
-        login.email_lease.as_ref().map(|l| l.until.millis()),
+        email.lease.map(|l| &l.owner),
+        email.lease.map(|l| l.until.millis()),
         now_ms
     ])
     .db()?;

@@ -40,17 +40,16 @@ impl Users for SqliteStore {
                 Ok(conn.prepare_cached(sql).db()?.execute(values).db()? as u64)
             };
             // Emails to the address, sent or not (the recipient is stored in
-            // clear), then its logins and invites: pending links and codes
-            // then name nothing (`token_invalid`).
-            run(
-                "DELETE FROM outbox WHERE login_id IN (SELECT id FROM logins WHERE project_id = ? AND email = ?)",
-                &[&p, &email],
-            )?;
+            // clear), then its logins, invites and one-time codes: pending
+            // links and codes then name nothing (`token_invalid`, `otp_invalid`).
+            run("DELETE FROM outbox WHERE project_id = ? AND recipient = ?", &[&p, &email])?;
             run(
                 "DELETE FROM invites WHERE project_id = ? AND (email = ? OR accepted_user_id = ?)",
                 &[&p, &email, &user_id],
             )?;
             let logins = run("DELETE FROM logins WHERE project_id = ? AND email = ?", &[&p, &email])?;
+            let one_time_codes = run("DELETE FROM otp_codes WHERE project_id = ? AND email = ?", &[&p, &email])?;
+            let sessions = run("DELETE FROM sessions WHERE project_id = ? AND user_id = ?", &[&p, &user_id])?;
             run("DELETE FROM code_budgets WHERE project_id = ? AND email = ?", &[&p, &email])?;
             let memberships = run("DELETE FROM memberships WHERE project_id = ? AND user_id = ?", &[&p, &user_id])?;
             let events_anonymised = run(
@@ -64,7 +63,7 @@ impl Users for SqliteStore {
                 conn,
                 NewEvent { user_id: Some(&id), ..NewEvent::new(&project_id, EventKind::UserDeleted, now) },
             )?;
-            Ok(Some(Erased { logins, memberships, events_anonymised }))
+            Ok(Some(Erased { logins, memberships, one_time_codes, sessions, events_anonymised }))
         })
         .await
     }

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 pub use passgate_core::EventKind;
-use passgate_core::{EventId, InviteId, LoginId, ProjectId, Timestamp, UserId};
+use passgate_core::{EventId, InviteId, LoginId, OtpId, ProjectId, SessionId, Timestamp, UserId};
 
 use crate::StoreResult;
 
@@ -16,6 +16,8 @@ pub struct Event {
     pub user_id: Option<UserId>,
     pub login_id: Option<LoginId>,
     pub invite_id: Option<InviteId>,
+    pub otp_id: Option<OtpId>,
+    pub session_id: Option<SessionId>,
     pub email: Option<String>,
     pub reason: Option<String>,
     pub ip_address: Option<String>,
@@ -31,6 +33,8 @@ pub struct NewEvent<'a> {
     pub user_id: Option<&'a UserId>,
     pub login_id: Option<&'a LoginId>,
     pub invite_id: Option<&'a InviteId>,
+    pub otp_id: Option<&'a OtpId>,
+    pub session_id: Option<&'a SessionId>,
     pub email: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub ip_address: Option<&'a str>,
@@ -46,6 +50,8 @@ impl<'a> NewEvent<'a> {
             user_id: None,
             login_id: None,
             invite_id: None,
+            otp_id: None,
+            session_id: None,
             email: None,
             reason: None,
             ip_address: None,
@@ -58,4 +64,13 @@ impl<'a> NewEvent<'a> {
 pub trait Events: Clone + Send + Sync + 'static {
     /// Events of a project, newest first (used by tests now, by the events API later).
     fn list_events(&self, project_id: &ProjectId, limit: u32) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+
+    /// A user's sign-in activity, newest first: their `auth.*`, `otp.*` and
+    /// `session.*` events (what `session/activity` shows them).
+    fn user_activity(
+        &self,
+        project_id: &ProjectId,
+        user_id: &UserId,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
 }

@@ -1,6 +1,7 @@
 //! The storage contract of passgate: one trait per area of the product
 //! ([`Projects`], [`SigningKeys`], [`Logins`], [`Invites`],
-//! [`Organizations`], [`Users`], [`Outbox`], [`Events`], and [`Database`]
+//! [`Organizations`], [`Users`], [`Otp`], [`Sessions`], [`Stamps`],
+//! [`Outbox`], [`Events`], and [`Database`]
 //! for the lifecycle), each in the file of the same name with
 //! its models beside it, and [`Store`], which is all of them. Both backend
 //! crates mirror these file names, so an area is found in the same place
@@ -31,10 +32,13 @@ pub mod events;
 pub mod invites;
 pub mod logins;
 pub mod organizations;
+pub mod otp;
 pub mod outbox;
 pub mod projects;
+pub mod sessions;
 pub mod shared;
 pub mod signing_keys;
+pub mod stamps;
 pub mod users;
 
 #[cfg(feature = "conformance")]
@@ -45,9 +49,12 @@ pub use events::*;
 pub use invites::*;
 pub use logins::*;
 pub use organizations::*;
+pub use otp::*;
 pub use outbox::*;
 pub use projects::*;
+pub use sessions::*;
 pub use signing_keys::*;
+pub use stamps::Stamps;
 pub use users::Erased;
 pub use users::Users;
 
@@ -99,11 +106,22 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The whole storage contract: every area. Implemented for any type that
 /// implements all of them; the server is generic over one `S: Store`.
 pub trait Store:
-    Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Outbox + Events
+    Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Otp + Sessions + Stamps + Outbox + Events
 {
 }
 
 impl<T> Store for T where
-    T: Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Outbox + Events
+    T: Database
+        + Projects
+        + SigningKeys
+        + Logins
+        + Invites
+        + Organizations
+        + Users
+        + Otp
+        + Sessions
+        + Stamps
+        + Outbox
+        + Events
 {
 }

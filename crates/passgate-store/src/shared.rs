@@ -6,9 +6,12 @@
 
 use passgate_core::limits::{LimitKind, project_minute_limited, retry_after};
 use passgate_core::login::VerifyFailure;
-use passgate_core::{EmailId, EventKind, LoginId, ProjectId, Timestamp};
+use passgate_core::{EmailId, EventKind, LoginId, OtpId, ProjectId, Timestamp};
 
-use crate::{AuthMethod, ClaimedEmail, DeliveryResult, NewEvent, NewLogin, SendLimits, StoreError, StoreResult};
+use crate::{
+    AuthMethod, ClaimedEmail, DeliveryResult, NewEvent, NewLogin, NewOtp, OtpFailure, OtpLimits, SendLimits,
+    StoreError, StoreResult,
+};
 
 /// A list setting as stored: a JSON array of strings. Fails rather than
 /// store anything else: an empty list would mean "no restriction" for the
@@ -113,6 +116,75 @@ pub fn failed_event<'a>(
     NewEvent { login_id, reason: Some(failure.reason()), ..NewEvent::new(project_id, EventKind::AuthFailed, now) }
 }
 
+/// The event kinds a user's sign-in activity lists (`session/activity`),
+/// as an SQL list: sign-ins, their failures, and session keys.
+pub const ACTIVITY_KINDS_SQL: &str =
+    "'auth.verified', 'otp.verified', 'invite.accepted', 'session.created', 'session.revoked'";
+
+/// What an OTP send's limit probes found: until when the address's codes
+/// are blocked (if they are), the creation time of the oldest send that
+/// fills the address's window (if it is full), the expiry of the live code
+/// that frees a place first (if all places are taken), and the project's
+/// send counters of this minute and the previous one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OtpProbe {
+    pub blocked_until: Option<i64>,
+    pub window_full: Option<i64>,
+    pub live_full: Option<i64>,
+    pub project_current: i64,
+    pub project_previous: i64,
+}
+
+/// The first limit an OTP send reaches — a blocked address (S12), the
+/// address's sends per window, its live codes, the project's minute — and
+/// the seconds until it frees.
+pub fn otp_limit_reached(probe: OtpProbe, limits: OtpLimits, now: Timestamp) -> Option<(LimitKind, i64)> {
+    let now_ms = now.millis();
+    if let Some(until) = probe.blocked_until.filter(|until| *until > now_ms) {
+        return Some((LimitKind::CodesBlocked, ((until - now_ms + 999) / 1000).max(1)));
+    }
+    if let Some(oldest) = probe.window_full {
+        return Some((LimitKind::Recipient, retry_after(oldest, limits.window_seconds, now_ms)));
+    }
+    if let Some(frees_at) = probe.live_full {
+        return Some((LimitKind::LiveCodes, ((frees_at - now_ms + 999) / 1000).max(1)));
+    }
+    project_minute_limited(probe.project_current, probe.project_previous, now_ms, limits.per_project_per_minute)
+        .map(|retry| (LimitKind::Project, retry))
+}
+
+/// The event of a stored OTP send.
+pub fn otp_sent_event(otp: &NewOtp) -> NewEvent<'_> {
+    NewEvent {
+        otp_id: Some(&otp.id),
+        email: Some(&otp.email),
+        ip_address: otp.ip_address.as_deref(),
+        user_agent: otp.user_agent.as_deref(),
+        ..NewEvent::new(&otp.project_id, EventKind::OtpSent, otp.created_at)
+    }
+}
+
+/// The `rate_limited` event of an OTP send refused by `limit`.
+pub fn otp_rate_limited_event(otp: &NewOtp, limit: LimitKind) -> NewEvent<'_> {
+    NewEvent {
+        email: Some(&otp.email),
+        reason: Some(limit.as_str()),
+        ip_address: otp.ip_address.as_deref(),
+        user_agent: otp.user_agent.as_deref(),
+        ..NewEvent::new(&otp.project_id, EventKind::RateLimited, otp.created_at)
+    }
+}
+
+/// The `otp.failed` event of a refused OTP verify.
+pub fn otp_failed_event<'a>(
+    project_id: &'a ProjectId,
+    otp_id: Option<&'a OtpId>,
+    failure: OtpFailure,
+    now: Timestamp,
+) -> NewEvent<'a> {
+    NewEvent { otp_id, reason: Some(failure.reason()), ..NewEvent::new(project_id, EventKind::OtpFailed, now) }
+}
+
 /// A login just consumed by its conditional `UPDATE`, on its way to
 /// finding or creating its user.
 #[derive(Debug)]
@@ -194,6 +266,28 @@ mod tests {
         assert!(matches!(from_json("not json"), Err(StoreError::Corrupt(_))));
         assert!(matches!(from_json("{\"a\":1}"), Err(StoreError::Corrupt(_))));
         assert!(matches!(hash32(vec![0; 31]), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn otp_limits_are_reached_block_window_live_project() {
+        let limits = OtpLimits { sends_per_email: 3, window_seconds: 180, live_codes: 3, per_project_per_minute: 10 };
+        let now = Timestamp(1_795_219_200_000 + 30_000);
+        let ms = now.millis();
+        let all = OtpProbe {
+            blocked_until: Some(ms + 29_001),
+            window_full: Some(ms - 60_000),
+            live_full: Some(ms + 5_000),
+            project_current: 10,
+            project_previous: 0,
+        };
+        assert_eq!(otp_limit_reached(all, limits, now), Some((LimitKind::CodesBlocked, 30)));
+        let window = OtpProbe { blocked_until: Some(ms), ..all };
+        assert_eq!(otp_limit_reached(window, limits, now), Some((LimitKind::Recipient, 120)), "a block that ended");
+        let live = OtpProbe { window_full: None, ..window };
+        assert_eq!(otp_limit_reached(live, limits, now), Some((LimitKind::LiveCodes, 5)));
+        let project = OtpProbe { live_full: None, ..live };
+        assert_eq!(otp_limit_reached(project, limits, now), Some((LimitKind::Project, 30)));
+        assert_eq!(otp_limit_reached(OtpProbe::default(), limits, now), None);
     }
 
     #[test]

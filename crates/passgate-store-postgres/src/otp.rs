@@ -1,0 +1,272 @@
+//! `Otp` for PostgreSQL: plain transactions (no lane: a benchmark has not
+//! asked for one). What keeps it correct with many instances:
+//! - a send first locks its project's row (`SELECT … FOR NO KEY UPDATE`),
+//!   like a link start, so two instances cannot both pass a limit;
+//! - a verify locks its code's row (`SELECT … FOR UPDATE`), so concurrent
+//!   verifies of one code are decided one after the other, and the
+//!   conditional `UPDATE` still decides single use.
+
+use passgate_core::limits::MAX_LIVE_SESSIONS;
+use passgate_core::limits::minute_bucket;
+use passgate_core::otp::{MAX_OTP_FAILURES, OtpRefusal, StoredOtp, decide_otp};
+use passgate_core::{EventKind, OtpId, SessionId, Timestamp, UserId};
+use passgate_store::shared::{OtpProbe, otp_failed_event, otp_limit_reached, otp_rate_limited_event, otp_sent_event};
+use passgate_store::{
+    CreatedSession, NewEvent, NewOtp, Otp, OtpFailure, OtpVerifyOutcome, StartOutcome, StoreResult, User, VerifiedOtp,
+    VerifyOtp,
+};
+use sqlx::PgConnection;
+
+use crate::events::insert_event;
+use crate::logins::{codes_blocked_until, count_code_failure, reset_code_failures};
+use crate::{PgStore, db_err};
+
+async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<StartOutcome> {
+    let p = otp.project_id.as_str();
+    sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", p)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if let Some(claim) = &otp.idempotency
+        && let Some(repeat) = crate::logins::idempotent_repeat(tx, &otp.project_id, claim, otp.created_at).await?
+    {
+        return Ok(repeat);
+    }
+    let now_ms = otp.created_at.millis();
+    let minute = minute_bucket(now_ms);
+    let limits = otp.limits;
+    let probe = sqlx::query!(
+        r#"SELECT
+            (SELECT created_at FROM otp_codes WHERE project_id = $1 AND email = $2 AND created_at > $3
+             ORDER BY created_at DESC LIMIT 1 OFFSET $4) AS window_full,
+            (SELECT expires_at FROM otp_codes WHERE project_id = $1 AND email = $2 AND expires_at > $5
+               AND used_at IS NULL AND failures < $6
+             ORDER BY expires_at DESC LIMIT 1 OFFSET $7) AS live_full,
+            COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $8), 0) AS "current!",
+            COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $9), 0) AS "previous!""#,
+        p,
+        otp.email,
+        now_ms - limits.window_seconds * 1000,
+        limits.sends_per_email - 1,
+        now_ms,
+        MAX_OTP_FAILURES,
+        limits.live_codes - 1,
+        minute,
+        minute - 1
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let figures = OtpProbe {
+        blocked_until: codes_blocked_until(tx, &otp.project_id, &otp.email).await?.map(Timestamp::millis),
+        window_full: probe.window_full,
+        live_full: probe.live_full,
+        project_current: probe.current,
+        project_previous: probe.previous,
+    };
+    if let Some((limit, retry_after_seconds)) = otp_limit_reached(figures, limits, otp.created_at) {
+        insert_event(tx, otp_rate_limited_event(otp, limit)).await?;
+        return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
+    }
+    sqlx::query!(
+        "INSERT INTO otp_codes (id, project_id, email, code_hash, target_public_key, ip_address, user_agent,
+            created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        otp.id.as_str(),
+        p,
+        otp.email,
+        &otp.code_hash[..],
+        otp.target_public_key,
+        otp.ip_address,
+        otp.user_agent,
+        now_ms,
+        otp.expires_at.millis()
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query!(
+        "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
+            lease_owner, lease_until, created_at)
+         VALUES ($1, $2, NULL, $3, $4, 'queued', $5, $6, $7, $5)",
+        otp.email_id.as_str(),
+        p,
+        otp.email,
+        otp.email_payload_sealed,
+        now_ms,
+        otp.email_lease.as_ref().map(|l| l.owner.as_str()),
+        otp.email_lease.as_ref().map(|l| l.until.millis())
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    crate::logins::count_project_send(tx, &otp.project_id, otp.created_at, figures.project_current).await?;
+    if let Some(claim) = &otp.idempotency {
+        crate::logins::remember_answer(tx, &otp.project_id, claim, otp.created_at).await?;
+    }
+    insert_event(tx, otp_sent_event(otp)).await?;
+    Ok(StartOutcome::Started)
+}
+
+async fn refuse(
+    tx: &mut PgConnection,
+    req: &VerifyOtp,
+    otp_id: Option<&OtpId>,
+    failure: OtpFailure,
+) -> StoreResult<OtpVerifyOutcome> {
+    insert_event(tx, otp_failed_event(&req.project_id, otp_id, failure, req.now)).await?;
+    Ok(OtpVerifyOutcome::Failed(failure))
+}
+
+async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVerifyOutcome> {
+    let row = sqlx::query!(
+        "SELECT email, code_hash, failures, used_at, expires_at, target_public_key
+         FROM otp_codes WHERE project_id = $1 AND id = $2 FOR UPDATE",
+        req.project_id.as_str(),
+        req.otp_id.as_str()
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else { return refuse(tx, req, None, OtpFailure::Invalid).await };
+    let stored = StoredOtp {
+        code_hash: &row.code_hash,
+        failures: row.failures,
+        used_at: row.used_at.map(Timestamp),
+        expires_at: Timestamp(row.expires_at),
+        target_public_key: row.target_public_key.as_deref(),
+        codes_blocked_until: codes_blocked_until(tx, &req.project_id, &row.email).await?,
+    };
+    let target = match decide_otp(stored, &req.code_hash_candidates, req.target_public_key.as_deref(), req.now) {
+        Ok(target) => target.map(str::to_string),
+        Err(OtpRefusal::CountFailure) => {
+            sqlx::query!("UPDATE otp_codes SET failures = failures + 1 WHERE id = $1", req.otp_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            count_code_failure(tx, &req.project_id, &row.email, req.now).await?;
+            return refuse(tx, req, Some(&req.otp_id), OtpFailure::Invalid).await;
+        }
+        Err(OtpRefusal::Refuse(failure)) => return refuse(tx, req, Some(&req.otp_id), failure).await,
+    };
+    let now_ms = req.now.millis();
+    let consumed = sqlx::query!(
+        "UPDATE otp_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND failures < $3 AND expires_at > $1",
+        now_ms,
+        req.otp_id.as_str(),
+        MAX_OTP_FAILURES
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if consumed == 0 {
+        let used_at = sqlx::query_scalar!("SELECT used_at FROM otp_codes WHERE id = $1", req.otp_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .flatten();
+        let failure = used_at
+            .map_or(OtpFailure::Locked { until: None }, |used_at| OtpFailure::Used { used_at: Timestamp(used_at) });
+        return refuse(tx, req, Some(&req.otp_id), failure).await;
+    }
+    reset_code_failures(tx, &req.project_id, &row.email).await?;
+    // `DO UPDATE` (a no-op) so the row comes back even when a concurrent
+    // verify created it a moment ago; new exactly when our id came back.
+    let user_row = sqlx::query!(
+        r#"INSERT INTO users (id, project_id, email, created_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
+           RETURNING id AS "id!", created_at AS "created_at!""#,
+        req.new_user_id.as_str(),
+        req.project_id.as_str(),
+        row.email,
+        now_ms
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let is_new_user = req.new_user_id == user_row.id.as_str();
+    let user = User {
+        id: UserId::from_trusted(user_row.id),
+        project_id: req.project_id.clone(),
+        email: row.email,
+        created_at: Timestamp(user_row.created_at),
+    };
+    let verified = NewEvent {
+        user_id: Some(&user.id),
+        otp_id: Some(&req.otp_id),
+        email: Some(&user.email),
+        ..NewEvent::new(&req.project_id, EventKind::OtpVerified, req.now)
+    };
+    insert_event(tx, verified).await?;
+    let session = match target {
+        None => None,
+        Some(target_public_key) => {
+            let offer = &req.session;
+            sqlx::query!(
+                "INSERT INTO sessions (id, project_id, user_id, public_key, otp_id, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                offer.id.as_str(),
+                req.project_id.as_str(),
+                user.id.as_str(),
+                offer.public_key,
+                req.otp_id.as_str(),
+                now_ms,
+                offer.expires_at.millis()
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let created = NewEvent {
+                user_id: Some(&user.id),
+                otp_id: Some(&req.otp_id),
+                session_id: Some(&offer.id),
+                ..NewEvent::new(&req.project_id, EventKind::SessionCreated, req.now)
+            };
+            insert_event(tx, created).await?;
+            // At most MAX_LIVE_SESSIONS live keys a user: the oldest go.
+            let dropped = sqlx::query_scalar!(
+                "UPDATE sessions SET revoked_at = $1 WHERE id IN (
+                    SELECT id FROM sessions
+                    WHERE project_id = $2 AND user_id = $3 AND revoked_at IS NULL AND expires_at > $1
+                    ORDER BY created_at DESC, id DESC OFFSET $4)
+                 RETURNING id",
+                now_ms,
+                req.project_id.as_str(),
+                user.id.as_str(),
+                MAX_LIVE_SESSIONS
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            for id in dropped {
+                let id = SessionId::from_trusted(id);
+                let revoked = NewEvent {
+                    user_id: Some(&user.id),
+                    session_id: Some(&id),
+                    reason: Some("session_limit"),
+                    ..NewEvent::new(&req.project_id, EventKind::SessionRevoked, req.now)
+                };
+                insert_event(tx, revoked).await?;
+            }
+            Some(CreatedSession { id: offer.id.clone(), expires_at: offer.expires_at, target_public_key })
+        }
+    };
+    Ok(OtpVerifyOutcome::Verified(VerifiedOtp { otp_id: req.otp_id.clone(), user, is_new_user, session }))
+}
+
+impl Otp for PgStore {
+    async fn send_otp(&self, otp: NewOtp) -> StoreResult<StartOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = send_one(&mut tx, &otp).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcome)
+    }
+
+    async fn verify_otp(&self, req: VerifyOtp) -> StoreResult<OtpVerifyOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = verify_one(&mut tx, &req).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcome)
+    }
+}
