@@ -5,6 +5,8 @@
 
 mod invites;
 mod organizations;
+mod otp;
+mod sessions;
 mod users;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,8 @@ use utoipa::ToSchema;
 
 pub use invites::*;
 pub use organizations::*;
+pub use otp::*;
+pub use sessions::*;
 pub use users::*;
 
 /// `POST /api/v2/auth/start`
@@ -205,12 +209,20 @@ pub enum ErrorCode {
     CodeVerifierMismatch,
     CodeInvalid,
     InviteAccepted,
+    OtpInvalid,
+    OtpExpired,
+    OtpUsed,
+    OtpLocked,
+    TargetPublicKeyMismatch,
+    StampInvalid,
+    StampReplayed,
+    SessionInvalid,
     NotReady,
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::InvalidRequest,
         Self::Unauthorized,
         Self::KeyRevoked,
@@ -234,6 +246,14 @@ impl ErrorCode {
         Self::CodeVerifierMismatch,
         Self::CodeInvalid,
         Self::InviteAccepted,
+        Self::OtpInvalid,
+        Self::OtpExpired,
+        Self::OtpUsed,
+        Self::OtpLocked,
+        Self::TargetPublicKeyMismatch,
+        Self::StampInvalid,
+        Self::StampReplayed,
+        Self::SessionInvalid,
         Self::NotReady,
         Self::InternalError,
     ];
@@ -263,6 +283,14 @@ impl ErrorCode {
             Self::CodeVerifierMismatch => "code_verifier_mismatch",
             Self::CodeInvalid => "code_invalid",
             Self::InviteAccepted => "invite_accepted",
+            Self::OtpInvalid => "otp_invalid",
+            Self::OtpExpired => "otp_expired",
+            Self::OtpUsed => "otp_used",
+            Self::OtpLocked => "otp_locked",
+            Self::TargetPublicKeyMismatch => "target_public_key_mismatch",
+            Self::StampInvalid => "stamp_invalid",
+            Self::StampReplayed => "stamp_replayed",
+            Self::SessionInvalid => "session_invalid",
             Self::NotReady => "not_ready",
             Self::InternalError => "internal_error",
         }
@@ -271,7 +299,11 @@ impl ErrorCode {
     /// The HTTP status that always goes with this code.
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest | Self::InvalidEmail | Self::ValidationUrlNotAllowed | Self::InvalidTokenFormat => 400,
+            Self::InvalidRequest
+            | Self::InvalidEmail
+            | Self::ValidationUrlNotAllowed
+            | Self::InvalidTokenFormat
+            | Self::TargetPublicKeyMismatch => 400,
             Self::Unauthorized
             | Self::KeyRevoked
             | Self::TokenInvalid
@@ -280,7 +312,14 @@ impl ErrorCode {
             | Self::TokenRevoked
             | Self::TokenBurned
             | Self::CodeVerifierMismatch
-            | Self::CodeInvalid => 401,
+            | Self::CodeInvalid
+            | Self::OtpInvalid
+            | Self::OtpExpired
+            | Self::OtpUsed
+            | Self::OtpLocked
+            | Self::StampInvalid
+            | Self::StampReplayed
+            | Self::SessionInvalid => 401,
             Self::EmailNotAllowed => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -321,6 +360,14 @@ impl ErrorCode {
             Self::CodeVerifierMismatch => "PKCE verifier mismatch",
             Self::CodeInvalid => "Invalid code",
             Self::InviteAccepted => "Invite already accepted",
+            Self::OtpInvalid => "Invalid code",
+            Self::OtpExpired => "Code expired",
+            Self::OtpUsed => "Code already used",
+            Self::OtpLocked => "Code locked",
+            Self::TargetPublicKeyMismatch => "Target public key mismatch",
+            Self::StampInvalid => "Invalid stamp",
+            Self::StampReplayed => "Stamp replayed",
+            Self::SessionInvalid => "Invalid session",
             Self::NotReady => "Not ready",
             Self::InternalError => "Internal error",
         }

@@ -19,7 +19,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::openapi::path::HttpMethod;
 
 use crate::http::serve::ConnectionLimits;
-use crate::http::{auth, dev, error::ApiError, invites, ops, organizations, request_id, users};
+use crate::http::{auth, dev, error::ApiError, invites, ops, organizations, otp, request_id, session, users};
 use crate::keys::KeyRing;
 use crate::mail::outbox::Outbox;
 use crate::mail::transport::DevMailbox;
@@ -165,6 +165,11 @@ api_routes![
     auth::start<S>,
     auth::verify<S>,
     auth::get_login<S>,
+    otp::send_otp<S>,
+    otp::verify_otp<S>,
+    session::whoami<S>,
+    session::revoke<S>,
+    session::activity<S>,
     invites::create_invite<S>,
     invites::list_invites<S>,
     invites::revoke_invite<S>,
@@ -176,6 +181,7 @@ api_routes![
     users::get_user<S>,
     users::find_users<S>,
     users::delete_user<S>,
+    session::revoke_user_sessions<S>,
     ops::jwks<S>,
     ops::healthz,
     ops::readyz<S>,

@@ -497,8 +497,13 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
             let erased =
                 store.erase_user(&project, &found.id, now).await?.ok_or_else(|| CliError::NoUser(user.clone()))?;
             println!(
-                "Erased {}: {} logins and invites, {} memberships; {} events anonymised.",
-                found.id, erased.logins, erased.memberships, erased.events_anonymised
+                "Erased {}: {} logins and invites, {} one-time codes, {} session keys, {} memberships; {} events anonymised.",
+                found.id,
+                erased.logins,
+                erased.one_time_codes,
+                erased.sessions,
+                erased.memberships,
+                erased.events_anonymised
             );
         }
         Command::Org(OrgCommand::List { project, json }) => {

@@ -13,12 +13,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "passgate",
-        description = "Passwordless email login, verified server to server. Every /api/v2 endpoint takes the project's secret key as a Bearer token. Errors are RFC 9457 problem documents whose `code` is stable.",
+        description = "Passwordless email login, verified server to server. Every /api/v2 endpoint takes the project's secret key as a Bearer token, except those under /api/v2/session/, which take an X-Stamp signed with a session key. Errors are RFC 9457 problem documents whose `code` is stable.",
         license(name = "Apache-2.0")
     ),
     modifiers(&SecretKeyAuth),
     tags(
         (name = "auth", description = "Magic-link login"),
+        (name = "otp", description = "Email one-time codes, with Turnkey-compatible session credentials"),
+        (name = "session", description = "Client-signed (stamped) session requests"),
         (name = "operations", description = "Health, readiness, keys and this document"),
     )
 )]

@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use passgate_api_types::{ErrorCode, Problem};
 use passgate_core::Timestamp;
+use passgate_core::limits::LimitKind;
+use passgate_core::otp::OtpFailure;
 use passgate_store::{StoreError, VerifyFailure};
 
 use super::request_id;
@@ -74,10 +76,15 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::RateLimited { limit, retry_after_seconds } => Self::RateLimited {
                 retry_after_seconds,
-                detail: format!(
-                    "too many login emails ({} limit); retry after {retry_after_seconds} s",
-                    limit.as_str()
-                ),
+                detail: match limit {
+                    LimitKind::CodesBlocked => format!(
+                        "too many wrong codes in a row for this address; codes are sent again in {retry_after_seconds} s"
+                    ),
+                    LimitKind::LiveCodes => {
+                        format!("this address has as many unused codes as allowed; retry after {retry_after_seconds} s")
+                    }
+                    other => format!("too many emails ({} limit); retry after {retry_after_seconds} s", other.as_str()),
+                },
             },
             ServiceError::Verify(failure) => Self::Verify(failure),
             ServiceError::CodesBlocked { retry_after_seconds } => Self::RateLimited {
@@ -86,6 +93,16 @@ impl From<ServiceError> for ApiError {
                     "too many wrong codes for this address; codes are checked again in {retry_after_seconds} s"
                 ),
             },
+            ServiceError::Otp(failure) => otp_problem(failure),
+            ServiceError::Stamp(e) => Self::new(ErrorCode::StampInvalid, e.to_string()),
+            ServiceError::StampReplayed => Self::new(
+                ErrorCode::StampReplayed,
+                "this stamped request was already received; sign a new one with a fresh timestampMs",
+            ),
+            ServiceError::SessionInvalid => Self::new(
+                ErrorCode::SessionInvalid,
+                "the stamp's public key is no live session key (unknown, expired or revoked)",
+            ),
             ServiceError::NotFound => Self::not_found(),
             ServiceError::InviteAccepted => {
                 Self::new(ErrorCode::InviteAccepted, "the invite was accepted; there is nothing left to revoke")
@@ -111,6 +128,28 @@ pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     chain
+}
+
+/// A refused one-time code. A blocked address is `otp_locked` (with
+/// `Retry-After`), like a code locked by its own wrong tries.
+fn otp_problem(failure: OtpFailure) -> ApiError {
+    let client = |code, detail: &str| ApiError::new(code, detail);
+    match failure {
+        OtpFailure::Invalid => client(ErrorCode::OtpInvalid, "the code is not valid for this otpId"),
+        OtpFailure::Expired { .. } => client(ErrorCode::OtpExpired, "the code has expired; send a new one"),
+        OtpFailure::Used { .. } => client(ErrorCode::OtpUsed, "the code was already used; send a new one"),
+        OtpFailure::Locked { until: None } => {
+            client(ErrorCode::OtpLocked, "too many wrong codes for this otpId; send a new one")
+        }
+        OtpFailure::Locked { until: Some(_) } => client(
+            ErrorCode::OtpLocked,
+            "too many wrong codes in a row for this address; codes are refused for a while (see Retry-After on otp/send)",
+        ),
+        OtpFailure::TargetMismatch => client(
+            ErrorCode::TargetPublicKeyMismatch,
+            "targetPublicKey differs from the one given when the code was sent",
+        ),
+    }
 }
 
 fn verify_problem(failure: VerifyFailure) -> (ErrorCode, &'static str, Option<Timestamp>, Option<Timestamp>) {

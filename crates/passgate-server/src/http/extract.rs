@@ -1,5 +1,6 @@
 //! Our own extractors, so every rejection is a problem document in our
-//! format: JSON bodies ([`ApiJson`]), project authentication ([`Project`])
+//! format: JSON bodies ([`ApiJson`], and [`JsonBytes`] for signed ones),
+//! project authentication ([`Project`])
 //! and the `Idempotency-Key` header ([`IdempotencyKey`]).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -52,11 +53,12 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
+/// A JSON body's exact bytes (`application/json`, at most 64 KiB), for a
+/// handler that must check a signature over them before reading them.
+#[derive(Debug)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -84,6 +86,19 @@ where
                 ApiError::invalid_request("the request body could not be read")
             }
         })?;
+        Ok(Self(bytes))
+    }
+}
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {}", describe_json_error(&e))))?;

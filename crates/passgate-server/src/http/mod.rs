@@ -10,6 +10,8 @@ pub mod inputs;
 pub mod invites;
 pub mod ops;
 pub mod organizations;
+pub mod otp;
 pub mod request_id;
 pub mod serve;
+pub mod session;
 pub mod users;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailPayload {
-    /// Template set: `login` or `invite`.
+    /// Template set: `login`, `invite` or `otp`.
     pub template: String,
     pub project_id: String,
     pub to: String,

@@ -1,7 +1,8 @@
 //! Email templates (minijinja): built-in defaults, overridable by the
 //! operator for every project or for one.
 //!
-//! Two sets: `login` (a sign-in link, and its code) and `invite`. With
+//! Three sets: `login` (a sign-in link, and its code), `invite`, and `otp`
+//! (a one-time code). With
 //! `templates_dir` set, files found there replace the built-ins:
 //! `<dir>/<set>.subject.txt`, `<dir>/<set>.txt`, `<dir>/<set>.html` for all
 //! projects, and `<dir>/<project id>/<set>.*` for one project. Each file is
@@ -16,7 +17,7 @@ use minijinja::Environment;
 use super::{EmailPayload, RenderedEmail};
 
 const PARTS: [&str; 3] = ["subject.txt", "txt", "html"];
-const TEMPLATE_SETS: [&str; 2] = ["login", "invite"];
+const TEMPLATE_SETS: [&str; 3] = ["login", "invite", "otp"];
 
 fn builtin(set: &str, part: &str) -> Option<&'static str> {
     match (set, part) {
@@ -26,6 +27,9 @@ fn builtin(set: &str, part: &str) -> Option<&'static str> {
         ("invite", "subject.txt") => Some(include_str!("../../templates/invite.subject.txt")),
         ("invite", "txt") => Some(include_str!("../../templates/invite.txt")),
         ("invite", "html") => Some(include_str!("../../templates/invite.html")),
+        ("otp", "subject.txt") => Some(include_str!("../../templates/otp.subject.txt")),
+        ("otp", "txt") => Some(include_str!("../../templates/otp.txt")),
+        ("otp", "html") => Some(include_str!("../../templates/otp.html")),
         _ => None,
     }
 }

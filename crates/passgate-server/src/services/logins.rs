@@ -18,8 +18,8 @@ use passgate_core::secret::Purpose;
 use passgate_core::token::LinkToken;
 use passgate_core::{EmailId, LoginId, Timestamp, UserId};
 use passgate_store::{
-    IdempotencyClaim, LoginView, NewLogin, Project, SendLimits, StartOutcome, Store, VerifiedLogin, VerifyByCode,
-    VerifyByToken, VerifyOutcome,
+    AuthMethod, IdempotencyClaim, LoginView, NewLogin, Project, SendLimits, StartOutcome, Store, User, VerifiedLogin,
+    VerifyByCode, VerifyByToken, VerifyOutcome,
 };
 
 use super::ServiceError;
@@ -272,18 +272,25 @@ pub async fn verify<S: Store>(
         }
     };
     app.metrics.login_verified();
-    let jwt = sign_jwt(&signer, &app.public_url, &login, now)?;
+    let jwt = sign_jwt(&signer, &app.public_url, &login.user, login.method, now)?;
     Ok(Verified { login, jwt })
 }
 
-fn sign_jwt(signer: &JwtSigner, issuer: &str, login: &VerifiedLogin, now: Timestamp) -> Result<String, ServiceError> {
+/// The signed result of a sign-in: who, how, for which project, by whom.
+pub fn sign_jwt(
+    signer: &JwtSigner,
+    issuer: &str,
+    user: &User,
+    method: AuthMethod,
+    now: Timestamp,
+) -> Result<String, ServiceError> {
     let claims = LoginClaims {
         iss: issuer.to_string(),
-        aud: login.user.project_id.to_string(),
-        sub: login.user.id.to_string(),
-        email: login.user.email.clone(),
+        aud: user.project_id.to_string(),
+        sub: user.id.to_string(),
+        email: user.email.clone(),
         email_verified: true,
-        amr: vec![login.method.amr().to_string()],
+        amr: vec![method.amr().to_string()],
         iat: now.seconds(),
         exp: now.seconds() + JWT_TTL_SECONDS,
         jti: uuid::Uuid::now_v7().simple().to_string(),

@@ -10,10 +10,14 @@
 pub mod invites;
 pub mod logins;
 pub mod organizations;
+pub mod otp;
+pub mod sessions;
 pub mod users;
 
 use passgate_core::limits::LimitKind;
 use passgate_core::login::VerifyFailure;
+use passgate_core::otp::OtpFailure;
+use passgate_core::stamp::StampError;
 use passgate_store::StoreError;
 
 use crate::keys::KeyError;
@@ -35,6 +39,18 @@ pub enum ServiceError {
     /// checked for this long.
     #[error("codes for this address are blocked for {retry_after_seconds} s")]
     CodesBlocked { retry_after_seconds: i64 },
+    /// A one-time code was refused.
+    #[error("code verification failed: {}", .0.reason())]
+    Otp(OtpFailure),
+    /// A stamped request's stamp or body did not check out.
+    #[error("stamp refused: {0}")]
+    Stamp(StampError),
+    /// A stamped body seen before, within its window.
+    #[error("the stamped request was already used")]
+    StampReplayed,
+    /// The stamp's key is no live session key.
+    #[error("no live session has this key")]
+    SessionInvalid,
     /// No such resource in the caller's project.
     #[error("not found")]
     NotFound,
