@@ -17,6 +17,7 @@ mod emails;
 mod examples;
 mod http_hygiene;
 mod invites;
+mod otp;
 mod outbox;
 mod process;
 mod router;

@@ -104,6 +104,17 @@ impl Mail {
         Some(self.text[start..].split_whitespace().next()?.to_string())
     }
 
+    /// A one-time code: a line of the text part that is 6–9 digits or
+    /// Crockford Base32 letters, standing alone.
+    pub fn one_time_code(&self) -> Option<String> {
+        const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        self.text
+            .lines()
+            .map(str::trim)
+            .find(|l| (6..=9).contains(&l.len()) && l.bytes().all(|b| CROCKFORD.contains(&b)))
+            .map(str::to_string)
+    }
+
     /// A line of the text part that is exactly six digits.
     pub fn code(&self) -> Option<String> {
         self.text
