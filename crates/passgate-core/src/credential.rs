@@ -233,6 +233,44 @@ mod tests {
         }
     }
 
+    /// RFC 9180's suite as the contract names it — KEM 0x0010, KDF 0x0001,
+    /// AEAD 0x0002, base mode — against the CFRG's published vector (entry
+    /// 68 of test-vectors.json at cfrg/draft-irtf-cfrg-hpke 5f503c5, the
+    /// RFC's final key schedule): the receiver key derives from its seed,
+    /// and both encryptions of one context open to the known plaintext.
+    #[test]
+    fn the_suite_matches_the_rfc_9180_vector() {
+        use hpke::Kem as _;
+        let unhex = |text: &str| hex::decode(text).unwrap_or_else(|e| panic!("{e}"));
+        let (sk, pk) = Kem::derive_keypair(&unhex("a0ce15d49e28bd47a18a97e147582d814b08cbe00109fed5ec27d1b4e9f6f5e3"));
+        assert_eq!(hex::encode(sk.to_bytes()), "317f915db7bc629c48fe765587897e01e282d3e8445f79f27f65d031a88082b2");
+        assert_eq!(
+            hex::encode(pk.to_bytes()),
+            "04abc7e49a4c6b3566d77d0304addc6ed0e98512ffccf505e6a8e3eb25c685136f853148544876de76c0f2ef99cdc3a05ccf5ded7860c7c021238f9e2073d2356c"
+        );
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&unhex(
+            "04c06b4f6bebc7bb495cb797ab753f911aff80aefb86fd8b6fcc35525f3ab5f03e0b21bd31a86c6048af3cb2d98e0d3bf01da5cc4c39ff5370d331a4f1f7d5a4e0",
+        ))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let info = unhex("4f6465206f6e2061204772656369616e2055726e");
+        let mut context = hpke::setup_receiver::<AesGcm256, HkdfSha256, Kem>(&OpModeR::Base, &sk, &enc, &info)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let plaintext = unhex("4265617574792069732074727574682c20747275746820626561757479");
+        for (aad, ciphertext) in [
+            (
+                "436f756e742d30",
+                "58c61a45059d0c5704560e9d88b564a8b63f1364b8d1fcb3c4c6ddc1d291742465e902cd216f8908da49f8f96f",
+            ),
+            (
+                "436f756e742d31",
+                "b4e7c90d1dd62cb563694956eb517ab55d5e7d1f6366a0066c04ababaa444dbaf60a30d7bb7d3e91b969762dee",
+            ),
+        ] {
+            let opened = context.open(&unhex(ciphertext), &unhex(aad)).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(opened, plaintext);
+        }
+    }
+
     #[test]
     fn session_keys_are_fresh_and_never_shown() {
         let (a, b) = (SessionKeyPair::generate(), SessionKeyPair::generate());
