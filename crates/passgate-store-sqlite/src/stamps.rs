@@ -20,12 +20,16 @@ impl Stamps for SqliteStore {
             .db()?
             .execute(params![now.millis(), SWEEP_BATCH])
             .db()?;
+            // A record past its window is no replay even if the sweep has not
+            // reached it yet: it is taken over rather than kept.
             let inserted = conn
                 .prepare_cached(
-                    "INSERT INTO stamp_replays (digest, keep_until) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                    "INSERT INTO stamp_replays (digest, keep_until) VALUES (?1, ?2)
+                     ON CONFLICT (digest) DO UPDATE SET keep_until = excluded.keep_until
+                     WHERE stamp_replays.keep_until <= ?3",
                 )
                 .db()?
-                .execute(params![&digest[..], keep_until.millis()])
+                .execute(params![&digest[..], keep_until.millis(), now.millis()])
                 .db()?;
             Ok(inserted == 1)
         })

@@ -1,5 +1,6 @@
 //! The real `passgate` binary: CLI, configuration refusals, JSON logs,
-//! dev mode, SIGTERM, and surviving SIGKILL without losing an email.
+//! dev mode, SIGTERM, and surviving SIGKILL without losing an email, a code
+//! or a session key.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -315,6 +316,90 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
     let output = second.output();
     assert!(!output.contains(&token) && !output.contains(&key), "secrets in the server's logs");
     assert_clean(&output);
+}
+
+/// The crash test for codes and session keys: a code sent before a SIGKILL
+/// verifies after the restart (with the target key given at send), the
+/// session key it minted survives the next SIGKILL, and so does the
+/// record of a stamped request (its replay is still refused).
+#[tokio::test]
+async fn codes_session_keys_and_stamp_records_survive_a_kill() {
+    use turnkey_api_key_stamper::{Stamp, TurnkeyP256ApiKey};
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
+    let key = create_project(&db).await;
+    let sink = SmtpSink::start().await;
+    let dir = temp_dir();
+    let http = reqwest::Client::new();
+    let mut browser = turnkey_enclave_encrypt::AuthenticationClient::new();
+    let target = browser.target_public_key().unwrap_or_else(|e| panic!("{e:?}"));
+
+    let mut first = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
+    let sent = Reply::of(
+        http.post(format!("{}/api/v2/otp/send", first.base))
+            .bearer_auth(&key)
+            .json(&json!({ "email": "ada@example.com", "targetPublicKey": target }))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let code = sink.wait_for("ada@example.com").await.one_time_code().unwrap_or_default();
+    remember_secret(&code);
+    first.child.kill().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let mut second = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
+    let verified = Reply::of(
+        http.post(format!("{}/api/v2/otp/verify", second.base))
+            .bearer_auth(&key)
+            .json(&json!({ "otpId": sent.str("otpId"), "code": code }))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(verified.status, 200, "{}", verified.text);
+    let bundle = verified.body["authSession"]["credentialBundle"].as_str().unwrap_or_default().to_string();
+    remember_secret(&bundle);
+    let private = browser.decrypt(&bundle).unwrap_or_else(|e| panic!("{e:?}"));
+    let session_key = TurnkeyP256ApiKey::from_bytes(private, None::<Vec<u8>>).unwrap_or_else(|e| panic!("{e:?}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let body = json!({ "action": "whoami", "timestampMs": now.to_string() }).to_string();
+    let stamp = session_key.stamp(body.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+    let whoami = |base: String| {
+        let (http, body, stamp) = (http.clone(), body.clone(), stamp.value.clone());
+        async move {
+            let request = http
+                .post(format!("{base}/api/v2/session/whoami"))
+                .header("content-type", "application/json")
+                .header("X-Stamp", stamp)
+                .body(body);
+            Reply::of(request.send().await).await
+        }
+    };
+    let who = whoami(second.base.clone()).await;
+    assert_eq!(who.status, 200, "{}", who.text);
+    assert_eq!(who.body["user"]["email"], "ada@example.com");
+    second.child.kill().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let mut third = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
+    whoami(third.base.clone()).await.assert_problem(401, "stamp_replayed");
+    let fresh = json!({ "action": "whoami", "timestampMs": (now + 1).to_string() }).to_string();
+    let fresh_stamp = session_key.stamp(fresh.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+    let again = Reply::of(
+        http.post(format!("{}/api/v2/session/whoami", third.base))
+            .header("content-type", "application/json")
+            .header("X-Stamp", fresh_stamp.value)
+            .body(fresh)
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(again.status, 200, "the session key survived the kill: {}", again.text);
+    assert!(third.stop().await.success());
+    for output in [first.output(), second.output(), third.output()] {
+        assert!(!output.contains(&code) && !output.contains(&bundle), "secrets in the server's logs");
+        assert_clean(&output);
+    }
 }
 
 /// Outside dev mode logs are JSON lines; SIGTERM drains and exits cleanly.

@@ -21,9 +21,12 @@ mod events;
 mod invites;
 mod logins;
 mod organizations;
+mod otp;
 mod outbox;
 mod projects;
+mod sessions;
 mod signing_keys;
+mod stamps;
 mod users;
 
 /// One conformance check, ready to run on a store of type `S`.
@@ -70,11 +73,21 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
         concurrent_delivery_outcomes_are_each_recorded, a_renewed_lease_keeps_the_email_its_holders,
         queued_payloads_are_those_not_yet_settled]);
     all.extend(checks![events: events_are_recorded]);
+    all.extend(checks![otp:
+        a_code_is_sent_then_verified_once, codes_belong_to_their_otp_id_and_project, three_wrong_codes_lock_the_code,
+        wrong_codes_count_per_address_across_codes, sends_obey_the_limits, expiry_is_exact, sends_are_idempotent,
+        target_keys_decide_the_session_key, fifty_concurrent_verifies_one_winner,
+        erasure_removes_codes_and_session_keys]);
+    all.extend(checks![sessions:
+        a_session_key_is_live_until_it_expires_or_is_revoked, a_user_has_at_most_ten_live_session_keys,
+        revoking_a_users_session_keys, user_activity_lists_sign_ins_and_session_keys]);
+    all.extend(checks![stamps:
+        a_stamp_is_accepted_once_within_its_window, concurrent_records_of_one_body_accept_it_once]);
     all
 }
 
 /// The area files, as compiled in: what [`declared`] reads.
-const SOURCES: [(&str, &str); 8] = [
+const SOURCES: [(&str, &str); 11] = [
     ("projects", include_str!("projects.rs")),
     ("signing_keys", include_str!("signing_keys.rs")),
     ("logins", include_str!("logins.rs")),
@@ -83,6 +96,9 @@ const SOURCES: [(&str, &str); 8] = [
     ("users", include_str!("users.rs")),
     ("outbox", include_str!("outbox.rs")),
     ("events", include_str!("events.rs")),
+    ("otp", include_str!("otp.rs")),
+    ("sessions", include_str!("sessions.rs")),
+    ("stamps", include_str!("stamps.rs")),
 ];
 
 /// Every check declared in the area files (`area::name`): each public
