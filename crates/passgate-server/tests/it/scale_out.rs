@@ -15,7 +15,7 @@ async fn post(http: &reqwest::Client, base: &str, key: &str, path: &str, body: V
     Reply::of(http.post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await).await
 }
 
-/// SECURITY S6 and S13 across processes; one email per start with three workers.
+/// SECURITY S6, S13 and S21 across processes; one email per start with three workers.
 #[tokio::test]
 async fn three_instances_on_one_postgres_behave_as_one() {
     let db = TestDb::on(Backend::Postgres).await;
@@ -145,6 +145,54 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     for m in sink.wait_for_count("limit@example.com", 5).await {
         remember_secret(&m.token().unwrap_or_default());
     }
+    // A code sent on one instance verifies once over the three, and a
+    // stamped request seen by one is a replay on every other (S6, S21).
+    let mut browser = turnkey_enclave_encrypt::AuthenticationClient::new();
+    let target = browser.target_public_key().unwrap_or_else(|e| panic!("{e:?}"));
+    let sent = post(
+        &http,
+        &bases[0],
+        &key,
+        "/api/v2/otp/send",
+        json!({ "email": "otp@example.com", "targetPublicKey": target }),
+    )
+    .await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let code = sink.wait_for("otp@example.com").await.one_time_code().unwrap_or_default();
+    remember_secret(&code);
+    let verifies = (0..30).map(|i| {
+        let (http, base, key, otp_id, code) =
+            (http.clone(), bases[i % 3].clone(), key.clone(), sent.str("otpId"), code.clone());
+        async move { post(&http, &base, &key, "/api/v2/otp/verify", json!({ "otpId": otp_id, "code": code })).await }
+    });
+    let replies = futures::future::join_all(verifies).await;
+    let winners: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(winners.len(), 1, "one code, one verify, whichever instance answers");
+    for r in replies.iter().filter(|r| r.status != 200) {
+        r.assert_problem(401, "otp_used");
+    }
+    let bundle = winners[0].body["authSession"]["credentialBundle"].as_str().unwrap_or_default().to_string();
+    remember_secret(&bundle);
+    let private = browser.decrypt(&bundle).unwrap_or_else(|e| panic!("{e:?}"));
+    let session_key = turnkey_api_key_stamper::TurnkeyP256ApiKey::from_bytes(private, None::<Vec<u8>>)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let body = json!({ "action": "whoami", "timestampMs": now.to_string() }).to_string();
+    let stamp =
+        turnkey_api_key_stamper::Stamp::stamp(&session_key, body.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+    let whoami = |base: &str| {
+        http.post(format!("{base}/api/v2/session/whoami"))
+            .header("content-type", "application/json")
+            .header("X-Stamp", stamp.value.as_str())
+            .body(body.clone())
+            .send()
+    };
+    let first = Reply::of(whoami(&bases[1]).await).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    for base in [&bases[0], &bases[2], &bases[1]] {
+        Reply::of(whoami(base).await).await.assert_problem(401, "stamp_replayed");
+    }
+
     // Stopped, each instance has finished what it was sending: one email
     // per start, although three outbox workers watched the queue.
     let (mut a, mut b, mut c) = (a, b, c);
@@ -154,10 +202,13 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     for i in 0..30 {
         assert_eq!(sink.mails_to(&format!("u{i}@example.com")).len(), 1, "exactly one email per start");
     }
-    assert_eq!(sink.mails().len(), 37, "2 before, 30 starts, 5 within the limit");
+    assert_eq!(sink.mails().len(), 38, "2 before, 30 starts, 5 within the limit, 1 code");
     for server in [&a, &b, &c] {
         let output = server.output();
-        assert!(!output.contains(&key) && !output.contains(&token), "a secret reached an instance's logs");
+        assert!(
+            !output.contains(&key) && !output.contains(&token) && !output.contains(&code) && !output.contains(&bundle),
+            "a secret reached an instance's logs"
+        );
     }
 }
 
