@@ -63,15 +63,16 @@ def pair(p):
 
 
 runs = {}
-rounds = {}  # (target, db, users) -> [row of round 1, round 2, ...], for rows measured in rounds
-for path in glob.glob(os.path.join(out, "*-link-*.json")):
+rounds = {}  # (target, db, flow, users) -> [row of round 1, round 2, ...], for rows measured in rounds
+FLOWS = ("link", "otp")
+for path in glob.glob(os.path.join(out, "*.json")):
     name = os.path.basename(path)[:-5]
-    m = re.match(r"(passgate|better-auth)-(sqlite|postgres)-link-(\d+)(?:\.round(\d+))?$", name)
+    m = re.match(r"(passgate|better-auth)-(sqlite|postgres)-(link|otp)-(\d+)(?:\.round(\d+))?$", name)
     if not m:
         continue
-    key = (m.group(1), m.group(2), int(m.group(3)))
-    if m.group(4):
-        rounds.setdefault(key, {})[int(m.group(4))] = row_of(load(path))
+    key = (m.group(1), m.group(2), m.group(3), int(m.group(4)))
+    if m.group(5):
+        rounds.setdefault(key, {})[int(m.group(5))] = row_of(load(path))
     else:
         runs[key] = row_of(load(path))
 for key, by_number in rounds.items():
@@ -94,7 +95,8 @@ w(f"**Machine**: {os.cpu_count()} vCPUs ({cpu or 'unknown CPU'}), {mem}, {platfo
   f"PostgreSQL {pg or '?'} (stock settings: `synchronous_commit=on`, `fsync=on`), SQLite in WAL mode with "
   "`synchronous=FULL` (passgate's setting). The load generator, its SMTP sink, the server and the database share the "
   "machine. Every run: a fresh server process and an emptied database, "
-  "the `link` flow (start → email over SMTP → verify), the same loadgen flags for both targets.")
+  "the kit's flows — `link` (start → email over SMTP → verify) and `otp` (send → email with the code → verify) — "
+  "with the same loadgen flags for both targets.")
 w("")
 w("passgate's send limit is raised for the run with the documented project setting (`--emails-per-minute 1000000`); "
   "every other check stays on. better-auth runs with its rate limiting off, as the kit's peer documents.")
@@ -111,17 +113,18 @@ if rounds:
     w("Rows measured in rounds (see below) show each side's median round: every figure in the row is that round's, "
       "and the ratio is the two medians'.")
 w("")
-w("| target | db | users | logins/s | ratio | errors | start | email | verify | cycle | peak RSS MiB | server cores | db cores | loadgen cores | steal cores |")
-w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-for db in ("sqlite", "postgres"):
-    for users in sorted({k[2] for k in runs if k[1] == db}):
+w("| flow | target | db | users | logins/s | ratio | errors | start | email | verify | cycle | peak RSS MiB | server cores | db cores | loadgen cores | steal cores |")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for flow in FLOWS:
+  for db in ("sqlite", "postgres"):
+    for users in sorted({k[3] for k in runs if k[1] == db and k[2] == flow}):
         for target in ("passgate", "better-auth"):
-            r = runs.get((target, db, users))
+            r = runs.get((target, db, flow, users))
             if not r:
                 continue
-            peer = runs.get(("better-auth", db, users))
+            peer = runs.get(("better-auth", db, flow, users))
             rat = ratio(r["rate"], peer["rate"]) if target == "passgate" and peer else ""
-            w(f"| {target} | {db} | {users} | {fmt(r['rate'])} | {rat} | {r['errors']} | {pair(r['start'])} | "
+            w(f"| {flow} | {target} | {db} | {users} | {fmt(r['rate'])} | {rat} | {r['errors']} | {pair(r['start'])} | "
               f"{pair(r['email'])} | {pair(r['verify'])} | {pair(r['cycle'])} | {fmt(r['rss'], 0)} | "
               f"{fmt(r['server_cores'], 2)} | {fmt(r['db_cores'], 2)} | {fmt(r['loadgen_cores'], 2)} | "
               f"{fmt(r['steal'], 2)} |")
@@ -135,16 +138,17 @@ if rounds:
       "the peer, then passgate again, each round a fresh server and database. Logins/s of every round, in the "
       "order run, and the ratio within each round:")
     w("")
-    w("| db | users | passgate | better-auth | ratio by round | ratio of the medians |")
-    w("|---|---|---|---|---|---|")
+    w("| flow | db | users | passgate | better-auth | ratio by round | ratio of the medians |")
+    w("|---|---|---|---|---|---|---|")
     order = ("sqlite", "postgres")  # as in the table above
-    for (target, db, users) in sorted((k for k in rounds if k[0] == "passgate"), key=lambda k: (order.index(k[1]), k[2])):
-        ours = rounds[(target, db, users)]
-        kept = runs.get((target, db, users))
-        theirs = rounds.get(("better-auth", db, users)) or []
+    for (target, db, flow, users) in sorted((k for k in rounds if k[0] == "passgate"),
+                                            key=lambda k: (FLOWS.index(k[2]), order.index(k[1]), k[3])):
+        ours = rounds[(target, db, flow, users)]
+        kept = runs.get((target, db, flow, users))
+        theirs = rounds.get(("better-auth", db, flow, users)) or []
         by_round = [ratio(a["rate"], b["rate"]) for a, b in zip(ours, theirs)]
-        peer = runs.get(("better-auth", db, users))
-        w(f"| {db} | {users} | {', '.join(fmt(r['rate']) for r in ours)} | "
+        peer = runs.get(("better-auth", db, flow, users))
+        w(f"| {flow} | {db} | {users} | {', '.join(fmt(r['rate']) for r in ours)} | "
           f"{', '.join(fmt(r['rate']) for r in theirs) or '–'} | {', '.join(by_round) or '–'} | "
           f"{ratio(kept['rate'], peer['rate']) if kept and peer else '–'} |")
     w("")
@@ -179,8 +183,9 @@ for c, t in sorted(pg_rates.items()):
 for c, t in sorted(hello.items()):
     w(f"| axum hello-world JSON (`wrk`, {c} connections): requests/s | {fmt(t, 0)} |")
 w("")
-best = {db: max([r["rate"] for (t, d, u), r in runs.items() if t == "passgate" and d == db and r] or [0]) for db in ("sqlite", "postgres")}
-w("passgate as a fraction of those limits (its best logins/s; a login is 3 HTTP requests and, on the database, "
+best = {db: max([r["rate"] for (t, d, f, u), r in runs.items() if t == "passgate" and d == db and f == "link" and r] or [0])
+        for db in ("sqlite", "postgres")}
+w("passgate as a fraction of those limits (its best link logins/s; a login is 3 HTTP requests and, on the database, "
   "3 writes — start, delivery outcome, verify — that are group-committed with others, so many logins share one "
   "commit):")
 w("")

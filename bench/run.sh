@@ -10,7 +10,8 @@
 # QUICK=1 runs only the login rows, into a scratch folder, and leaves
 # BENCHMARKS.md alone (its figures come from full runs only).
 #
-# Settings (environment): USERS ("1 16 64"), WARMUP (5), DURATION (30),
+# Settings (environment): FLOWS ("link otp": the kit's flows, each against
+# both targets), USERS ("1 16 64"), WARMUP (5), DURATION (30),
 # DBS ("sqlite postgres"), PEER (1 to run better-auth too), BENCH_KIT,
 # MAX_STEAL (0.15) and TRIES (3): on a shared VM the hypervisor may take CPU
 # from us mid-run (loadgen reports it as steal); a row whose window lost
@@ -27,6 +28,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIT=${BENCH_KIT:-$(cd "$ROOT/../shared/bench" && pwd)}
+FLOWS=${FLOWS:-"link otp"}
 USERS=${USERS:-"1 16 64"}
 WARMUP=${WARMUP:-5}
 DURATION=${DURATION:-30}
@@ -48,7 +50,7 @@ ROUNDS=${ROUNDS:-3}
 ROUND_USERS=${ROUND_USERS:-64}
 mkdir -p "$OUT"
 # Rounds of an earlier run the same day would be read as this run's.
-rm -f "$OUT"/*.round*.*
+for flow in $FLOWS; do rm -f "$OUT"/*-"$flow"-*.round*.*; done
 cd "$ROOT"
 
 server_pid=""
@@ -83,7 +85,7 @@ secret=$(head -c 32 /dev/urandom | base64)
 # One passgate run: a fresh database, a project whose send limit is raised
 # with the documented setting (every other check stays on), a fresh process.
 run_passgate() {
-  local db=$1 users=$2 url pids=()
+  local db=$1 users=$2 flow=$3 url pids=()
   case $db in
     sqlite) rm -f "$WORK"/bench.db*; url="sqlite://$WORK/bench.db" ;;
     postgres)
@@ -94,19 +96,19 @@ run_passgate() {
   key=$(PASSGATE_DATABASE_URL=$url "$PASSGATE" project create --name bench --redirect-url "$CALLBACK" \
         --emails-per-minute 1000000 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secretKey"])')
   PASSGATE_DATABASE_URL=$url PASSGATE_SMTP_URL=smtp://127.0.0.1:2525 PASSGATE_SECRET_KEY=$secret \
-    PASSGATE_LISTEN=127.0.0.1:$PORT PASSGATE_LOG=warn "$PASSGATE" serve >"$OUT/server-passgate-$db-link-$users.log" 2>&1 &
+    PASSGATE_LISTEN=127.0.0.1:$PORT PASSGATE_LOG=warn "$PASSGATE" serve >"$OUT/server-passgate-$db-$flow-$users.log" 2>&1 &
   server_pid=$!
   wait_http "http://127.0.0.1:$PORT/readyz"
   pids=(--pid "$server_pid")
   [ "$db" = postgres ] && pids+=(--pid "$(postmaster_pid)" --pid-tree)
   LOADGEN_API_KEY=$key "$LOADGEN" --target passgate --base-url "http://127.0.0.1:$PORT" --validation-url "$CALLBACK" \
-    --flow link --users "$users" --warmup "$WARMUP" --duration "$DURATION" --time-limit $((WARMUP + DURATION + 60)) \
-    "${pids[@]}" --label "passgate/$db" --json "$OUT/passgate-$db-link-$users.json" >"$OUT/loadgen-passgate-$db-link-$users.txt"
+    --flow "$flow" --users "$users" --warmup "$WARMUP" --duration "$DURATION" --time-limit $((WARMUP + DURATION + 60)) \
+    "${pids[@]}" --label "passgate/$db" --json "$OUT/passgate-$db-$flow-$users.json" >"$OUT/loadgen-passgate-$db-$flow-$users.txt"
   stop_server
 }
 
 run_peer() {
-  local db=$1 users=$2 pids=()
+  local db=$1 users=$2 flow=$3 pids=()
   export PGHOST=127.0.0.1 PGUSER=bench PGPASSWORD=bench PGDATABASE=better_auth_bench
   case $db in
     postgres) psql -q -c 'TRUNCATE "user", "session", "account", "verification" CASCADE' ;;
@@ -114,51 +116,53 @@ run_peer() {
       rm -f "$KIT/peers/better-auth/better-auth.db"*
       (cd "$KIT/peers/better-auth" && DB_KIND=sqlite BETTER_AUTH_SECRET=migrate-only-secret-0000000000000000 node migrate.mjs >/dev/null) ;;
   esac
-  DB_KIND=$db PORT=$PEER_PORT "$KIT/peers/better-auth/run.sh" >"$OUT/server-better-auth-$db-link-$users.log" 2>&1 &
+  DB_KIND=$db PORT=$PEER_PORT "$KIT/peers/better-auth/run.sh" >"$OUT/server-better-auth-$db-$flow-$users.log" 2>&1 &
   server_pid=$!
   wait_http "http://127.0.0.1:$PEER_PORT/healthz"
   pids=(--pid "$server_pid")
   [ "$db" = postgres ] && pids+=(--pid "$(postmaster_pid)" --pid-tree)
-  "$LOADGEN" --target better-auth --base-url "http://127.0.0.1:$PEER_PORT" --flow link --users "$users" \
+  "$LOADGEN" --target better-auth --base-url "http://127.0.0.1:$PEER_PORT" --flow "$flow" --users "$users" \
     --warmup "$WARMUP" --duration "$DURATION" --time-limit $((WARMUP + DURATION + 60)) \
-    "${pids[@]}" --label "better-auth/$db" --json "$OUT/better-auth-$db-link-$users.json" >"$OUT/loadgen-better-auth-$db-link-$users.txt"
+    "${pids[@]}" --label "better-auth/$db" --json "$OUT/better-auth-$db-$flow-$users.json" >"$OUT/loadgen-better-auth-$db-$flow-$users.txt"
   stop_server
   unset PGHOST PGUSER PGPASSWORD PGDATABASE
 }
 
 # Runs one row until the hypervisor left it alone (see MAX_STEAL).
 measure() {
-  local what=$1 db=$2 users=$3 try steal
+  local what=$1 db=$2 users=$3 flow=$4 try steal
   for try in $(seq 1 "$TRIES"); do
-    echo "== $what $db, $users users (try $try)"
-    "run_$what" "$db" "$users"
+    echo "== $what $db $flow, $users users (try $try)"
+    "run_$what" "$db" "$users" "$flow"
     steal=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1])).get("machineStealCores") or 0, 2))' \
-      "$OUT/$(echo "$what" | sed 's/peer/better-auth/')-$db-link-$users.json")
+      "$OUT/$(echo "$what" | sed 's/peer/better-auth/')-$db-$flow-$users.json")
     python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)' "$steal" "$MAX_STEAL" && return 0
     echo "   the hypervisor took $steal cores during the window; measuring again"
     sleep 10
   done
 }
 
-# Keeps one measured row under its round's name: <target>-<db>-link-<users>.round<N>.json.
+# Keeps one measured row under its round's name: <target>-<db>-<flow>-<users>.round<N>.json.
 keep_round() {
-  local target=$1 db=$2 users=$3 round=$4 f
-  for f in "$OUT/$target-$db-link-$users".json "$OUT/loadgen-$target-$db-link-$users".txt; do
+  local target=$1 db=$2 users=$3 flow=$4 round=$5 f
+  for f in "$OUT/$target-$db-$flow-$users".json "$OUT/loadgen-$target-$db-$flow-$users".txt; do
     cp "$f" "${f%.*}.round$round.${f##*.}"
   done
 }
 
-for db in $DBS; do
-  for users in $USERS; do
-    rounds=1
-    case " $ROUND_USERS " in *" $users "*) rounds=$ROUNDS ;; esac
-    for round in $(seq 1 "$rounds"); do
-      measure passgate "$db" "$users"
-      if [ "$rounds" -gt 1 ]; then keep_round passgate "$db" "$users" "$round"; fi
-      if [ "$PEER" = 1 ]; then
-        measure peer "$db" "$users"
-        if [ "$rounds" -gt 1 ]; then keep_round better-auth "$db" "$users" "$round"; fi
-      fi
+for flow in $FLOWS; do
+  for db in $DBS; do
+    for users in $USERS; do
+      rounds=1
+      case " $ROUND_USERS " in *" $users "*) rounds=$ROUNDS ;; esac
+      for round in $(seq 1 "$rounds"); do
+        measure passgate "$db" "$users" "$flow"
+        if [ "$rounds" -gt 1 ]; then keep_round passgate "$db" "$users" "$flow" "$round"; fi
+        if [ "$PEER" = 1 ]; then
+          measure peer "$db" "$users" "$flow"
+          if [ "$rounds" -gt 1 ]; then keep_round better-auth "$db" "$users" "$flow" "$round"; fi
+        fi
+      done
     done
   done
 done

@@ -1,11 +1,15 @@
 //! Micro-benchmarks of the pure pieces on every login's hot path:
 //! `cargo bench -p passgate-core` (bench/run.sh records them in BENCHMARKS.md).
 
+use passgate_core::Timestamp;
 use passgate_core::code::LoginCode;
+use passgate_core::credential::{SessionKeyPair, TargetPublicKey, credential_bundle};
 use passgate_core::email::EmailAddress;
 use passgate_core::jwt::{JwtSigner, LoginClaims};
+use passgate_core::otp::{CodeShape, OtpCode};
 use passgate_core::redirect::{ValidationUrl, parse_allowed};
 use passgate_core::secret::{Purpose, ServerSecret};
+use passgate_core::stamp::StampedRequest;
 use passgate_core::token::LinkToken;
 
 fn main() {
@@ -77,5 +81,64 @@ fn code_generate_and_keyed_hash(bencher: divan::Bencher) {
     bencher.bench(|| {
         let code = LoginCode::generate();
         secret.keyed_hash(Purpose::LoginCode, code.expose().as_bytes())
+    });
+}
+
+/// A one-time code and its keyed hash (otp/send), and the keyed hash of a
+/// typed code read the Crockford way (otp/verify).
+#[divan::bench]
+fn otp_code_generate_hash_and_read(bencher: divan::Bencher) {
+    let secret = ServerSecret::from_bytes(&[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let shape = CodeShape::new(Some(6), false).unwrap_or_else(|e| panic!("{e}"));
+    bencher.bench(|| {
+        let code = OtpCode::generate(shape);
+        let stored = secret.keyed_hash(Purpose::OtpCode, code.expose().as_bytes());
+        let typed = OtpCode::parse(divan::black_box(code.expose())).unwrap_or_else(|e| panic!("{e}"));
+        (stored, secret.keyed_hash_candidates(Purpose::OtpCode, typed.expose().as_bytes()))
+    });
+}
+
+/// What a session credential adds to otp/verify: a fresh P-256 key pair
+/// (minted for every verify) and, with a target key, the HPKE seal of its
+/// private half (one ephemeral key and one ECDH).
+#[divan::bench]
+fn session_credential_mint_and_seal(bencher: divan::Bencher) {
+    let target = TargetPublicKey::parse_hex(
+        "04abc7e49a4c6b3566d77d0304addc6ed0e98512ffccf505e6a8e3eb25c685136f853148544876de76c0f2ef99cdc3a05ccf5ded7860c7c021238f9e2073d2356c",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    bencher.bench(|| {
+        let session = SessionKeyPair::generate();
+        (session.public_key_hex(), credential_bundle(divan::black_box(&target), &session))
+    });
+}
+
+/// Only the key pair, which every otp/verify mints whether or not a target
+/// key turns out to be in play.
+#[divan::bench]
+fn session_key_mint(bencher: divan::Bencher) {
+    bencher.bench(|| SessionKeyPair::generate().public_key_hex());
+}
+
+/// What a stamped request costs before the database: decoding X-Stamp,
+/// the P-256 signature over the body, the body's action and time, and the
+/// replay digest.
+#[divan::bench]
+fn stamp_verify(bencher: divan::Bencher) {
+    use base64::Engine;
+    use p256::ecdsa::signature::Signer;
+    let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let now = Timestamp(1_795_219_200_000);
+    let body = format!(r#"{{"action":"whoami","timestampMs":"{}"}}"#, now.millis());
+    let signature: p256::ecdsa::Signature = key.sign(body.as_bytes());
+    let stamp = serde_json::json!({
+        "publicKey": hex::encode(key.verifying_key().to_sec1_point(true).as_bytes()),
+        "scheme": "SIGNATURE_SCHEME_TK_API_P256",
+        "signature": hex::encode(signature.to_der().as_bytes()),
+    });
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(stamp.to_string());
+    bencher.bench(|| {
+        StampedRequest::verify(Some(divan::black_box(header.as_bytes())), body.as_bytes(), "whoami", now)
+            .map(|s| s.replay_digest())
     });
 }
