@@ -318,6 +318,26 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
     assert_clean(&output);
 }
 
+/// Sends a one-time code through a running server and reads it from the
+/// sink: (otpId, code).
+async fn code_through(server: &Running, key: &str, sink: &SmtpSink, body: Value) -> (String, String) {
+    let http = reqwest::Client::new();
+    let sent =
+        Reply::of(http.post(format!("{}/api/v2/otp/send", server.base)).bearer_auth(key).json(&body).send().await)
+            .await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let to = body["email"].as_str().unwrap_or_default();
+    let code = sink.wait_for(to).await.one_time_code().unwrap_or_default();
+    remember_secret(&code);
+    (sent.str("otpId"), code)
+}
+
+/// Verifies a one-time code through a running server.
+async fn verify_through(server: &Running, key: &str, body: Value) -> Reply {
+    let http = reqwest::Client::new();
+    Reply::of(http.post(format!("{}/api/v2/otp/verify", server.base)).bearer_auth(key).json(&body).send().await).await
+}
+
 /// The crash test for codes and session keys: a code sent before a SIGKILL
 /// verifies after the restart (with the target key given at send), the
 /// session key it minted survives the next SIGKILL, and so does the
@@ -335,28 +355,12 @@ async fn codes_session_keys_and_stamp_records_survive_a_kill() {
     let target = browser.target_public_key().unwrap_or_else(|e| panic!("{e:?}"));
 
     let mut first = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
-    let sent = Reply::of(
-        http.post(format!("{}/api/v2/otp/send", first.base))
-            .bearer_auth(&key)
-            .json(&json!({ "email": "ada@example.com", "targetPublicKey": target }))
-            .send()
-            .await,
-    )
-    .await;
-    assert_eq!(sent.status, 202, "{}", sent.text);
-    let code = sink.wait_for("ada@example.com").await.one_time_code().unwrap_or_default();
-    remember_secret(&code);
+    let (otp_id, code) =
+        code_through(&first, &key, &sink, json!({ "email": "ada@example.com", "targetPublicKey": target })).await;
     first.child.kill().await.unwrap_or_else(|e| panic!("{e}"));
 
     let mut second = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
-    let verified = Reply::of(
-        http.post(format!("{}/api/v2/otp/verify", second.base))
-            .bearer_auth(&key)
-            .json(&json!({ "otpId": sent.str("otpId"), "code": code }))
-            .send()
-            .await,
-    )
-    .await;
+    let verified = verify_through(&second, &key, json!({ "otpId": otp_id, "code": code })).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     let bundle = verified.body["authSession"]["credentialBundle"].as_str().unwrap_or_default().to_string();
     remember_secret(&bundle);
@@ -398,6 +402,37 @@ async fn codes_session_keys_and_stamp_records_survive_a_kill() {
     assert!(third.stop().await.success());
     for output in [first.output(), second.output(), third.output()] {
         assert!(!output.contains(&code) && !output.contains(&bundle), "secrets in the server's logs");
+        assert_clean(&output);
+    }
+}
+
+/// A code sent before a rotation of the server secret verifies after it:
+/// codes are keyed-hashed under the current secret and checked under the
+/// previous one too (PASSGATE_SECRET_KEY_PREVIOUS).
+#[tokio::test]
+async fn a_code_sent_before_a_secret_rotation_verifies_after_it() {
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
+    let key = create_project(&db).await;
+    let sink = SmtpSink::start().await;
+    let dir = temp_dir();
+    let mut before = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
+    let (otp_id, code) =
+        code_through(&before, &key, &sink, json!({ "email": "ada@example.com", "alphanumeric": true })).await;
+    assert!(before.stop().await.success());
+
+    let new_secret = "YW5vdGhlci1zZWNyZXQtZm9yLXRoZS13cm9uZy1rZXk=";
+    let sink_url = sink.url();
+    let mut envs = smtp_env(&db, &sink_url);
+    envs.retain(|(name, _)| *name != "PASSGATE_SECRET_KEY");
+    envs.push(("PASSGATE_SECRET_KEY", new_secret));
+    envs.push(("PASSGATE_SECRET_KEY_PREVIOUS", SECRET_B64));
+    let mut after = Running::spawn(&["serve"], &envs, &dir).await;
+    let verified = verify_through(&after, &key, json!({ "otpId": otp_id, "code": code.to_lowercase() })).await;
+    assert_eq!(verified.status, 200, "{}", verified.text);
+    assert!(after.stop().await.success());
+    for output in [before.output(), after.output()] {
+        assert!(!output.contains(&code) && !output.contains(new_secret), "secrets in the server's logs");
         assert_clean(&output);
     }
 }
