@@ -242,3 +242,39 @@ async fn dev_reset_limits_clears_the_send_counters_and_keeps_the_key() {
     assert!(limits.contains("reset (5 earlier sign-in attempts forgotten)"), "{limits}");
     assert_eq!(start(reset.base.clone(), key.clone()).await.status, 202);
 }
+
+/// The README's OTP walkthrough in dev mode: a code sent with the dev key
+/// shows in the mailbox with its copy button (and no link, since it has
+/// none), and verifies with the dev key.
+#[tokio::test]
+async fn a_one_time_code_shows_in_the_mailbox_and_verifies() {
+    let dir = temp_dir();
+    let dev = Running::spawn(&["dev"], &[], &dir).await;
+    let key = dev_key(&dev).await;
+    let http = browser();
+    let sent = Reply::of(
+        http.post(format!("{}/api/v2/otp/send", dev.base))
+            .bearer_auth(&key)
+            .json(&json!({ "email": "ada@example.com" }))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let mailbox = mailbox_with(&http, &dev, "ada@example.com").await;
+    assert!(!mailbox.text.contains("Open the link") && !mailbox.text.contains("Copy link"), "{}", mailbox.text);
+    let code = attribute_after(&mailbox.text, "code <code>").split('<').next().unwrap_or_default().to_string();
+    remember_secret(&code);
+    assert_eq!(code.len(), 6, "{}", mailbox.text);
+    assert!(mailbox.text.contains(&format!("data-copy=\"{code}\" data-label=\"Copy code\"")), "copy code");
+    let verified = Reply::of(
+        http.post(format!("{}/api/v2/otp/verify", dev.base))
+            .bearer_auth(&key)
+            .json(&json!({ "otpId": sent.str("otpId"), "code": code }))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(verified.status, 200, "{}", verified.text);
+    assert_eq!(verified.body["user"]["email"], "ada@example.com");
+}

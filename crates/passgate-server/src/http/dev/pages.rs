@@ -101,12 +101,16 @@ pub fn mailbox(mails: &[DevMail], delivered: u64, started_at: Timestamp, callbac
         callback = escape(callback),
     );
     if mails.is_empty() {
-        body.push_str("<p>No emails yet. Start a login and it will appear here.</p>");
+        body.push_str("<p>No emails yet. Start a login or send a code and it will appear here.</p>");
     }
     for mail in mails {
         let email = &mail.email;
-        let mut actions = format!("<a class=\"button primary\" href=\"{}\">Open the link</a>", escape(&email.link));
-        actions.push_str(&copy_button("Copy link", &email.link));
+        // A one-time code's email has no link: only its code to copy.
+        let mut actions = String::new();
+        if !email.link.is_empty() {
+            actions = format!("<a class=\"button primary\" href=\"{}\">Open the link</a>", escape(&email.link));
+            actions.push_str(&copy_button("Copy link", &email.link));
+        }
         if let Some(token) = token_of(&email.link) {
             actions.push_str(&copy_button("Copy token", &token));
         }
