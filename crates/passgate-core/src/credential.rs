@@ -127,9 +127,9 @@ pub fn credential_bundle(target: &TargetPublicKey, session: &SessionKeyPair) -> 
     Ok(bs58::encode(payload).into_string())
 }
 
-/// Opens a bundle with the receiver's private scalar, as a client does:
-/// the session's private scalar. (Tests and tools: the server never holds
-/// a receiver key.)
+/// Opens a bundle with the receiver's (the target key's) private scalar, as
+/// a client does, and returns what it holds: the session's private scalar.
+/// (For tests and tools: the server never holds a receiver key.)
 pub fn open_bundle(bundle: &str, receiver_private: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, CredentialError> {
     let raw = bs58::decode(bundle).into_vec().map_err(|_| CredentialError::Open)?;
     let (payload, sum) = raw.split_at_checked(raw.len().saturating_sub(4)).ok_or(CredentialError::Open)?;

@@ -5,7 +5,7 @@
 //! A code is 6–9 characters from the CSPRNG: digits, or the Crockford
 //! Base32 alphabet (no I, L, O or U, so nothing reads as something else).
 //! Codes are kept keyed-hashed under the server secret (SECURITY S3): even
-//! the 36 bits of a 9-character alphanumeric code fall to enumeration, so a
+//! the 45 bits of a 9-character alphanumeric code fall to enumeration, so a
 //! plain hash would give them away with a database dump.
 
 use secrecy::{ExposeSecret, SecretString};

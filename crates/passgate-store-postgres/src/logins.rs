@@ -659,6 +659,7 @@ impl Logins for PgStore {
             .await
             .map_err(db_err)?;
         sqlx::query!("DELETE FROM code_budgets WHERE project_id = $1", id).execute(&mut *tx).await.map_err(db_err)?;
+        sqlx::query!("DELETE FROM otp_codes WHERE project_id = $1", id).execute(&mut *tx).await.map_err(db_err)?;
         let forgotten = sqlx::query!("DELETE FROM logins WHERE project_id = $1", id)
             .execute(&mut *tx)
             .await

@@ -525,6 +525,7 @@ impl Logins for SqliteStore {
                 "DELETE FROM idempotency_keys WHERE project_id = ?",
                 "DELETE FROM project_send_counts WHERE project_id = ?",
                 "DELETE FROM code_budgets WHERE project_id = ?",
+                "DELETE FROM otp_codes WHERE project_id = ?",
             ] {
                 conn.prepare_cached(sql).db()?.execute([id]).db()?;
             }

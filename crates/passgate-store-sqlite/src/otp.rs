@@ -7,8 +7,8 @@ use passgate_core::otp::{MAX_OTP_FAILURES, OtpRefusal, StoredOtp, decide_otp};
 use passgate_core::{EventKind, OtpId, SessionId, Timestamp};
 use passgate_store::shared::{OtpProbe, otp_failed_event, otp_limit_reached, otp_rate_limited_event, otp_sent_event};
 use passgate_store::{
-    CreatedSession, NewEvent, NewOtp, Otp, OtpFailure, OtpVerifyOutcome, StartOutcome, StoreResult, VerifiedOtp,
-    VerifyOtp,
+    CreatedSession, NewEvent, NewOtp, Otp, OtpFailure, OtpVerifyOutcome, StartOutcome, StoreError, StoreResult,
+    VerifiedOtp, VerifyOtp,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -116,21 +116,26 @@ fn refuse(
 }
 
 fn verify_otp(conn: &Connection, req: &VerifyOtp) -> StoreResult<OtpVerifyOutcome> {
-    type Row = (String, Vec<u8>, i64, Option<i64>, i64, Option<String>);
+    type Row = (String, Vec<u8>, i64, Option<i64>, i64, Option<String>, Option<String>, Option<String>);
     let row: Option<Row> = conn
         .prepare_cached(
-            "SELECT email, code_hash, failures, used_at, expires_at, target_public_key
+            "SELECT email, code_hash, failures, used_at, expires_at, target_public_key, ip_address, user_agent
              FROM otp_codes WHERE project_id = ? AND id = ?",
         )
         .db()?
         .query_row(params![req.project_id.as_str(), req.otp_id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
         })
         .optional()
         .db()?;
-    let Some((email, code_hash, failures, used_at, expires_at, target_at_send)) = row else {
+    let Some((email, code_hash, failures, used_at, expires_at, target_at_send, ip_address, user_agent)) = row else {
         return refuse(conn, req, None, OtpFailure::Invalid);
     };
+    if req.session.is_none()
+        && let Some(target_public_key) = req.target_public_key.clone().or_else(|| target_at_send.clone())
+    {
+        return Ok(OtpVerifyOutcome::NeedsSessionKey { target_public_key });
+    }
     let stored = StoredOtp {
         code_hash: &code_hash,
         failures,
@@ -181,13 +186,19 @@ fn verify_otp(conn: &Connection, req: &VerifyOtp) -> StoreResult<OtpVerifyOutcom
             user_id: Some(&user.id),
             otp_id: Some(&req.otp_id),
             email: Some(&email),
+            // As the app passed them when it asked for the code.
+            ip_address: ip_address.as_deref(),
+            user_agent: user_agent.as_deref(),
             ..NewEvent::new(&req.project_id, EventKind::OtpVerified, req.now)
         },
     )?;
     let session = match target {
         None => None,
         Some(target_public_key) => {
-            let offer = &req.session;
+            // Checked before anything was written (see above); an error
+            // rolls everything back should it ever be reached.
+            let offer =
+                req.session.as_ref().ok_or_else(|| StoreError::Conflict("a target key but no session key".into()))?;
             conn.prepare_cached(
                 "INSERT INTO sessions (id, project_id, user_id, public_key, otp_id, created_at, expires_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -207,6 +218,8 @@ fn verify_otp(conn: &Connection, req: &VerifyOtp) -> StoreResult<OtpVerifyOutcom
                 user_id: Some(&user.id),
                 otp_id: Some(&req.otp_id),
                 session_id: Some(&offer.id),
+                ip_address: ip_address.as_deref(),
+                user_agent: user_agent.as_deref(),
                 ..NewEvent::new(&req.project_id, EventKind::SessionCreated, req.now)
             };
             insert_event(conn, created)?;

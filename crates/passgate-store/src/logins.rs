@@ -173,9 +173,10 @@ pub trait Logins: Clone + Send + Sync + 'static {
 
     /// Dev mode only (`passgate dev --reset-limits`): forgets a dev
     /// project's logins, so its send limits and wrong-code budgets count from
-    /// zero. Removes the project's logins, their idempotency records, its
-    /// per-minute send counts and code budgets, and emails not yet sent (their
-    /// links would lead nowhere); users, events and sent emails stay. Returns
+    /// zero. Removes the project's logins and one-time codes, their
+    /// idempotency records, its per-minute send counts and code budgets, and
+    /// emails not yet sent (their links would lead nowhere); users, session
+    /// keys, events and sent emails stay. Returns
     /// how many logins were forgotten; [`StoreError::NotFound`] for a project
     /// that is not a dev project, which is left untouched.
     ///

@@ -64,7 +64,12 @@ pub struct VerifyOtp {
     pub code_hash_candidates: Vec<[u8; 32]>,
     /// The target key given at verify (uncompressed hex).
     pub target_public_key: Option<String>,
-    pub session: SessionOffer,
+    /// The session key to register if a target key is in play. `None` when
+    /// the caller has minted none (no target key at verify): then a code
+    /// sent with a target key answers [`OtpVerifyOutcome::NeedsSessionKey`]
+    /// with that key, and the caller asks again with a session key sealed
+    /// to it.
+    pub session: Option<SessionOffer>,
     pub now: Timestamp,
     pub new_user_id: UserId,
 }
@@ -90,6 +95,12 @@ pub struct VerifiedOtp {
 pub enum OtpVerifyOutcome {
     Verified(VerifiedOtp),
     Failed(OtpFailure),
+    /// A target key is in play (this one: the key given at send) and no
+    /// session key was offered: nothing was read further, counted or
+    /// written; ask again with a session key sealed to it.
+    NeedsSessionKey {
+        target_public_key: String,
+    },
 }
 
 pub trait Otp: Clone + Send + Sync + 'static {

@@ -117,7 +117,9 @@ pub fn failed_event<'a>(
 }
 
 /// The event kinds a user's sign-in activity lists (`session/activity`),
-/// as an SQL list: sign-ins, their failures, and session keys.
+/// as an SQL list: sign-ins (by link, code or invite) and session keys.
+/// Failures are not listed: they name no user (a wrong code does not say
+/// whose account it tried).
 pub const ACTIVITY_KINDS_SQL: &str =
     "'auth.verified', 'otp.verified', 'invite.accepted', 'session.created', 'session.revoked'";
 

@@ -130,8 +130,9 @@ pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
     chain
 }
 
-/// A refused one-time code. A blocked address is `otp_locked` (with
-/// `Retry-After`), like a code locked by its own wrong tries.
+/// A refused one-time code. A blocked address is `otp_locked`, like a code
+/// locked by its own wrong tries (it is `otp/send` that answers a blocked
+/// address with 429 and `Retry-After`).
 fn otp_problem(failure: OtpFailure) -> ApiError {
     let client = |code, detail: &str| ApiError::new(code, detail);
     match failure {

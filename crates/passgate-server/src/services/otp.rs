@@ -109,11 +109,14 @@ pub struct VerifiedCode {
     pub auth_session: Option<AuthSessionView>,
 }
 
-/// Verifies a code once. The session key pair is minted before the store
-/// is asked (whether a target key is in play is known only once the code's
-/// row is read, in the store's transaction); it is registered only if the
-/// code is right and a target key was given at send or verify, and its
-/// private half exists only here, until it is sealed to that target key.
+/// Verifies a code once. When a target key is in play, a fresh session
+/// key pair is minted and its private half sealed to the target key
+/// *before* the store is asked, so nothing can fail between the code's use
+/// and the answer; the private half is dropped as soon as it is sealed.
+/// With a target key given here that happens up front; when none is given
+/// but the code was sent with one (which only the store knows), the store
+/// answers with that key without writing anything and is asked again — so
+/// a verify without a session credential never pays for a key pair.
 pub async fn verify<S: Store>(
     app: &AppState<S>,
     project: &Project,
@@ -126,38 +129,62 @@ pub async fn verify<S: Store>(
     // Load the signing key first: a code must never be consumed and then
     // fail to produce its JWT.
     let signer = app.keys.signer(&app.store, &app.secret, now).await?;
-    let session_key = SessionKeyPair::generate();
-    let req = VerifyOtp {
+    let session_ttl = request.session_ttl_seconds;
+    let sealed_for = |target: &TargetPublicKey| -> Result<(SessionOffer, String), ServiceError> {
+        let key = SessionKeyPair::generate();
+        let bundle = credential_bundle(target, &key).map_err(ServiceError::internal)?;
+        let offer = SessionOffer {
+            id: SessionId::generate(),
+            public_key: key.public_key_hex(),
+            expires_at: now.plus_seconds(session_ttl),
+        };
+        Ok((offer, bundle))
+    };
+    let mut bundle = None;
+    let mut req = VerifyOtp {
         project_id: project.id.clone(),
         otp_id,
         code_hash_candidates: app.secret.keyed_hash_candidates(Purpose::OtpCode, request.code.expose().as_bytes()),
         target_public_key: request.target_public_key.as_ref().map(TargetPublicKey::to_hex),
-        session: SessionOffer {
-            id: SessionId::generate(),
-            public_key: session_key.public_key_hex(),
-            expires_at: now.plus_seconds(request.session_ttl_seconds),
-        },
+        session: None,
         now,
         new_user_id: UserId::generate(),
     };
-    let VerifiedOtp { user, is_new_user, session, .. } = match app.store.verify_otp(req).await? {
-        OtpVerifyOutcome::Verified(verified) => verified,
-        OtpVerifyOutcome::Failed(failure) => return Err(ServiceError::Otp(failure)),
+    if let Some(target) = &request.target_public_key {
+        let (offer, sealed) = sealed_for(target)?;
+        req.session = Some(offer);
+        bundle = Some(sealed);
+    }
+    let verified = loop {
+        match app.store.verify_otp(req.clone()).await? {
+            OtpVerifyOutcome::Verified(verified) => break verified,
+            OtpVerifyOutcome::Failed(failure) => return Err(ServiceError::Otp(failure)),
+            OtpVerifyOutcome::NeedsSessionKey { target_public_key } if bundle.is_none() => {
+                let target = TargetPublicKey::parse_hex(&target_public_key).map_err(ServiceError::internal)?;
+                let (offer, sealed) = sealed_for(&target)?;
+                req.session = Some(offer);
+                bundle = Some(sealed);
+            }
+            OtpVerifyOutcome::NeedsSessionKey { .. } => return Err(ServiceError::internal(NoOffer)),
+        }
     };
+    let VerifiedOtp { user, is_new_user, session, .. } = verified;
     let auth_session = match session {
         None => None,
-        Some(session) => {
-            let target = TargetPublicKey::parse_hex(&session.target_public_key).map_err(ServiceError::internal)?;
-            let bundle = credential_bundle(&target, &session_key).map_err(ServiceError::internal)?;
-            Some(AuthSessionView {
-                session_id: session.id.into_string(),
-                user_id: user.id.to_string(),
-                expires_at: session.expires_at.to_rfc3339(),
-                credential_bundle: bundle,
-            })
-        }
+        Some(session) => Some(AuthSessionView {
+            session_id: session.id.into_string(),
+            user_id: user.id.to_string(),
+            expires_at: session.expires_at.to_rfc3339(),
+            credential_bundle: bundle.ok_or_else(|| ServiceError::internal(NoOffer))?,
+        }),
     };
     let jwt = sign_jwt(&signer, &app.public_url, &user, AuthMethod::EmailCode, now)?;
     app.metrics.login_verified();
     Ok(VerifiedCode { user, is_new_user, jwt, auth_session })
 }
+
+/// The store asked for a session key twice, or registered one it was not
+/// offered: a bug, never an answer to the caller.
+#[derive(Debug, thiserror::Error)]
+#[error("the store and the OTP service disagree about the session key")]
+struct NoOffer;

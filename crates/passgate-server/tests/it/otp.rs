@@ -425,6 +425,14 @@ async fn a_session_credential_opens_with_turnkey_and_signs_requests() {
     assert!(!dump.contains(&bundle) && !dump.contains(&private) && !dump.contains(&code));
 }
 
+/// The 33-byte compressed form of an uncompressed key's hex: `02` or `03`
+/// (as Y is even or odd) and X.
+fn compressed(uncompressed: &str) -> String {
+    assert_eq!(uncompressed.len(), 130, "{uncompressed}");
+    let y_is_odd = u8::from_str_radix(&uncompressed[128..], 16).unwrap_or_default() % 2 == 1;
+    format!("{}{}", if y_is_odd { "03" } else { "02" }, &uncompressed[2..66])
+}
+
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -441,7 +449,9 @@ async fn session_keys_expire_are_revoked_everywhere_and_are_capped() {
         .await
         .assert_problem(400, "target_public_key_mismatch");
     // The same key, compressed, is the same key.
-    let verified = verify_otp(&server, json!({ "otpId": otp_id, "code": code, "targetPublicKey": first.target })).await;
+    let verified =
+        verify_otp(&server, json!({ "otpId": otp_id, "code": code, "targetPublicKey": compressed(&first.target) }))
+            .await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     let user_id = verified.body["user"]["id"].as_str().unwrap_or_default().to_string();
     let expires_at = verified.body["authSession"]["expiresAt"].as_str().unwrap_or_default().to_string();

@@ -65,7 +65,7 @@ pub fn code_req(project_id: &ProjectId, otp_id: &OtpId, code: &str, now: Timesta
         otp_id: otp_id.clone(),
         code_hash_candidates: vec![sha256(b"previous-secret"), sha256(code.as_bytes())],
         target_public_key: None,
-        session: session_offer(now, SESSION_TTL_DEFAULT_SECONDS),
+        session: Some(session_offer(now, SESSION_TTL_DEFAULT_SECONDS)),
         now,
         new_user_id: UserId::generate(),
     }
@@ -83,6 +83,11 @@ pub(crate) async fn sent_code<S: Store>(store: &S, otp: NewOtp) -> OtpId {
     id
 }
 
+/// The session key a verify offers (every `code_req` offers one).
+pub(crate) fn offered_of(req: &VerifyOtp) -> SessionOffer {
+    req.session.clone().unwrap_or_else(|| panic!("code_req offers a session key"))
+}
+
 pub(crate) async fn check_code<S: Store>(store: &S, req: VerifyOtp) -> OtpVerifyOutcome {
     store.verify_otp(req).await.unwrap_or_else(|e| panic!("{e}"))
 }
@@ -91,6 +96,7 @@ pub(crate) fn code_verified(outcome: OtpVerifyOutcome) -> VerifiedOtp {
     match outcome {
         OtpVerifyOutcome::Verified(v) => v,
         OtpVerifyOutcome::Failed(f) => panic!("expected success, got {f:?}"),
+        OtpVerifyOutcome::NeedsSessionKey { .. } => panic!("expected success, got a request for a session key"),
     }
 }
 
@@ -98,6 +104,7 @@ pub(crate) fn code_refused(outcome: OtpVerifyOutcome) -> OtpFailure {
     match outcome {
         OtpVerifyOutcome::Failed(f) => f,
         OtpVerifyOutcome::Verified(v) => panic!("expected failure, got success for {}", v.otp_id),
+        OtpVerifyOutcome::NeedsSessionKey { .. } => panic!("expected failure, got a request for a session key"),
     }
 }
 
@@ -115,8 +122,9 @@ pub(crate) async fn signed_in<S: Store>(
     otp.target_public_key = Some(target_key(0xaa));
     let id = sent_code(store, otp).await;
     let mut req = code_req(project_id, &id, "signed-in", now);
-    req.session = session_offer(now, ttl_seconds);
-    let public_key = req.session.public_key.clone();
+    let offer = session_offer(now, ttl_seconds);
+    let public_key = offer.public_key.clone();
+    req.session = Some(offer);
     let v = code_verified(check_code(store, req).await);
     let session = v.session.unwrap_or_else(|| panic!("a target key was given at send: a session key is due"));
     (v.user, session, public_key)
@@ -442,7 +450,7 @@ pub async fn target_keys_decide_the_session_key<S: Store>(store: S) {
     otp.target_public_key = Some(at_send.clone());
     let id = sent_code(&store, otp).await;
     let req = code_req(&p, &id, "a", now);
-    let offer = req.session.clone();
+    let offer = offered_of(&req);
     let v = code_verified(check_code(&store, req).await);
     let expected =
         CreatedSession { id: offer.id.clone(), expires_at: offer.expires_at, target_public_key: at_send.clone() };
@@ -464,7 +472,7 @@ pub async fn target_keys_decide_the_session_key<S: Store>(store: S) {
     for _ in 0..=MAX_OTP_FAILURES {
         let mut mismatch = code_req(&p, &id, "b", now);
         mismatch.target_public_key = Some(target_key(0x02));
-        let offered = mismatch.session.public_key.clone();
+        let offered = offered_of(&mismatch).public_key;
         assert_eq!(code_refused(check_code(&store, mismatch).await), OtpFailure::TargetMismatch);
         assert_eq!(live(&store, &offered, now).await, None);
     }
@@ -477,7 +485,7 @@ pub async fn target_keys_decide_the_session_key<S: Store>(store: S) {
     let id = sent_code(&store, new_otp(&p, "c@example.com", "c", T0)).await;
     let mut req = code_req(&p, &id, "c", now);
     req.target_public_key = Some(target_key(0x03));
-    let offered = req.session.public_key.clone();
+    let offered = offered_of(&req).public_key;
     let v = code_verified(check_code(&store, req).await);
     assert_eq!(v.session.map(|s| s.target_public_key), Some(target_key(0x03)));
     assert!(live(&store, &offered, now).await.is_some());
@@ -485,7 +493,7 @@ pub async fn target_keys_decide_the_session_key<S: Store>(store: S) {
     // No key at all: no session key.
     let id = sent_code(&store, new_otp(&p, "d@example.com", "d", T0)).await;
     let req = code_req(&p, &id, "d", now);
-    let offered = req.session.public_key.clone();
+    let offered = offered_of(&req).public_key;
     assert_eq!(code_verified(check_code(&store, req).await).session, None);
     assert_eq!(live(&store, &offered, now).await, None);
     let events = events_of(&store, &p).await;
@@ -501,7 +509,7 @@ pub async fn fifty_concurrent_verifies_one_winner<S: Store>(store: S) {
     let id = sent_code(&store, otp).await;
     let now = T0.plus_seconds(1);
     let requests: Vec<VerifyOtp> = (0..50).map(|_| code_req(&p, &id, "race", now)).collect();
-    let offered: Vec<String> = requests.iter().map(|r| r.session.public_key.clone()).collect();
+    let offered: Vec<String> = requests.iter().map(|r| offered_of(r).public_key).collect();
     let attempts = requests.into_iter().map(|req| {
         let store = store.clone();
         tokio::spawn(async move { store.verify_otp(req).await })
@@ -511,6 +519,7 @@ pub async fn fifty_concurrent_verifies_one_winner<S: Store>(store: S) {
         match r.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")) {
             OtpVerifyOutcome::Verified(v) => wins.push(v),
             OtpVerifyOutcome::Failed(f) => assert!(matches!(f, OtpFailure::Used { .. }), "{f:?}"),
+            OtpVerifyOutcome::NeedsSessionKey { .. } => panic!("every verify offered a session key"),
         }
     }
     assert_eq!(wins.len(), 1);
@@ -561,4 +570,75 @@ pub async fn erasure_removes_codes_and_session_keys<S: Store>(store: S) {
     let v = code_verified(check_code(&store, code_req(&p, &again, "again", after)).await);
     assert!(v.is_new_user);
     assert_ne!(v.user.id, ada.id);
+}
+
+/// A verify that offers no session key, of a code sent with a target key,
+/// is answered "needs a session key" (naming the key) with nothing read
+/// further, counted or written — wrong code or right — and the same verify
+/// with a session key succeeds.
+pub async fn a_targeted_code_asks_for_a_session_key_and_counts_nothing<S: Store>(store: S) {
+    let p = project(&store).await;
+    let mut otp = new_otp(&p, "a@example.com", "a", T0);
+    otp.target_public_key = Some(target_key(0x05));
+    let id = sent_code(&store, otp).await;
+    let events_before = events_of(&store, &p).await.len();
+    for code in ["wrong", "wrong", "wrong", "a"] {
+        let mut bare = code_req(&p, &id, code, T0);
+        bare.session = None;
+        let asked = OtpVerifyOutcome::NeedsSessionKey { target_public_key: target_key(0x05) };
+        assert_eq!(check_code(&store, bare).await, asked);
+    }
+    assert_eq!(events_of(&store, &p).await.len(), events_before, "nothing recorded");
+    let v = code_verified(check_code(&store, code_req(&p, &id, "a", T0)).await);
+    assert_eq!(v.session.map(|s| s.target_public_key), Some(target_key(0x05)), "not locked: nothing was counted");
+
+    // A code sent without a target key needs no offer.
+    let id = sent_code(&store, new_otp(&p, "b@example.com", "b", T0)).await;
+    let mut bare = code_req(&p, &id, "b", T0);
+    bare.session = None;
+    assert_eq!(code_verified(check_code(&store, bare).await).session, None);
+}
+
+/// Sends to one address at once obey its limits exactly (whatever runs
+/// them in parallel), while sends to other addresses are not held up by
+/// them; one `Idempotency-Key` sent at once with two requests stores one.
+pub async fn concurrent_sends_obey_the_address_limits<S: Store>(store: S) {
+    let p = project(&store).await;
+    let sends = (0..12).map(|i| {
+        let store = store.clone();
+        let email = if i % 2 == 0 { "same@example.com".to_string() } else { format!("other{i}@example.com") };
+        let otp = new_otp(&p, &email, "c", T0);
+        tokio::spawn(async move { (email, store.send_otp(otp).await.unwrap_or_else(|e| panic!("{e}"))) })
+    });
+    let mut same_started = 0;
+    for outcome in futures::future::join_all(sends).await {
+        let (email, outcome) = outcome.unwrap_or_else(|e| panic!("{e}"));
+        match (email.as_str(), outcome) {
+            ("same@example.com", StartOutcome::Started) => same_started += 1,
+            ("same@example.com", StartOutcome::RateLimited { limit, .. }) => {
+                assert_eq!(limit, LimitKind::Recipient);
+            }
+            (_, StartOutcome::Started) => {}
+            (email, other) => panic!("{email}: {other:?}"),
+        }
+    }
+    assert_eq!(same_started, OTP_SENDS_PER_EMAIL, "exactly the address's sends per window");
+
+    let claim = |body: &str| IdempotencyClaim {
+        key: "same-key".into(),
+        fingerprint: sha256(body.as_bytes()),
+        response_status: 202,
+        response_body: body.into(),
+    };
+    let racing = ["a", "b"].map(|body| {
+        let store = store.clone();
+        let mut otp = new_otp(&p, &format!("{body}@example.com"), "c", T0);
+        otp.idempotency = Some(claim(body));
+        tokio::spawn(async move { store.send_otp(otp).await.unwrap_or_else(|e| panic!("{e}")) })
+    });
+    let outcomes: Vec<StartOutcome> =
+        futures::future::join_all(racing).await.into_iter().map(|o| o.unwrap_or_else(|e| panic!("{e}"))).collect();
+    let started = outcomes.iter().filter(|o| **o == StartOutcome::Started).count();
+    assert_eq!(started, 1, "one key, one stored send: {outcomes:?}");
+    assert!(outcomes.contains(&StartOutcome::IdempotencyConflict), "{outcomes:?}");
 }

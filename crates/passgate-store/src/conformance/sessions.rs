@@ -144,7 +144,7 @@ pub async fn user_activity_lists_sign_ins_and_session_keys<S: Store>(store: S) {
     let id = sent_code(&store, otp).await;
     code_refused_once(&store, &p, &id, T0.plus_seconds(3)).await;
     let mut req = code_req(&p, &id, "code", T0.plus_seconds(4));
-    req.session = session_offer(T0.plus_seconds(4), 3600);
+    req.session = Some(session_offer(T0.plus_seconds(4), 3600));
     let v = code_verified(check_code(&store, req).await);
     let session = v.session.unwrap_or_else(|| panic!("a session key is due"));
     assert!(store.revoke_session(&p, &session.id, T0.plus_seconds(6)).await.unwrap_or_else(|e| panic!("{e}")));
