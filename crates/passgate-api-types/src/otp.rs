@@ -109,3 +109,30 @@ pub struct VerifyOtpResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_session: Option<AuthSessionView>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A code and a credential bundle are secrets: a request or response
+    /// that reaches a log through `{:?}` shows neither.
+    #[test]
+    fn debug_output_hides_the_code_and_the_bundle() {
+        let request = VerifyOtpRequest {
+            otp_id: "otp_1".into(),
+            code: "483920".into(),
+            target_public_key: None,
+            session_expires_in: None,
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("483920") && shown.contains("otp_1"), "{shown}");
+        let session = AuthSessionView {
+            session_id: "ses_1".into(),
+            user_id: "usr_1".into(),
+            expires_at: "2026-12-03T00:00:00.000Z".into(),
+            credential_bundle: "w99a5xV6A75TfoAUkZn869f".into(),
+        };
+        let shown = format!("{session:?}");
+        assert!(!shown.contains("w99a5xV6A75TfoAUkZn869f") && shown.contains("ses_1"), "{shown}");
+    }
+}

@@ -78,7 +78,7 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
         wrong_codes_count_per_address_across_codes, sends_obey_the_limits, expiry_is_exact, sends_are_idempotent,
         target_keys_decide_the_session_key, fifty_concurrent_verifies_one_winner,
         erasure_removes_codes_and_session_keys, a_targeted_code_asks_for_a_session_key_and_counts_nothing,
-        concurrent_sends_obey_the_address_limits]);
+        concurrent_sends_obey_the_address_limits, link_codes_and_one_time_codes_share_one_budget]);
     all.extend(checks![sessions:
         a_session_key_is_live_until_it_expires_or_is_revoked, a_user_has_at_most_ten_live_session_keys,
         revoking_a_users_session_keys, user_activity_lists_sign_ins_and_session_keys]);

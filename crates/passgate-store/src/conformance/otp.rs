@@ -642,3 +642,54 @@ pub async fn concurrent_sends_obey_the_address_limits<S: Store>(store: S) {
     assert_eq!(started, 1, "one key, one stored send: {outcomes:?}");
     assert!(outcomes.contains(&StartOutcome::IdempotencyConflict), "{outcomes:?}");
 }
+
+/// S12 across both kinds of code: wrong link fallback codes and wrong
+/// one-time codes of one address count toward one block, and a block made
+/// by either refuses the other.
+pub async fn link_codes_and_one_time_codes_share_one_budget<S: Store>(store: S) {
+    let p = project(&store).await;
+    let email = "ada@example.com";
+    // Nine wrong link codes: three logins, each burned by three.
+    for i in 0..3_i64 {
+        let at = T0.plus_seconds(i * 960);
+        let mut login = new_login(&p, email, &format!("shared-budget-{i}"), at);
+        login.code_hash = Some(sha256(b"123456"));
+        let login_id = login.id.clone();
+        assert_eq!(store.start_login(login).await.unwrap_or_else(|e| panic!("{e}")), StartOutcome::Started);
+        for _ in 0..3 {
+            let wrong = VerifyByCode {
+                project_id: p.clone(),
+                login_id: login_id.clone(),
+                code_hash_candidates: vec![sha256(b"000000")],
+                verifier_challenge: None,
+                now: at.plus_seconds(1),
+                new_user_id: UserId::generate(),
+            };
+            let outcome = store.verify_by_code(wrong).await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(outcome, VerifyOutcome::Failed(VerifyFailure::CodeInvalid)), "{outcome:?}");
+        }
+    }
+    // The tenth, a wrong one-time code, blocks the address for both kinds.
+    let now = T0.plus_seconds(3 * 960);
+    let id = sent_code(&store, new_otp(&p, email, "right", now)).await;
+    assert_eq!(code_refused(check_code(&store, code_req(&p, &id, "wrong", now)).await), OtpFailure::Invalid);
+    let blocked = code_refused(check_code(&store, code_req(&p, &id, "right", now)).await);
+    assert_eq!(blocked, OtpFailure::Locked { until: Some(now.plus_seconds(30)) });
+    let mut login = new_login(&p, email, "shared-budget-link", now);
+    login.code_hash = Some(sha256(b"123456"));
+    let login_id = login.id.clone();
+    assert_eq!(store.start_login(login).await.unwrap_or_else(|e| panic!("{e}")), StartOutcome::Started);
+    let right = VerifyByCode {
+        project_id: p.clone(),
+        login_id,
+        code_hash_candidates: vec![sha256(b"123456")],
+        verifier_challenge: None,
+        now,
+        new_user_id: UserId::generate(),
+    };
+    let outcome = store.verify_by_code(right).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(outcome, VerifyOutcome::Failed(VerifyFailure::CodesBlocked { .. })),
+        "a block made by a one-time code refuses a link's code too: {outcome:?}"
+    );
+}
