@@ -34,41 +34,52 @@ pub(crate) async fn insert_event(tx: &mut PgConnection, e: NewEvent<'_>) -> Stor
     Ok(())
 }
 
-/// An event as read back; its kind must be one we write.
-#[allow(clippy::too_many_arguments)]
-fn event_of(
+/// An event's row as both queries below read it.
+struct EventRow {
     id: String,
     project_id: String,
     kind: String,
     user_id: Option<String>,
-    ids: (Option<String>, Option<String>, Option<String>, Option<String>),
+    login_id: Option<String>,
+    invite_id: Option<String>,
+    otp_id: Option<String>,
+    session_id: Option<String>,
     email: Option<String>,
     reason: Option<String>,
-    client: (Option<String>, Option<String>),
+    ip_address: Option<String>,
+    user_agent: Option<String>,
     created_at: i64,
-) -> StoreResult<Event> {
-    let (login_id, invite_id, otp_id, session_id) = ids;
-    Ok(Event {
-        id: EventId::from_trusted(id),
-        project_id: ProjectId::from_trusted(project_id),
-        kind: EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {kind:?}")))?,
-        user_id: user_id.map(UserId::from_trusted),
-        login_id: login_id.map(LoginId::from_trusted),
-        invite_id: invite_id.map(InviteId::from_trusted),
-        otp_id: otp_id.map(OtpId::from_trusted),
-        session_id: session_id.map(SessionId::from_trusted),
-        email,
-        reason,
-        ip_address: client.0,
-        user_agent: client.1,
-        created_at: Timestamp(created_at),
-    })
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+
+    /// An event as read back; its kind must be one we write.
+    fn try_from(r: EventRow) -> StoreResult<Event> {
+        Ok(Event {
+            id: EventId::from_trusted(r.id),
+            project_id: ProjectId::from_trusted(r.project_id),
+            kind: EventKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {:?}", r.kind)))?,
+            user_id: r.user_id.map(UserId::from_trusted),
+            login_id: r.login_id.map(LoginId::from_trusted),
+            invite_id: r.invite_id.map(InviteId::from_trusted),
+            otp_id: r.otp_id.map(OtpId::from_trusted),
+            session_id: r.session_id.map(SessionId::from_trusted),
+            email: r.email,
+            reason: r.reason,
+            ip_address: r.ip_address,
+            user_agent: r.user_agent,
+            created_at: Timestamp(r.created_at),
+        })
+    }
 }
 
 impl Events for PgStore {
     async fn list_events(&self, project_id: &ProjectId, limit: u32) -> StoreResult<Vec<Event>> {
         let limit = i64::from(limit);
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            EventRow,
             r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email, reason,
                 ip_address, user_agent, created_at
              FROM events WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"#,
@@ -78,28 +89,15 @@ impl Events for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                event_of(
-                    r.id,
-                    r.project_id,
-                    r.kind,
-                    r.user_id,
-                    (r.login_id, r.invite_id, r.otp_id, r.session_id),
-                    r.email,
-                    r.reason,
-                    (r.ip_address, r.user_agent),
-                    r.created_at,
-                )
-            })
-            .collect()
+        rows.into_iter().map(Event::try_from).collect()
     }
 
     async fn user_activity(&self, project_id: &ProjectId, user_id: &UserId, limit: u32) -> StoreResult<Vec<Event>> {
         let limit = i64::from(limit);
         // The kinds are passgate_store::shared::ACTIVITY_KINDS_SQL (a macro
         // query needs them written out).
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            EventRow,
             r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email, reason,
                 ip_address, user_agent, created_at
              FROM events
@@ -113,20 +111,6 @@ impl Events for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                event_of(
-                    r.id,
-                    r.project_id,
-                    r.kind,
-                    r.user_id,
-                    (r.login_id, r.invite_id, r.otp_id, r.session_id),
-                    r.email,
-                    r.reason,
-                    (r.ip_address, r.user_agent),
-                    r.created_at,
-                )
-            })
-            .collect()
+        rows.into_iter().map(Event::try_from).collect()
     }
 }
