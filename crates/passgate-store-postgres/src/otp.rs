@@ -22,7 +22,7 @@
 use passgate_core::limits::MAX_LIVE_SESSIONS;
 use passgate_core::limits::minute_bucket;
 use passgate_core::otp::{MAX_OTP_FAILURES, OtpRefusal, StoredOtp, decide_otp};
-use passgate_core::{EventKind, OtpId, SessionId, Timestamp, UserId};
+use passgate_core::{EventId, EventKind, OtpId, ProjectId, SessionId, Timestamp, UserId};
 use passgate_store::shared::{OtpProbe, otp_failed_event, otp_limit_reached, otp_rate_limited_event, otp_sent_event};
 use passgate_store::{
     CreatedSession, NewEvent, NewOtp, Otp, OtpFailure, OtpVerifyOutcome, StartOutcome, StoreError, StoreResult, User,
@@ -31,7 +31,7 @@ use passgate_store::{
 use sqlx::PgConnection;
 
 use crate::events::insert_event;
-use crate::logins::{codes_blocked_until, count_code_failure, reset_code_failures};
+use crate::logins::count_code_failure;
 use crate::{PgStore, db_err};
 
 /// One send, and the project's count of this minute as it read it.
@@ -59,7 +59,8 @@ async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutc
                AND used_at IS NULL AND failures < $6
              ORDER BY expires_at DESC LIMIT 1 OFFSET $7) AS live_full,
             COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $8), 0) AS "current!",
-            COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $9), 0) AS "previous!""#,
+            COALESCE((SELECT sent FROM project_send_counts WHERE project_id = $1 AND minute = $9), 0) AS "previous!",
+            (SELECT blocked_until FROM code_budgets WHERE project_id = $1 AND email = $2) AS blocked_until"#,
         p,
         otp.email,
         now_ms - limits.window_seconds * 1000,
@@ -74,7 +75,7 @@ async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutc
     .await
     .map_err(db_err)?;
     let figures = OtpProbe {
-        blocked_until: codes_blocked_until(tx, &otp.project_id, &otp.email).await?.map(Timestamp::millis),
+        blocked_until: probe.blocked_until,
         window_full: probe.window_full,
         live_full: probe.live_full,
         project_current: probe.current,
@@ -84,10 +85,20 @@ async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutc
         insert_event(tx, otp_rate_limited_event(otp, limit)).await?;
         return Ok((StartOutcome::RateLimited { limit, retry_after_seconds }, figures.project_current));
     }
+    // The code, its email and its event in one statement.
+    let sent = otp_sent_event(otp);
+    let event_id = EventId::generate();
     sqlx::query!(
-        "INSERT INTO otp_codes (id, project_id, email, code_hash, target_public_key, ip_address, user_agent,
-            created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "WITH code AS (
+            INSERT INTO otp_codes (id, project_id, email, code_hash, target_public_key, ip_address, user_agent,
+                created_at, expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)),
+          email AS (
+            INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
+                lease_owner, lease_until, created_at)
+            VALUES ($10, $2, NULL, $3, $11, 'queued', $8, $12, $13, $8))
+         INSERT INTO events (id, project_id, kind, otp_id, email, ip_address, user_agent, created_at)
+         VALUES ($14, $2, $15, $1, $3, $6, $7, $8)",
         otp.id.as_str(),
         p,
         otp.email,
@@ -96,22 +107,13 @@ async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutc
         otp.ip_address,
         otp.user_agent,
         now_ms,
-        otp.expires_at.millis()
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err)?;
-    sqlx::query!(
-        "INSERT INTO outbox (id, project_id, login_id, recipient, payload_sealed, status, next_attempt_at,
-            lease_owner, lease_until, created_at)
-         VALUES ($1, $2, NULL, $3, $4, 'queued', $5, $6, $7, $5)",
+        otp.expires_at.millis(),
         otp.email_id.as_str(),
-        p,
-        otp.email,
         otp.email_payload_sealed,
-        now_ms,
         otp.email_lease.as_ref().map(|l| l.owner.as_str()),
-        otp.email_lease.as_ref().map(|l| l.until.millis())
+        otp.email_lease.as_ref().map(|l| l.until.millis()),
+        event_id.as_str(),
+        sent.kind.as_str()
     )
     .execute(&mut *tx)
     .await
@@ -119,7 +121,6 @@ async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutc
     if let Some(claim) = &otp.idempotency {
         crate::logins::remember_answer(tx, &otp.project_id, claim, otp.created_at).await?;
     }
-    insert_event(tx, otp_sent_event(otp)).await?;
     Ok((StartOutcome::Started, figures.project_current))
 }
 
@@ -144,9 +145,12 @@ async fn refuse(
 }
 
 async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVerifyOutcome> {
+    // The code, locked, with its address's block in the same read.
     let row = sqlx::query!(
-        "SELECT email, code_hash, failures, used_at, expires_at, target_public_key, ip_address, user_agent
-         FROM otp_codes WHERE project_id = $1 AND id = $2 FOR UPDATE",
+        "SELECT o.email, o.code_hash, o.failures, o.used_at, o.expires_at, o.target_public_key, o.ip_address,
+            o.user_agent, b.blocked_until AS \"blocked_until?\"
+         FROM otp_codes o LEFT JOIN code_budgets b ON b.project_id = o.project_id AND b.email = o.email
+         WHERE o.project_id = $1 AND o.id = $2 FOR UPDATE OF o",
         req.project_id.as_str(),
         req.otp_id.as_str()
     )
@@ -165,7 +169,7 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVe
         used_at: row.used_at.map(Timestamp),
         expires_at: Timestamp(row.expires_at),
         target_public_key: row.target_public_key.as_deref(),
-        codes_blocked_until: codes_blocked_until(tx, &req.project_id, &row.email).await?,
+        codes_blocked_until: row.blocked_until.map(Timestamp),
     };
     let target = match decide_otp(stored, &req.code_hash_candidates, req.target_public_key.as_deref(), req.now) {
         Ok(target) => target.map(str::to_string),
@@ -179,18 +183,43 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVe
         }
         Err(OtpRefusal::Refuse(failure)) => return refuse(tx, req, Some(&req.otp_id), failure).await,
     };
+    // Consumed (still the conditional UPDATE decides), the address's count
+    // of wrong codes cleared, the user found or made and `otp.verified`
+    // recorded, in one statement. `DO UPDATE` (a no-op) so the user's row
+    // comes back even when a concurrent verify created it a moment ago; the
+    // user is new exactly when our id came back.
     let now_ms = req.now.millis();
-    let consumed = sqlx::query!(
-        "UPDATE otp_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND failures < $3 AND expires_at > $1",
+    let event_id = EventId::generate();
+    let verified = sqlx::query!(
+        r#"WITH used AS (
+            UPDATE otp_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND failures < $3 AND expires_at > $1
+            RETURNING id),
+          reset AS (
+            DELETE FROM code_budgets WHERE project_id = $4 AND email = $5 AND EXISTS (SELECT 1 FROM used)),
+          the_user AS (
+            INSERT INTO users (id, project_id, email, created_at) SELECT $6, $4, $5, $1 FROM used
+            ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
+            RETURNING id, created_at),
+          recorded AS (
+            INSERT INTO events (id, project_id, kind, user_id, otp_id, email, ip_address, user_agent, created_at)
+            SELECT $7, $4, $8, the_user.id, $2, $5, $9, $10, $1 FROM the_user)
+         SELECT id AS "id!", created_at AS "created_at!" FROM the_user"#,
         now_ms,
         req.otp_id.as_str(),
-        MAX_OTP_FAILURES
+        MAX_OTP_FAILURES,
+        req.project_id.as_str(),
+        row.email.as_str(),
+        req.new_user_id.as_str(),
+        event_id.as_str(),
+        EventKind::OtpVerified.as_str(),
+        row.ip_address.as_deref(),
+        row.user_agent.as_deref()
     )
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
-    .map_err(db_err)?
-    .rows_affected();
-    if consumed == 0 {
+    .map_err(db_err)?;
+    let Some(user_row) = verified else {
+        // Consumed by nothing: another verify won. Say how it stands now.
         let used_at = sqlx::query_scalar!("SELECT used_at FROM otp_codes WHERE id = $1", req.otp_id.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -199,22 +228,7 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVe
         let failure = used_at
             .map_or(OtpFailure::Locked { until: None }, |used_at| OtpFailure::Used { used_at: Timestamp(used_at) });
         return refuse(tx, req, Some(&req.otp_id), failure).await;
-    }
-    reset_code_failures(tx, &req.project_id, &row.email).await?;
-    // `DO UPDATE` (a no-op) so the row comes back even when a concurrent
-    // verify created it a moment ago; new exactly when our id came back.
-    let user_row = sqlx::query!(
-        r#"INSERT INTO users (id, project_id, email, created_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (project_id, email) DO UPDATE SET email = excluded.email
-           RETURNING id AS "id!", created_at AS "created_at!""#,
-        req.new_user_id.as_str(),
-        req.project_id.as_str(),
-        row.email,
-        now_ms
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    };
     let is_new_user = req.new_user_id == user_row.id.as_str();
     let user = User {
         id: UserId::from_trusted(user_row.id),
@@ -222,16 +236,6 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVe
         email: row.email,
         created_at: Timestamp(user_row.created_at),
     };
-    let verified = NewEvent {
-        user_id: Some(&user.id),
-        otp_id: Some(&req.otp_id),
-        email: Some(&user.email),
-        // As the app passed them when it asked for the code.
-        ip_address: row.ip_address.as_deref(),
-        user_agent: row.user_agent.as_deref(),
-        ..NewEvent::new(&req.project_id, EventKind::OtpVerified, req.now)
-    };
-    insert_event(tx, verified).await?;
     let session = match target {
         None => None,
         Some(target_public_key) => {
@@ -293,18 +297,26 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVe
     Ok(OtpVerifyOutcome::Verified(VerifiedOtp { otp_id: req.otp_id.clone(), user, is_new_user, session }))
 }
 
+impl PgStore {
+    /// Counts a code's email against its project's minute after the send
+    /// committed (see the module's notes): a transaction of its own that
+    /// does not wait for its flush, so the counter's row is locked only for
+    /// a moment.
+    async fn count_send_lightly(&self, project_id: &ProjectId, now: Timestamp, minute_count: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query!("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(db_err)?;
+        crate::logins::count_project_send(&mut tx, project_id, now, minute_count).await?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
 impl Otp for PgStore {
     async fn send_otp(&self, otp: NewOtp) -> StoreResult<StartOutcome> {
         let mut tx = self.begin().await?;
         let (outcome, minute_count) = send_one(&mut tx, &otp).await?;
         tx.commit().await.map_err(db_err)?;
         if outcome == StartOutcome::Started {
-            // See the module's notes: counted apart, without waiting for
-            // its flush, so the counter's row lock is held for a moment.
-            let mut tx = self.begin().await?;
-            sqlx::query!("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(db_err)?;
-            crate::logins::count_project_send(&mut tx, &otp.project_id, otp.created_at, minute_count).await?;
-            tx.commit().await.map_err(db_err)?;
+            self.count_send_lightly(&otp.project_id, otp.created_at, minute_count).await?;
         }
         Ok(outcome)
     }
