@@ -169,27 +169,43 @@ fn sockets_from_systemd() -> std::io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-/// Waits for SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for SIGTERM and Ctrl-C (SIGINT) from the moment it is called,
+/// and resolves when one arrives. The handlers are installed here, not on
+/// the future's first poll: a signal sent right after the server said it
+/// listens, before `run` polls this, must start a drain, not kill the
+/// process with the signal's default action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let handlers = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut terminate, mut interrupt) = handlers;
+            let on = |s: &mut Option<tokio::signal::unix::Signal>| {
+                let mut s = s.take();
+                async move {
+                    match s.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            tokio::select! {
+                () = on(&mut terminate) => {}
+                () = on(&mut interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested; draining");
     }
-    tracing::info!("shutdown requested; draining");
 }
 
 /// The storage backend a database URL names. The one place the backend is
@@ -467,8 +483,10 @@ async fn serve_with<S: Store>(
     }
     let metrics_addr = metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
     let database = shown_database(&settings.database_url);
+    // Before the line that says we listen: from then on, SIGTERM drains.
+    let shutdown = shutdown_signal();
     tracing::info!(listen_addr = %local, public_url = %public_url, metrics_addr = %metrics_addr, database = %database, dev = settings.dev, socket_activated, "passgate listening");
-    let result = run(app, listener, metrics_listener, shutdown_signal()).await;
+    let result = run(app, listener, metrics_listener, shutdown).await;
     store.close().await;
     tracing::info!("passgate stopped");
     result
