@@ -3,6 +3,7 @@
 //! request types refuse unknown fields so a typo is an error, not a silent
 //! default. Error codes are stable: clients switch on them.
 
+mod events;
 mod invites;
 mod organizations;
 mod otp;
@@ -12,6 +13,7 @@ mod users;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use events::*;
 pub use invites::*;
 pub use organizations::*;
 pub use otp::*;
@@ -217,12 +219,15 @@ pub enum ErrorCode {
     StampInvalid,
     StampReplayed,
     SessionInvalid,
+    WebhookUrlNotAllowed,
+    WebhookLimitReached,
+    WebhookDeliveryPending,
     NotReady,
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 36] = [
         Self::InvalidRequest,
         Self::Unauthorized,
         Self::KeyRevoked,
@@ -254,6 +259,9 @@ impl ErrorCode {
         Self::StampInvalid,
         Self::StampReplayed,
         Self::SessionInvalid,
+        Self::WebhookUrlNotAllowed,
+        Self::WebhookLimitReached,
+        Self::WebhookDeliveryPending,
         Self::NotReady,
         Self::InternalError,
     ];
@@ -291,6 +299,9 @@ impl ErrorCode {
             Self::StampInvalid => "stamp_invalid",
             Self::StampReplayed => "stamp_replayed",
             Self::SessionInvalid => "session_invalid",
+            Self::WebhookUrlNotAllowed => "webhook_url_not_allowed",
+            Self::WebhookLimitReached => "webhook_limit_reached",
+            Self::WebhookDeliveryPending => "webhook_delivery_pending",
             Self::NotReady => "not_ready",
             Self::InternalError => "internal_error",
         }
@@ -303,7 +314,8 @@ impl ErrorCode {
             | Self::InvalidEmail
             | Self::ValidationUrlNotAllowed
             | Self::InvalidTokenFormat
-            | Self::TargetPublicKeyMismatch => 400,
+            | Self::TargetPublicKeyMismatch
+            | Self::WebhookUrlNotAllowed => 400,
             Self::Unauthorized
             | Self::KeyRevoked
             | Self::TokenInvalid
@@ -325,7 +337,10 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::MisdirectedRequest => 421,
             Self::RequestTimeout => 408,
-            Self::IdempotencyKeyReused | Self::InviteAccepted => 409,
+            Self::IdempotencyKeyReused
+            | Self::InviteAccepted
+            | Self::WebhookLimitReached
+            | Self::WebhookDeliveryPending => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::RateLimited => 429,
@@ -368,6 +383,9 @@ impl ErrorCode {
             Self::StampInvalid => "Invalid stamp",
             Self::StampReplayed => "Stamp replayed",
             Self::SessionInvalid => "Invalid session",
+            Self::WebhookUrlNotAllowed => "Webhook URL not allowed",
+            Self::WebhookLimitReached => "Too many webhook endpoints",
+            Self::WebhookDeliveryPending => "Delivery still pending",
             Self::NotReady => "Not ready",
             Self::InternalError => "Internal error",
         }

@@ -29,6 +29,7 @@ pub mod secret;
 pub mod stamp;
 pub mod time;
 pub mod token;
+pub mod webhook;
 
 pub use email::EmailAddress;
 pub use events::EventKind;

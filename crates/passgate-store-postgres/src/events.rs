@@ -1,8 +1,8 @@
 //! `Events` for PostgreSQL, and the one statement that records an event,
 //! which every area's writes call inside their own transaction.
 
-use passgate_core::{EventId, InviteId, LoginId, OtpId, ProjectId, SessionId, Timestamp, UserId};
-use passgate_store::{Event, EventKind, Events, NewEvent, StoreError, StoreResult};
+use passgate_core::{EventId, InviteId, LoginId, OtpId, ProjectId, SessionId, Timestamp, UserId, WebhookId};
+use passgate_store::{Event, EventKind, EventQuery, Events, NewEvent, StoreError, StoreResult};
 use sqlx::PgConnection;
 
 use crate::{PgStore, db_err};
@@ -12,8 +12,8 @@ pub(crate) async fn insert_event(tx: &mut PgConnection, e: NewEvent<'_>) -> Stor
     let at = e.at.millis();
     sqlx::query!(
         "INSERT INTO events (id, project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email, reason,
-            ip_address, user_agent, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            ip_address, user_agent, created_at, webhook_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         id.as_str(),
         e.project_id.as_str(),
         e.kind.as_str(),
@@ -26,7 +26,8 @@ pub(crate) async fn insert_event(tx: &mut PgConnection, e: NewEvent<'_>) -> Stor
         e.reason,
         e.ip_address,
         e.user_agent,
-        at
+        at,
+        e.webhook_id.map(WebhookId::as_str)
     )
     .execute(&mut *tx)
     .await
@@ -35,20 +36,21 @@ pub(crate) async fn insert_event(tx: &mut PgConnection, e: NewEvent<'_>) -> Stor
 }
 
 /// An event's row as both queries below read it.
-struct EventRow {
-    id: String,
-    project_id: String,
-    kind: String,
-    user_id: Option<String>,
-    login_id: Option<String>,
-    invite_id: Option<String>,
-    otp_id: Option<String>,
-    session_id: Option<String>,
-    email: Option<String>,
-    reason: Option<String>,
-    ip_address: Option<String>,
-    user_agent: Option<String>,
-    created_at: i64,
+pub(crate) struct EventRow {
+    pub(crate) id: String,
+    pub(crate) project_id: String,
+    pub(crate) kind: String,
+    pub(crate) user_id: Option<String>,
+    pub(crate) login_id: Option<String>,
+    pub(crate) invite_id: Option<String>,
+    pub(crate) otp_id: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) ip_address: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) webhook_id: Option<String>,
 }
 
 impl TryFrom<EventRow> for Event {
@@ -71,23 +73,79 @@ impl TryFrom<EventRow> for Event {
             ip_address: r.ip_address,
             user_agent: r.user_agent,
             created_at: Timestamp(r.created_at),
+            webhook_id: r.webhook_id.map(WebhookId::from_trusted),
         })
     }
 }
 
 impl Events for PgStore {
-    async fn list_events(&self, project_id: &ProjectId, limit: u32) -> StoreResult<Vec<Event>> {
-        let limit = i64::from(limit);
-        let rows = sqlx::query_as!(
-            EventRow,
-            r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email, reason,
-                ip_address, user_agent, created_at
-             FROM events WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"#,
-            project_id.as_str(),
-            limit
-        )
-        .fetch_all(&self.pool)
-        .await
+    /// Each kind filtered on is its own range of `events_by_kind`, limited,
+    /// and the ranges are merged (one lateral subquery per kind): a page
+    /// reads at most `limit` rows per kind however many events the project
+    /// has. A user's events are a range of `events_by_user`, kinds checked
+    /// on each (a user's events are few).
+    async fn events_page(&self, q: EventQuery<'_>) -> StoreResult<Vec<Event>> {
+        // No cursor: below every possible (time, id).
+        let (before_at, before_id) = q.before.map_or((i64::MAX, ""), |c| (c.at.millis(), c.id.as_str()));
+        let limit = i64::from(q.limit);
+        let kinds: Vec<String> = q.kinds.iter().map(|k| k.as_str().to_string()).collect();
+        let rows = match (q.user_id, kinds.is_empty()) {
+            (None, true) => {
+                sqlx::query_as!(
+                    EventRow,
+                    r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email,
+                        reason, ip_address, user_agent, created_at, webhook_id
+                     FROM events WHERE project_id = $1 AND (created_at, id) < ($2, $3)
+                     ORDER BY created_at DESC, id DESC LIMIT $4"#,
+                    q.project_id.as_str(),
+                    before_at,
+                    before_id,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+            (Some(user_id), _) => {
+                sqlx::query_as!(
+                    EventRow,
+                    r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email,
+                        reason, ip_address, user_agent, created_at, webhook_id
+                     FROM events
+                     WHERE project_id = $1 AND user_id = $2 AND (created_at, id) < ($3, $4)
+                       AND (cardinality($5::text[]) = 0 OR kind = ANY ($5))
+                     ORDER BY created_at DESC, id DESC LIMIT $6"#,
+                    q.project_id.as_str(),
+                    user_id.as_str(),
+                    before_at,
+                    before_id,
+                    &kinds,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+            (None, false) => {
+                sqlx::query_as!(
+                    EventRow,
+                    r#"SELECT e.id AS "id!", e.project_id AS "project_id!", e.kind AS "kind!", e.user_id, e.login_id,
+                        e.invite_id, e.otp_id, e.session_id, e.email, e.reason, e.ip_address, e.user_agent,
+                        e.created_at AS "created_at!", e.webhook_id
+                     FROM unnest($2::text[]) AS k (kind)
+                     CROSS JOIN LATERAL (
+                        SELECT * FROM events
+                        WHERE project_id = $1 AND kind = k.kind AND (created_at, id) < ($3, $4)
+                        ORDER BY created_at DESC, id DESC LIMIT $5) e
+                     ORDER BY e.created_at DESC, e.id DESC LIMIT $5"#,
+                    q.project_id.as_str(),
+                    &kinds,
+                    before_at,
+                    before_id,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
         .map_err(db_err)?;
         rows.into_iter().map(Event::try_from).collect()
     }
@@ -99,7 +157,7 @@ impl Events for PgStore {
         let rows = sqlx::query_as!(
             EventRow,
             r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email, reason,
-                ip_address, user_agent, created_at
+                ip_address, user_agent, created_at, webhook_id
              FROM events
              WHERE project_id = $1 AND user_id = $2
                AND kind IN ('auth.verified', 'otp.verified', 'invite.accepted', 'session.created', 'session.revoked')

@@ -27,6 +27,7 @@ mod sessions;
 mod signing_keys;
 mod stamps;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::str::FromStr;

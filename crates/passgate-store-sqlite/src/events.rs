@@ -1,8 +1,8 @@
 //! `Events` for SQLite, and the one statement that records an event, which
 //! every area's writes call inside their own transaction.
 
-use passgate_core::{EventId, EventKind, InviteId, LoginId, OtpId, ProjectId, SessionId, Timestamp, UserId};
-use passgate_store::{Event, Events, NewEvent, StoreError, StoreResult};
+use passgate_core::{EventId, EventKind, InviteId, LoginId, OtpId, ProjectId, SessionId, Timestamp, UserId, WebhookId};
+use passgate_store::{Event, EventQuery, Events, NewEvent, StoreError, StoreResult};
 use rusqlite::{Connection, params};
 
 use crate::{OrStoreError, SqliteStore};
@@ -10,9 +10,9 @@ use crate::{OrStoreError, SqliteStore};
 pub(crate) fn insert_event(conn: &Connection, e: NewEvent<'_>) -> StoreResult<()> {
     let id = EventId::generate();
     conn.prepare_cached(
-        "INSERT INTO events (id, project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email, reason,
-            ip_address, user_agent, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, project_id, kind, user_id, login_id, invite_id, otp_id, session_id, webhook_id,
+            email, reason, ip_address, user_agent, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .db()?
     .execute(params![
@@ -24,6 +24,7 @@ pub(crate) fn insert_event(conn: &Connection, e: NewEvent<'_>) -> StoreResult<()
         e.invite_id.map(InviteId::as_str),
         e.otp_id.map(OtpId::as_str),
         e.session_id.map(SessionId::as_str),
+        e.webhook_id.map(WebhookId::as_str),
         e.email,
         e.reason,
         e.ip_address,
@@ -40,10 +41,10 @@ pub(crate) fn event_kind(stored: &str) -> StoreResult<EventKind> {
 }
 
 /// The columns an [`Event`] is read from, in [`event_of`]'s order.
-const EVENT_COLUMNS: &str = "id, project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email, reason,
-    ip_address, user_agent, created_at";
+pub(crate) const EVENT_COLUMNS: &str = "id, project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email,
+    reason, ip_address, user_agent, created_at, webhook_id";
 
-fn event_of(r: &rusqlite::Row<'_>) -> StoreResult<Event> {
+pub(crate) fn event_of(r: &rusqlite::Row<'_>) -> StoreResult<Event> {
     let text = |i: usize| r.get::<_, Option<String>>(i).db();
     let kind: String = r.get(2).db()?;
     Ok(Event {
@@ -60,6 +61,7 @@ fn event_of(r: &rusqlite::Row<'_>) -> StoreResult<Event> {
         ip_address: text(10)?,
         user_agent: text(11)?,
         created_at: Timestamp(r.get(12).db()?),
+        webhook_id: text(13)?.map(WebhookId::from_trusted),
     })
 }
 
@@ -74,9 +76,76 @@ fn events_where(conn: &Connection, condition: &str, values: &[&dyn rusqlite::ToS
     Ok(events)
 }
 
+/// A page of events. Each kind filtered on is its own range of
+/// `events_by_kind`, limited, and the ranges are merged: a page reads at
+/// most `limit` rows per kind, however many events the project has. A
+/// user's events are a range of `events_by_user` with the kinds checked on
+/// each (a user's events are few).
+fn events_page(conn: &Connection, q: &EventQuery<'_>) -> StoreResult<Vec<Event>> {
+    // No cursor: below every possible (time, id).
+    let (before_at, before_id) = q.before.map_or((i64::MAX, ""), |c| (c.at.millis(), c.id.as_str()));
+    let limit = i64::from(q.limit);
+    let project = q.project_id.as_str();
+    let user = q.user_id.map(UserId::as_str);
+    let range = "(created_at, id) < (?, ?)";
+    let kinds: Vec<&str> = q.kinds.iter().map(|k| k.as_str()).collect();
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    let sql = match (q.user_id, kinds.as_slice()) {
+        (None, []) => {
+            values.extend([&project as &dyn rusqlite::ToSql, &before_at, &before_id, &limit]);
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND {range}
+                 ORDER BY created_at DESC, id DESC LIMIT ?"
+            )
+        }
+        (Some(_), _) => {
+            values.extend([&project as &dyn rusqlite::ToSql, &user, &before_at, &before_id]);
+            let kind_filter = if kinds.is_empty() {
+                String::new()
+            } else {
+                values.extend(kinds.iter().map(|k| k as &dyn rusqlite::ToSql));
+                format!(" AND kind IN ({})", vec!["?"; kinds.len()].join(", "))
+            };
+            values.push(&limit);
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_by_user
+                 WHERE project_id = ? AND user_id = ? AND {range}{kind_filter}
+                 ORDER BY created_at DESC, id DESC LIMIT ?"
+            )
+        }
+        (None, kinds) => {
+            let one_kind = format!(
+                "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND kind = ? AND {range}
+                 ORDER BY created_at DESC, id DESC LIMIT ?)"
+            );
+            for kind in kinds {
+                values.extend([
+                    &project as &dyn rusqlite::ToSql,
+                    kind as &dyn rusqlite::ToSql,
+                    &before_at,
+                    &before_id,
+                    &limit,
+                ]);
+            }
+            values.push(&limit);
+            format!(
+                "SELECT * FROM ({}) ORDER BY created_at DESC, id DESC LIMIT ?",
+                vec![one_kind; kinds.len()].join(" UNION ALL ")
+            )
+        }
+    };
+    let mut statement = conn.prepare_cached(&sql).db()?;
+    let mut rows = statement.query(values.as_slice()).db()?;
+    let mut events = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        events.push(event_of(r)?);
+    }
+    Ok(events)
+}
+
 impl Events for SqliteStore {
-    async fn list_events(&self, project_id: &ProjectId, limit: u32) -> StoreResult<Vec<Event>> {
-        self.read(|conn| events_where(conn, "project_id = ?", &[&project_id.as_str(), &i64::from(limit)]))
+    async fn events_page(&self, query: EventQuery<'_>) -> StoreResult<Vec<Event>> {
+        self.read(|conn| events_page(conn, &query))
     }
 
     async fn user_activity(&self, project_id: &ProjectId, user_id: &UserId, limit: u32) -> StoreResult<Vec<Event>> {

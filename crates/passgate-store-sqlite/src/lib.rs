@@ -32,6 +32,7 @@ mod sessions;
 mod signing_keys;
 mod stamps;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "code_budgets", include_str!("../migrations/0006_code_budgets.sql")),
     (7, "invites_organizations", include_str!("../migrations/0007_invites_organizations.sql")),
     (8, "otp_sessions", include_str!("../migrations/0008_otp_sessions.sql")),
+    (9, "webhooks", include_str!("../migrations/0009_webhooks.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated

@@ -1,7 +1,7 @@
 //! The storage contract of passgate: one trait per area of the product
 //! ([`Projects`], [`SigningKeys`], [`Logins`], [`Invites`],
 //! [`Organizations`], [`Users`], [`Otp`], [`Sessions`], [`Stamps`],
-//! [`Outbox`], [`Events`], and [`Database`]
+//! [`Outbox`], [`Events`], [`Webhooks`], and [`Database`]
 //! for the lifecycle), each in the file of the same name with
 //! its models beside it, and [`Store`], which is all of them. Both backend
 //! crates mirror these file names, so an area is found in the same place
@@ -40,6 +40,7 @@ pub mod shared;
 pub mod signing_keys;
 pub mod stamps;
 pub mod users;
+pub mod webhooks;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -57,6 +58,7 @@ pub use signing_keys::*;
 pub use stamps::Stamps;
 pub use users::Erased;
 pub use users::Users;
+pub use webhooks::*;
 
 /// A database error kept whole (its type and its cause chain), behind a
 /// shareable handle: a group-committed batch that fails hands the same
@@ -106,7 +108,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The whole storage contract: every area. Implemented for any type that
 /// implements all of them; the server is generic over one `S: Store`.
 pub trait Store:
-    Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Otp + Sessions + Stamps + Outbox + Events
+    Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Otp + Sessions + Stamps + Outbox + Events + Webhooks
 {
 }
 
@@ -123,5 +125,6 @@ impl<T> Store for T where
         + Stamps
         + Outbox
         + Events
+        + Webhooks
 {
 }

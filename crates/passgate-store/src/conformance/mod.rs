@@ -28,6 +28,7 @@ mod sessions;
 mod signing_keys;
 mod stamps;
 mod users;
+mod webhooks;
 
 /// One conformance check, ready to run on a store of type `S`.
 pub struct Check<S> {
@@ -72,7 +73,12 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
         outbox_leases_and_results, an_email_leased_at_start_is_its_owners_until_the_lease_lapses,
         concurrent_delivery_outcomes_are_each_recorded, a_renewed_lease_keeps_the_email_its_holders,
         queued_payloads_are_those_not_yet_settled]);
-    all.extend(checks![events: events_are_recorded]);
+    all.extend(checks![events:
+        events_are_recorded, pages_see_every_event_once_under_concurrent_inserts, pages_filter_by_user_and_kind]);
+    all.extend(checks![webhooks:
+        an_event_queues_a_delivery_per_subscribed_endpoint, deliveries_are_leased_retried_and_settled,
+        spent_retries_disable_a_failing_endpoint, endpoints_are_scoped_rotated_and_deleted,
+        concurrent_claims_never_share_a_delivery]);
     all.extend(checks![otp:
         a_code_is_sent_then_verified_once, codes_belong_to_their_otp_id_and_project, three_wrong_codes_lock_the_code,
         wrong_codes_count_per_address_across_codes, sends_obey_the_limits, expiry_is_exact, sends_are_idempotent,
@@ -88,7 +94,7 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
 }
 
 /// The area files, as compiled in: what [`declared`] reads.
-const SOURCES: [(&str, &str); 11] = [
+const SOURCES: [(&str, &str); 12] = [
     ("projects", include_str!("projects.rs")),
     ("signing_keys", include_str!("signing_keys.rs")),
     ("logins", include_str!("logins.rs")),
@@ -100,6 +106,7 @@ const SOURCES: [(&str, &str); 11] = [
     ("otp", include_str!("otp.rs")),
     ("sessions", include_str!("sessions.rs")),
     ("stamps", include_str!("stamps.rs")),
+    ("webhooks", include_str!("webhooks.rs")),
 ];
 
 /// Every check declared in the area files (`area::name`): each public
