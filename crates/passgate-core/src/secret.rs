@@ -28,10 +28,13 @@ pub enum Purpose {
     LoginCode,
     DevApiKey,
     OtpCode,
+    /// A webhook endpoint's signing secret, sealed at rest.
+    WebhookSecret,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 5] = [Self::SigningKey, Self::Outbox, Self::LoginCode, Self::DevApiKey, Self::OtpCode];
+    const ALL: [Purpose; 6] =
+        [Self::SigningKey, Self::Outbox, Self::LoginCode, Self::DevApiKey, Self::OtpCode, Self::WebhookSecret];
 
     fn label(self) -> &'static str {
         match self {
@@ -40,6 +43,7 @@ impl Purpose {
             Self::LoginCode => "passgate/v1/login-code",
             Self::DevApiKey => "passgate/v1/dev-api-key",
             Self::OtpCode => "passgate/v1/otp-code",
+            Self::WebhookSecret => "passgate/v1/webhook-secret",
         }
     }
 
@@ -61,7 +65,7 @@ pub enum SecretError {
 const SEAL_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 
-struct DerivedKeys([Zeroizing<[u8; 32]>; 5]);
+struct DerivedKeys([Zeroizing<[u8; 32]>; 6]);
 
 impl DerivedKeys {
     fn from_secret(secret: &[u8]) -> Self {

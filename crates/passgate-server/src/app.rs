@@ -19,11 +19,14 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::openapi::path::HttpMethod;
 
 use crate::http::serve::ConnectionLimits;
-use crate::http::{auth, dev, error::ApiError, invites, ops, organizations, otp, request_id, session, users};
+use crate::http::{
+    auth, dev, error::ApiError, events, invites, ops, organizations, otp, request_id, session, users, webhooks,
+};
 use crate::keys::KeyRing;
 use crate::mail::outbox::Outbox;
 use crate::mail::transport::DevMailbox;
 use crate::metrics::{self, Metrics};
+use crate::webhooks::WebhookConfig;
 
 /// Largest request body accepted (64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -43,6 +46,8 @@ pub struct AppState<S: Store> {
     pub metrics: Arc<Metrics>,
     /// How long clients may take and how many connections they may hold.
     pub connections: ConnectionLimits,
+    /// How webhooks are checked and sent.
+    pub webhooks: WebhookConfig,
 }
 
 impl<S: Store> std::fmt::Debug for AppState<S> {
@@ -182,6 +187,15 @@ api_routes![
     users::find_users<S>,
     users::delete_user<S>,
     session::revoke_user_sessions<S>,
+    events::list_events<S>,
+    webhooks::create_webhook<S>,
+    webhooks::list_webhooks<S>,
+    webhooks::get_webhook<S>,
+    webhooks::delete_webhook<S>,
+    webhooks::rotate_webhook_secret<S>,
+    webhooks::enable_webhook<S>,
+    webhooks::list_deliveries<S>,
+    webhooks::retry_delivery<S>,
     ops::jwks<S>,
     ops::healthz,
     ops::readyz<S>,

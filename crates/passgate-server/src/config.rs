@@ -29,6 +29,8 @@ pub struct RawSettings {
     pub secret_key_previous: Option<String>,
     pub metrics_listen: Option<String>,
     pub dev: Option<bool>,
+    /// Development only: webhooks may go to private addresses and plain http.
+    pub webhook_allow_private: Option<bool>,
     pub templates_dir: Option<String>,
     pub smtp_ca_file: Option<String>,
     #[serde(default, deserialize_with = "string_or_number")]
@@ -104,6 +106,9 @@ pub struct Settings {
     /// `None` when set to `off`.
     pub metrics_listen: Option<SocketAddr>,
     pub dev: bool,
+    /// `PASSGATE_WEBHOOK_ALLOW_PRIVATE` (on in dev mode unless set to 0):
+    /// webhooks may go to private addresses and plain http.
+    pub webhook_allow_private: bool,
     pub templates_dir: Option<PathBuf>,
     /// PEM of extra CA certificates trusted for the SMTP relay.
     pub smtp_ca_pem: Option<Vec<u8>>,
@@ -155,6 +160,7 @@ impl RawSettings {
             "SECRET_KEY_PREVIOUS",
             "METRICS_LISTEN",
             "DEV",
+            "WEBHOOK_ALLOW_PRIVATE",
             "TEMPLATES_DIR",
             "SMTP_CA_FILE",
             "OUTBOX_LEASE",
@@ -197,6 +203,10 @@ impl RawSettings {
             "HTTP_MAX_CONNECTIONS" => &mut self.http_max_connections,
             "DEV" => {
                 self.dev = Some(parse_bool("PASSGATE_DEV", &value)?);
+                return Ok(());
+            }
+            "WEBHOOK_ALLOW_PRIVATE" => {
+                self.webhook_allow_private = Some(parse_bool("PASSGATE_WEBHOOK_ALLOW_PRIVATE", &value)?);
                 return Ok(());
             }
             _ => return Ok(()),
@@ -366,6 +376,7 @@ impl RawSettings {
             secret_key_previous,
             metrics_listen,
             dev,
+            webhook_allow_private: self.webhook_allow_private.unwrap_or(dev),
             templates_dir: self.templates_dir.map(PathBuf::from),
             smtp_ca_pem: match self.smtp_ca_file {
                 Some(path) => Some(std::fs::read(&path).map_err(|e| invalid("smtp_ca_file", format!("{path}: {e}")))?),

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod server;
 pub mod services;
 pub mod telemetry;
+pub mod webhooks;
 
 use passgate_core::{Clock, Timestamp};
 

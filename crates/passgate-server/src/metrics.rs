@@ -27,7 +27,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use passgate_store::{LimitKind, VerifyFailure};
+use passgate_core::Timestamp;
+use passgate_store::{LimitKind, OutboxDepth, VerifyFailure};
 
 /// Upper bounds (seconds) of the request-duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -57,6 +58,28 @@ impl EmailAttempt {
             Self::Sent => "sent",
             Self::Retrying => "retrying",
             Self::GaveUp => "gave_up",
+        }
+    }
+}
+
+/// How a webhook attempt ended, as the webhook worker saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Delivered,
+    /// Failed; will be tried again.
+    Retrying,
+    /// Failed for good (retries spent, or a retry by hand that failed).
+    Failed,
+}
+
+impl WebhookOutcome {
+    const ALL: [Self; 3] = [Self::Delivered, Self::Retrying, Self::Failed];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
         }
     }
 }
@@ -98,6 +121,9 @@ pub struct Metrics {
     verify_failures: [AtomicU64; VERIFY_FAILURES.len()],
     rate_limited: [AtomicU64; LIMITS.len()],
     email_attempts: [AtomicU64; EmailAttempt::ALL.len()],
+    webhook_attempts: [AtomicU64; WebhookOutcome::ALL.len()],
+    /// The outboxes as last sampled, and when.
+    outbox_depth: Mutex<Option<(OutboxDepth, Timestamp)>>,
     routes: Mutex<HashMap<String, RouteStats>>,
 }
 
@@ -119,6 +145,8 @@ impl Default for Metrics {
             verify_failures: Default::default(),
             rate_limited: Default::default(),
             email_attempts: Default::default(),
+            webhook_attempts: Default::default(),
+            outbox_depth: Mutex::new(None),
             routes: Mutex::new(HashMap::new()),
         }
     }
@@ -149,6 +177,17 @@ impl Metrics {
     pub fn email_attempt(&self, outcome: EmailAttempt) {
         let index = EmailAttempt::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.email_attempts[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_webhook(&self, outcome: WebhookOutcome) {
+        let index = WebhookOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.webhook_attempts[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What waits in the outboxes, as read at `at` (the webhook worker
+    /// samples it every few seconds; a scrape never touches the database).
+    pub fn set_outbox_depth(&self, depth: OutboxDepth, at: Timestamp) {
+        *self.outbox_depth.lock().unwrap_or_else(|e| e.into_inner()) = Some((depth, at));
     }
 
     /// Records one answered request; `route` is the matched route's template.
@@ -194,6 +233,11 @@ impl Metrics {
         for (outcome, count) in EmailAttempt::ALL.iter().zip(&self.email_attempts) {
             let _ = writeln!(out, "passgate_email_attempts_total{{outcome=\"{}\"}} {}", outcome.label(), load(count));
         }
+        family(&mut out, "passgate_webhook_attempts_total", "counter", "Webhook delivery attempts, by outcome.");
+        for (outcome, count) in WebhookOutcome::ALL.iter().zip(&self.webhook_attempts) {
+            let _ = writeln!(out, "passgate_webhook_attempts_total{{outcome=\"{}\"}} {}", outcome.label(), load(count));
+        }
+        self.render_outbox_depth(&mut out);
 
         self.render_requests(&mut out);
 
@@ -206,6 +250,29 @@ impl Metrics {
             let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
         }
         out
+    }
+
+    fn render_outbox_depth(&self, out: &mut String) {
+        let sampled = *self.outbox_depth.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((depth, at)) = sampled else { return };
+        // Age of the oldest row due: how far behind the sender is (0 when
+        // nothing is overdue).
+        let age = |due: Option<Timestamp>| due.map_or(0.0, |due| (at.millis() - due.millis()).max(0) as f64 / 1000.0);
+        family(out, "passgate_outbox_depth", "gauge", "Rows waiting to be sent, by outbox (email, webhook).");
+        let _ = writeln!(out, "passgate_outbox_depth{{outbox=\"email\"}} {}", depth.emails);
+        let _ = writeln!(out, "passgate_outbox_depth{{outbox=\"webhook\"}} {}", depth.webhook_deliveries);
+        family(
+            out,
+            "passgate_outbox_oldest_due_age_seconds",
+            "gauge",
+            "How long the oldest row waiting to be sent has been due, by outbox.",
+        );
+        let _ = writeln!(out, "passgate_outbox_oldest_due_age_seconds{{outbox=\"email\"}} {:.3}", age(depth.oldest_email_due));
+        let _ = writeln!(
+            out,
+            "passgate_outbox_oldest_due_age_seconds{{outbox=\"webhook\"}} {:.3}",
+            age(depth.oldest_webhook_delivery_due)
+        );
     }
 
     fn render_requests(&self, out: &mut String) {

@@ -21,6 +21,8 @@ use crate::http::serve::{ConnectionLimits, serve};
 use crate::keys::{KeyError, KeyRing, ensure_signing_key};
 use crate::mail::EmailPayload;
 use crate::mail::outbox::{Outbox, OutboxConfig};
+use crate::webhooks::WebhookConfig;
+use crate::webhooks::sender::WebhookSender;
 use crate::mail::templates::{TemplateError, Templates};
 use crate::mail::transport::{DevMailbox, Mailer, SmtpUrlError};
 use crate::metrics::{self, Metrics};
@@ -45,6 +47,8 @@ pub enum StartError {
     Listen { setting: &'static str, addr: String, source: std::io::Error },
     #[error("dev mode: {0}")]
     Dev(String),
+    #[error("webhook client: {0}")]
+    Webhooks(String),
     #[error("server stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -61,6 +65,7 @@ pub struct Parts {
     pub key_refresh: std::time::Duration,
     /// How long clients may take and how many connections they may hold.
     pub connections: ConnectionLimits,
+    pub webhooks: WebhookConfig,
 }
 
 /// How many of the oldest queued emails a start opens to check the secret.
@@ -112,6 +117,7 @@ pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartE
         dev_mailbox: parts.mailer.dev_mailbox().cloned(),
         metrics,
         connections: parts.connections,
+        webhooks: parts.webhooks,
     }))
 }
 
@@ -126,6 +132,15 @@ pub async fn run<S: Store>(
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(app.outbox.clone().run(stop_rx.clone()));
+    let webhooks = WebhookSender::new(
+        app.store.clone(),
+        app.clock.clone(),
+        app.secret.clone(),
+        app.webhooks.clone(),
+        app.metrics.clone(),
+    )
+    .map_err(|e| StartError::Webhooks(e.to_string()))?;
+    let webhook_worker = tokio::spawn(webhooks.run(stop_rx.clone()));
     let scrapes = metrics_listener.map(|listener| {
         let mut stop = stop_rx;
         let stopped = async move {
@@ -137,6 +152,7 @@ pub async fn run<S: Store>(
     let served = serve(listener, router(app), limits, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = webhook_worker.await;
     if let Some(scrapes) = scrapes {
         let _ = scrapes.await;
     }
@@ -459,6 +475,11 @@ async fn serve_with<S: Store>(
         outbox,
         key_refresh: crate::keys::REFRESH_EVERY,
         connections: settings.connections,
+        webhooks: WebhookConfig {
+            allow_private: settings.webhook_allow_private,
+            lease: settings.outbox_lease,
+            ..WebhookConfig::default()
+        },
     };
     let app = assemble(store.clone(), parts).await?;
     if settings.dev {

@@ -103,6 +103,19 @@ impl From<ServiceError> for ApiError {
                 ErrorCode::SessionInvalid,
                 "the stamp's public key is no live session key (unknown, expired or revoked)",
             ),
+            ServiceError::Invalid(why) => Self::invalid_request(why),
+            ServiceError::WebhookUrl(why) => Self::new(ErrorCode::WebhookUrlNotAllowed, why),
+            ServiceError::WebhookLimit => Self::new(
+                ErrorCode::WebhookLimitReached,
+                format!(
+                    "a project has at most {} webhook endpoints; delete one first",
+                    crate::webhooks::MAX_ENDPOINTS_PER_PROJECT
+                ),
+            ),
+            ServiceError::DeliveryPending => Self::new(
+                ErrorCode::WebhookDeliveryPending,
+                "the delivery is still pending: it will be attempted on its schedule",
+            ),
             ServiceError::NotFound => Self::not_found(),
             ServiceError::InviteAccepted => {
                 Self::new(ErrorCode::InviteAccepted, "the invite was accepted; there is nothing left to revoke")

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod dev;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod inputs;
 pub mod invites;
@@ -15,3 +16,4 @@ pub mod request_id;
 pub mod serve;
 pub mod session;
 pub mod users;
+pub mod webhooks;

@@ -7,12 +7,14 @@
 //! One error enum for the layer, [`ServiceError`], which the HTTP edge maps
 //! to problem documents.
 
+pub mod events;
 pub mod invites;
 pub mod logins;
 pub mod organizations;
 pub mod otp;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use passgate_core::limits::LimitKind;
 use passgate_core::login::VerifyFailure;
@@ -51,6 +53,18 @@ pub enum ServiceError {
     /// The stamp's key is no live session key.
     #[error("no live session has this key")]
     SessionInvalid,
+    /// A request field the service refused; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// A webhook URL refused (its rules, or the addresses it resolves to).
+    #[error("webhook URL not allowed: {0}")]
+    WebhookUrl(String),
+    /// The project has as many webhook endpoints as allowed.
+    #[error("too many webhook endpoints")]
+    WebhookLimit,
+    /// A delivery retried by hand that is still pending.
+    #[error("the delivery is still pending")]
+    DeliveryPending,
     /// No such resource in the caller's project.
     #[error("not found")]
     NotFound,

@@ -23,3 +23,4 @@ mod process;
 mod router;
 mod scale_out;
 mod security;
+mod webhooks;

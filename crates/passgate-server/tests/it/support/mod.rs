@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod process;
+pub mod receiver;
 pub mod router;
 pub mod smtp;
 
@@ -119,6 +120,9 @@ pub struct Options {
     pub system_clock: bool,
     /// Connection timeouts and cap (the defaults otherwise).
     pub connections: Option<passgate_server::http::serve::ConnectionLimits>,
+    /// How webhooks are sent (otherwise: private addresses allowed, for
+    /// receivers on loopback, and a 50 ms poll).
+    pub webhooks: Option<passgate_server::webhooks::WebhookConfig>,
 }
 
 pub struct TestServer {
@@ -169,6 +173,11 @@ impl TestServer {
             // Tests that rotate keys see the rotation at once.
             key_refresh: std::time::Duration::ZERO,
             connections: options.connections.unwrap_or_default(),
+            webhooks: options.webhooks.unwrap_or_else(|| passgate_server::webhooks::WebhookConfig {
+                allow_private: true,
+                idle_poll: std::time::Duration::from_millis(50),
+                ..Default::default()
+            }),
             outbox: options.outbox.unwrap_or_else(|| OutboxConfig {
                 idle_poll: std::time::Duration::from_millis(50),
                 ..OutboxConfig::default()

@@ -43,6 +43,7 @@ impl InProcess {
             outbox: OutboxConfig::default(),
             key_refresh: std::time::Duration::ZERO,
             connections: passgate_server::http::serve::ConnectionLimits::default(),
+            webhooks: passgate_server::webhooks::WebhookConfig::default(),
         };
         let router = match &store {
             TestStore::Sqlite(s) => {
