@@ -14,6 +14,7 @@ mod auth_flow;
 mod connections;
 mod dev;
 mod emails;
+mod events;
 mod examples;
 mod http_hygiene;
 mod invites;
