@@ -749,3 +749,71 @@ async fn operators_read_organizations_and_erase_users() {
     let emptied = run(&["org", "list", "--project", project], &db_env).await;
     assert!(emptied.stdout.contains("0 members  Night Shift"), "{}", emptied.stdout);
 }
+
+/// S25 for webhooks: SIGKILL while a delivery is in flight (the receiver
+/// has it and has not answered); after a restart the delivery is made
+/// again, once its lease lapses, with the same `webhook-id`: at least once,
+/// never lost.
+#[tokio::test]
+async fn a_webhook_in_flight_at_a_kill_is_delivered_again_with_its_id() {
+    use crate::support::receiver::{HANG, Receiver};
+
+    let test_db = TestDb::new().await;
+    let db = test_db.url.clone();
+    let key = create_project(&db).await;
+    let sink = SmtpSink::start().await;
+    let receiver = Receiver::start(HANG).await;
+    let dir = temp_dir();
+    let sink_url = sink.url();
+    let mut env: Vec<(&str, &str)> =
+        smtp_env(&db, &sink_url).into_iter().filter(|(name, _)| *name != "PASSGATE_OUTBOX_LEASE").collect();
+    // Each call times out at half the lease: long enough that the kill
+    // lands while the first server still waits for the answer.
+    env.extend([("PASSGATE_OUTBOX_LEASE", "6s"), ("PASSGATE_WEBHOOK_ALLOW_PRIVATE", "1")]);
+    let mut first = Running::spawn(&["serve"], &env, &dir).await;
+    let http = reqwest::Client::new();
+    let registered = Reply::of(
+        http.post(format!("{}/api/v2/webhooks", first.base))
+            .bearer_auth(&key)
+            .json(&json!({ "url": receiver.url(), "events": ["auth.started"] }))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    remember_secret(&registered.str("secret"));
+    let webhook_id = registered.str("webhookId");
+    let started = Reply::of(
+        http.post(format!("{}/api/v2/auth/start", first.base))
+            .bearer_auth(&key)
+            .json(&json!({ "email": "ada@example.com", "validationUrl": CALLBACK }))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let held = receiver.wait_for(1).await;
+    first.child.kill().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_clean(&first.output());
+    let id = held[0].header("webhook-id").to_string();
+    assert!(id.starts_with("evt_"));
+
+    receiver.answer(200);
+    let mut second = Running::spawn(&["serve"], &env, &dir).await;
+    let again = receiver.wait_for(2).await;
+    assert_eq!(again[1].header("webhook-id"), id, "the same webhook-id after the restart");
+    assert_eq!(again[1].body, held[0].body, "the same body");
+    let url = format!("{}/api/v2/webhooks/{webhook_id}/deliveries", second.base);
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        listed = Reply::of(http.get(&url).bearer_auth(&key).send().await).await.body;
+        if listed["deliveries"][0]["status"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(listed["deliveries"][0]["status"], "sent", "{listed}");
+    assert!(second.stop().await.success());
+    assert_eq!(receiver.received().len(), 2, "delivered again once, not more");
+    assert_clean(&second.output());
+}
