@@ -447,6 +447,25 @@ mod tests {
         assert_eq!(s.database_url, "sqlite://passgate.db");
     }
 
+    /// Webhooks to private addresses and plain http are for development:
+    /// on in dev mode unless turned off, off otherwise unless turned on.
+    #[test]
+    fn private_webhook_addresses_are_allowed_only_when_developing() {
+        let serving = [("PASSGATE_SECRET_KEY", SECRET), ("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525")];
+        let settings = |pairs: &[(&str, &str)], dev: bool| {
+            RawSettings::default().overlay_env(env(pairs)).and_then(|r| r.check(dev, true)).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(!settings(&serving, false).webhook_allow_private);
+        assert!(settings(&[], true).webhook_allow_private, "passgate dev sets it");
+        assert!(!settings(&[("PASSGATE_WEBHOOK_ALLOW_PRIVATE", "0")], true).webhook_allow_private);
+        let mut opted_in = serving.to_vec();
+        opted_in.push(("PASSGATE_WEBHOOK_ALLOW_PRIVATE", "1"));
+        assert!(settings(&opted_in, false).webhook_allow_private);
+        let mut wrong = serving.to_vec();
+        wrong.push(("PASSGATE_WEBHOOK_ALLOW_PRIVATE", "maybe"));
+        assert!(RawSettings::default().overlay_env(env(&wrong)).is_err());
+    }
+
     #[test]
     fn every_interface_needs_a_public_url() {
         let base = [("PASSGATE_SECRET_KEY", SECRET), ("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525")];

@@ -24,6 +24,8 @@ pub struct WebhookConfig {
     pub idle_poll: Duration,
     /// Deliveries in flight at once per instance (and claimed at once).
     pub concurrency: u32,
+    /// How often the outbox depth gauges are refreshed.
+    pub depth_sample: Duration,
     /// The resolver names are looked up with, before the guard checks them.
     pub resolver: Arc<dyn NameResolver>,
 }
@@ -44,6 +46,7 @@ impl Default for WebhookConfig {
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_secs(1),
             concurrency: 16,
+            depth_sample: Duration::from_secs(5),
             resolver: Arc::new(SystemResolver),
         }
     }

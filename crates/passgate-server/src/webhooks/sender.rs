@@ -27,9 +27,6 @@ use super::{RESPONSE_BODY_CAP, WebhookConfig};
 use crate::metrics::{Metrics, WebhookOutcome};
 use crate::services::events::record_of;
 
-/// How often the outbox depth gauges are refreshed.
-const DEPTH_SAMPLE_EVERY: Duration = Duration::from_secs(5);
-
 pub struct WebhookSender<S: Store> {
     store: S,
     clock: Arc<dyn Clock>,
@@ -107,7 +104,7 @@ impl<S: Store> WebhookSender<S> {
         while !*shutdown.borrow() {
             if Instant::now() >= next_sample {
                 self.sample_depth().await;
-                next_sample = Instant::now() + DEPTH_SAMPLE_EVERY;
+                next_sample = Instant::now() + self.config.depth_sample;
             }
             let claimed = match self.run_once().await {
                 Ok(claimed) => claimed,
@@ -119,7 +116,7 @@ impl<S: Store> WebhookSender<S> {
             if claimed as u32 >= self.config.concurrency {
                 continue; // a full batch: more may be due
             }
-            let wait = self.idle_wait().await;
+            let wait = self.idle_wait().await.min(self.config.depth_sample);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}

@@ -100,6 +100,17 @@ async fn failures_retry_then_fail_then_retry_by_hand() {
     let next = pending[0]["nextAttemptAt"].as_str().and_then(passgate_core::Timestamp::parse_rfc3339);
     let delay = next.map(|t| t.millis() - T0.millis()).unwrap_or_default();
     assert!((4_000..=6_000).contains(&delay), "about 5 s, ±20%: {delay} ms");
+    let mut scrape = String::new();
+    for _ in 0..100 {
+        scrape = server.scrape().await;
+        if scrape.contains("passgate_outbox_depth{outbox=\"webhook\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(scrape.contains("passgate_outbox_depth{outbox=\"webhook\"} 1"), "the retry waits: {scrape}");
+    assert!(scrape.contains("passgate_webhook_attempts_total{outcome=\"retrying\"} 1"), "{scrape}");
+    assert!(scrape.contains("passgate_outbox_oldest_due_age_seconds{outbox=\"webhook\"} 0.000"), "not due yet");
 
     // Each retry comes once its time has come, and not before.
     let schedule = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];

@@ -176,6 +176,7 @@ impl TestServer {
             webhooks: options.webhooks.unwrap_or_else(|| passgate_server::webhooks::WebhookConfig {
                 allow_private: true,
                 idle_poll: std::time::Duration::from_millis(50),
+                depth_sample: std::time::Duration::from_millis(50),
                 ..Default::default()
             }),
             outbox: options.outbox.unwrap_or_else(|| OutboxConfig {
