@@ -14,6 +14,12 @@
 //   GET  /me        who is signed in (401 when nobody is)
 //   POST /logout    ends this app's session
 //
+// and, for passgate's webhooks (docs/webhooks.md):
+//
+//   POST /webhooks/passgate   receives a delivery: checks its signature,
+//                             drops a repeat, keeps the event
+//   GET  /webhooks/received   the events kept, for a look (or a test)
+//
 // docs/integrate.md explains each step. Configuration comes from the
 // environment only; see README.md beside this file.
 
@@ -22,6 +28,7 @@ import crypto from 'node:crypto';
 import cookieParser from 'cookie-parser';
 import express from 'express';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { Webhook } from 'standardwebhooks';
 
 // ---- configuration ----------------------------------------------------------
 
@@ -58,6 +65,20 @@ const PORT = Number(process.env.PORT ?? 3000);
 let appBaseUrl = trimSlash(process.env.APP_BASE_URL || '');
 
 const SESSION_TTL_MS = 8 * 60 * 60 * 1000;
+
+// The signing secret of this app's webhook endpoint (whsec_…), shown once by
+// POST /api/v2/webhooks (and by rotate-secret). Optional: without it the
+// webhook route answers 503 and the rest of the app works as before.
+const PASSGATE_WEBHOOK_SECRET = process.env.PASSGATE_WEBHOOK_SECRET || '';
+let webhookVerifier = null;
+if (PASSGATE_WEBHOOK_SECRET) {
+  try {
+    webhookVerifier = new Webhook(PASSGATE_WEBHOOK_SECRET);
+  } catch {
+    console.error('error: PASSGATE_WEBHOOK_SECRET is not a webhook secret (whsec_ followed by base64)');
+    process.exit(1);
+  }
+}
 
 // ---- talking to passgate ------------------------------------------------------
 
@@ -181,6 +202,45 @@ const statusFor = (passgateStatus) => ([400, 401, 429].includes(passgateStatus) 
 
 const app = express();
 app.disable('x-powered-by');
+
+// ---- webhooks ---------------------------------------------------------------------
+
+// The last verified events, by webhook-id (the event's id, the same on every
+// retry), oldest first. A real app records the id in its database, in the
+// transaction that acts on the event, and skips an id it has seen; in memory,
+// 50 are enough to show the idea.
+const RECEIVED_MAX = 50;
+const received = new Map();
+
+// A delivery, signed per Standard Webhooks. The signature covers the body's
+// exact bytes, so this route reads them raw (express.raw, on this route only,
+// before any parser that would turn them into an object) and lets the
+// standardwebhooks package check them with the headers. It also refuses a
+// webhook-timestamp more than 5 minutes away from this machine's clock.
+app.post('/webhooks/passgate', express.raw({ type: 'application/json', limit: '64kb' }), (req, res) => {
+  if (!webhookVerifier) {
+    res.status(503).json({ error: 'PASSGATE_WEBHOOK_SECRET is not set' });
+    return;
+  }
+  let event;
+  try {
+    if (!Buffer.isBuffer(req.body)) throw new Error('not a JSON body');
+    event = webhookVerifier.verify(req.body, req.headers);
+  } catch (error) {
+    console.warn(`webhook refused: ${error.message}`);
+    res.status(400).json({ error: 'invalid signature' });
+    return;
+  }
+  const webhookId = req.get('webhook-id');
+  // Delivery is at least once: a retry after a lost answer repeats an event.
+  if (!received.has(webhookId)) {
+    received.set(webhookId, { webhookId, type: event.type, data: event.data });
+    if (received.size > RECEIVED_MAX) received.delete(received.keys().next().value);
+  }
+  // Any 2xx settles the delivery; answer quickly and do slow work afterwards.
+  res.status(204).end();
+});
+
 // req.ip is the socket's address. Behind a reverse proxy, set 'trust proxy'
 // (https://expressjs.com/en/guide/behind-proxies.html) so it is the user's.
 app.use(express.urlencoded({ extended: false, limit: '4kb' }));
@@ -325,6 +385,12 @@ app.get('/me', (req, res) => {
 app.post('/logout', (req, res) => {
   res.clearCookie('session', cookieOptions(undefined));
   res.redirect(303, '/');
+});
+
+// What arrived, newest last. For a look while developing, or a test: a real
+// app would not show its events to anyone who asks.
+app.get('/webhooks/received', (req, res) => {
+  res.json({ events: [...received.values()] });
 });
 
 // An unexpected failure (passgate unreachable, a timeout): a plain page, and

@@ -33,7 +33,9 @@ pub struct EventRecord {
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_id: Option<String>,
-    /// Why, for `auth.failed`, `otp.failed`, `email.failed`, `rate_limited` and `webhook.disabled`.
+    /// A detail of the event: why, for failures (`auth.failed`, `otp.failed`, `email.failed`,
+    /// `rate_limited`, `webhook.disabled`); how, for `auth.verified` (`email_link`, `email_otp`);
+    /// `session_limit` for a `session.revoked` that made room for a new session key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,7 +67,8 @@ pub struct EventListQuery {
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     pub events: Vec<EventRecord>,
-    /// Pass as `after` for the next (older) page; absent on the last page.
+    /// Pass as `after` for the next (older) page. Absent when this page was not full (it is
+    /// the last); a full last page is followed by an empty one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
@@ -128,7 +131,8 @@ pub struct DeliveryAttemptRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
     pub latency_ms: i64,
-    /// Why it failed, when it did without an answer (timeout, refused address, connection error).
+    /// Why it failed: `answered 503`, or, when no answer came, the timeout, refused address or
+    /// connection error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

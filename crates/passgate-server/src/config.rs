@@ -453,7 +453,10 @@ mod tests {
     fn private_webhook_addresses_are_allowed_only_when_developing() {
         let serving = [("PASSGATE_SECRET_KEY", SECRET), ("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525")];
         let settings = |pairs: &[(&str, &str)], dev: bool| {
-            RawSettings::default().overlay_env(env(pairs)).and_then(|r| r.check(dev, true)).unwrap_or_else(|e| panic!("{e}"))
+            RawSettings::default()
+                .overlay_env(env(pairs))
+                .and_then(|r| r.check(dev, true))
+                .unwrap_or_else(|e| panic!("{e}"))
         };
         assert!(!settings(&serving, false).webhook_allow_private);
         assert!(settings(&[], true).webhook_allow_private, "passgate dev sets it");

@@ -267,7 +267,11 @@ impl Metrics {
             "gauge",
             "How long the oldest row waiting to be sent has been due, by outbox.",
         );
-        let _ = writeln!(out, "passgate_outbox_oldest_due_age_seconds{{outbox=\"email\"}} {:.3}", age(depth.oldest_email_due));
+        let _ = writeln!(
+            out,
+            "passgate_outbox_oldest_due_age_seconds{{outbox=\"email\"}} {:.3}",
+            age(depth.oldest_email_due)
+        );
         let _ = writeln!(
             out,
             "passgate_outbox_oldest_due_age_seconds{{outbox=\"webhook\"}} {:.3}",

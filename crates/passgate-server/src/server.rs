@@ -21,11 +21,11 @@ use crate::http::serve::{ConnectionLimits, serve};
 use crate::keys::{KeyError, KeyRing, ensure_signing_key};
 use crate::mail::EmailPayload;
 use crate::mail::outbox::{Outbox, OutboxConfig};
-use crate::webhooks::WebhookConfig;
-use crate::webhooks::sender::WebhookSender;
 use crate::mail::templates::{TemplateError, Templates};
 use crate::mail::transport::{DevMailbox, Mailer, SmtpUrlError};
 use crate::metrics::{self, Metrics};
+use crate::webhooks::WebhookConfig;
+use crate::webhooks::sender::WebhookSender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -415,6 +415,11 @@ async fn serve_with<S: Store>(
     if mailer.sends_in_clear() {
         tracing::warn!(
             "smtp_url has tls=none: emails (which hold live sign-in links) travel to the relay unencrypted; use it only for a relay on this machine"
+        );
+    }
+    if settings.webhook_allow_private && !settings.dev {
+        tracing::warn!(
+            "webhook_allow_private is on: webhooks may be sent to private and loopback addresses and over plain http; use it only for development"
         );
     }
     let templates = Arc::new(Templates::load(settings.templates_dir.as_deref())?);

@@ -89,9 +89,9 @@ impl Events for PgStore {
         let (before_at, before_id) = q.before.map_or((i64::MAX, ""), |c| (c.at.millis(), c.id.as_str()));
         let limit = i64::from(q.limit);
         let kinds: Vec<String> = q.kinds.iter().map(|k| k.as_str().to_string()).collect();
-        let rows = match (q.user_id, kinds.is_empty()) {
-            (None, true) => {
-                sqlx::query_as!(
+        let rows =
+            match (q.user_id, kinds.is_empty()) {
+                (None, true) => sqlx::query_as!(
                     EventRow,
                     r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email,
                         reason, ip_address, user_agent, created_at, webhook_id
@@ -103,10 +103,8 @@ impl Events for PgStore {
                     limit
                 )
                 .fetch_all(&self.pool)
-                .await
-            }
-            (Some(user_id), _) => {
-                sqlx::query_as!(
+                .await,
+                (Some(user_id), _) => sqlx::query_as!(
                     EventRow,
                     r#"SELECT id AS "id!", project_id, kind, user_id, login_id, invite_id, otp_id, session_id, email,
                         reason, ip_address, user_agent, created_at, webhook_id
@@ -122,10 +120,8 @@ impl Events for PgStore {
                     limit
                 )
                 .fetch_all(&self.pool)
-                .await
-            }
-            (None, false) => {
-                sqlx::query_as!(
+                .await,
+                (None, false) => sqlx::query_as!(
                     EventRow,
                     r#"SELECT e.id AS "id!", e.project_id AS "project_id!", e.kind AS "kind!", e.user_id, e.login_id,
                         e.invite_id, e.otp_id, e.session_id, e.email, e.reason, e.ip_address, e.user_agent,
@@ -143,10 +139,9 @@ impl Events for PgStore {
                     limit
                 )
                 .fetch_all(&self.pool)
-                .await
+                .await,
             }
-        }
-        .map_err(db_err)?;
+            .map_err(db_err)?;
         rows.into_iter().map(Event::try_from).collect()
     }
 

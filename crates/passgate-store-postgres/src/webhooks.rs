@@ -7,7 +7,8 @@
 use passgate_core::{EventId, EventKind, ProjectId, Timestamp, WebhookId};
 use passgate_store::{
     ClaimedWebhookDelivery, Event, Lease, ManualRetry, NewEvent, NewWebhook, OutboxDepth, StoreError, StoreResult,
-    WebhookAttempt, WebhookAttemptResult, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint, WebhookNext, Webhooks,
+    WebhookAttempt, WebhookAttemptResult, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint, WebhookNext,
+    Webhooks,
 };
 
 use crate::events::{EventRow, insert_event};
@@ -416,7 +417,7 @@ impl Webhooks for PgStore {
                         reason: Some("retries_exhausted"),
                         ..NewEvent::new(&project_id, EventKind::WebhookDisabled, result.attempt.at)
                     };
-                    insert_event(&mut *tx, event).await?;
+                    insert_event(&mut tx, event).await?;
                 }
             }
         }

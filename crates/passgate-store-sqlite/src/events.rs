@@ -76,64 +76,63 @@ fn events_where(conn: &Connection, condition: &str, values: &[&dyn rusqlite::ToS
     Ok(events)
 }
 
-/// A page of events. Each kind filtered on is its own range of
+/// The statement of a page of events, by its shape: with a user or not,
+/// and how many kinds. Each kind filtered on is its own range of
 /// `events_by_kind`, limited, and the ranges are merged: a page reads at
 /// most `limit` rows per kind, however many events the project has. A
 /// user's events are a range of `events_by_user` with the kinds checked on
-/// each (a user's events are few).
-fn events_page(conn: &Connection, q: &EventQuery<'_>) -> StoreResult<Vec<Event>> {
-    // No cursor: below every possible (time, id).
-    let (before_at, before_id) = q.before.map_or((i64::MAX, ""), |c| (c.at.millis(), c.id.as_str()));
-    let limit = i64::from(q.limit);
-    let project = q.project_id.as_str();
-    let user = q.user_id.map(UserId::as_str);
+/// each (a user's events are few). Parameters, in order: project, user (if
+/// any), then per range the kind (if any), the cursor's time and id and the
+/// limit; see [`events_page`].
+fn page_sql(by_user: bool, kinds: usize) -> String {
     let range = "(created_at, id) < (?, ?)";
-    let kinds: Vec<&str> = q.kinds.iter().map(|k| k.as_str()).collect();
-    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
-    let sql = match (q.user_id, kinds.as_slice()) {
-        (None, []) => {
-            values.extend([&project as &dyn rusqlite::ToSql, &before_at, &before_id, &limit]);
-            format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND {range}
-                 ORDER BY created_at DESC, id DESC LIMIT ?"
-            )
-        }
-        (Some(_), _) => {
-            values.extend([&project as &dyn rusqlite::ToSql, &user, &before_at, &before_id]);
-            let kind_filter = if kinds.is_empty() {
-                String::new()
-            } else {
-                values.extend(kinds.iter().map(|k| k as &dyn rusqlite::ToSql));
-                format!(" AND kind IN ({})", vec!["?"; kinds.len()].join(", "))
-            };
-            values.push(&limit);
+    match (by_user, kinds) {
+        (false, 0) => format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND {range}
+             ORDER BY created_at DESC, id DESC LIMIT ?"
+        ),
+        (true, _) => {
+            let kind_filter =
+                if kinds == 0 { String::new() } else { format!(" AND kind IN ({})", vec!["?"; kinds].join(", ")) };
             format!(
                 "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_by_user
                  WHERE project_id = ? AND user_id = ? AND {range}{kind_filter}
                  ORDER BY created_at DESC, id DESC LIMIT ?"
             )
         }
-        (None, kinds) => {
+        (false, kinds) => {
             let one_kind = format!(
                 "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND kind = ? AND {range}
                  ORDER BY created_at DESC, id DESC LIMIT ?)"
             );
-            for kind in kinds {
-                values.extend([
-                    &project as &dyn rusqlite::ToSql,
-                    kind as &dyn rusqlite::ToSql,
-                    &before_at,
-                    &before_id,
-                    &limit,
-                ]);
-            }
-            values.push(&limit);
             format!(
                 "SELECT * FROM ({}) ORDER BY created_at DESC, id DESC LIMIT ?",
-                vec![one_kind; kinds.len()].join(" UNION ALL ")
+                vec![one_kind; kinds].join(" UNION ALL ")
             )
         }
-    };
+    }
+}
+
+fn events_page(conn: &Connection, q: &EventQuery<'_>) -> StoreResult<Vec<Event>> {
+    // No cursor: below every possible (time, id).
+    let (before_at, before_id) = q.before.map_or((i64::MAX, ""), |c| (c.at.millis(), c.id.as_str()));
+    let limit = i64::from(q.limit);
+    let project = q.project_id.as_str();
+    let user = q.user_id.map(UserId::as_str);
+    let kinds: Vec<&str> = q.kinds.iter().map(|k| k.as_str()).collect();
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    if user.is_some() {
+        values.extend([&project as &dyn rusqlite::ToSql, &user, &before_at, &before_id]);
+        values.extend(kinds.iter().map(|k| k as &dyn rusqlite::ToSql));
+    } else if kinds.is_empty() {
+        values.extend([&project as &dyn rusqlite::ToSql, &before_at, &before_id]);
+    } else {
+        for kind in &kinds {
+            values.extend([&project as &dyn rusqlite::ToSql, kind, &before_at, &before_id, &limit]);
+        }
+    }
+    values.push(&limit);
+    let sql = page_sql(user.is_some(), kinds.len());
     let mut statement = conn.prepare_cached(&sql).db()?;
     let mut rows = statement.query(values.as_slice()).db()?;
     let mut events = Vec::new();
@@ -156,5 +155,62 @@ impl Events for SqliteStore {
                 &[&project_id.as_str(), &user_id.as_str(), &i64::from(limit)],
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shape of page reads a range of an index in order, with no sort
+    /// of the project's events (only the merge of the per-kind ranges, at
+    /// most `limit` rows each, is sorted): a page costs the same with ten
+    /// million events as with ten.
+    #[tokio::test]
+    async fn every_page_is_a_range_of_an_index() {
+        let path = std::env::temp_dir().join(format!("passgate-plan-{}.db", passgate_core::IdKind::Request.generate()));
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap_or_else(|e| panic!("{e}"));
+        passgate_store::Database::migrate(&store).await.unwrap_or_else(|e| panic!("{e}"));
+        let plan = |by_user: bool, kinds: usize| {
+            store
+                .read(|conn| {
+                    let sql = format!("EXPLAIN QUERY PLAN {}", page_sql(by_user, kinds));
+                    let mut statement = conn.prepare(&sql).db()?;
+                    let parameters = statement.parameter_count();
+                    let values: Vec<rusqlite::types::Value> =
+                        (0..parameters).map(|_| rusqlite::types::Value::Text("x".into())).collect();
+                    let rows = statement
+                        .query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(3))
+                        .db()?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .db()?;
+                    Ok(rows.join("\n"))
+                })
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // The cursor bounds the index search itself: a deep page does not
+        // step over the rows before it.
+        const BOUNDED: &str = "(created_at,id)<(?,?))";
+        let all = plan(false, 0);
+        assert!(all.contains("USING INDEX events_by_project") && all.contains(BOUNDED), "{all}");
+        assert!(!all.contains("TEMP B-TREE"), "{all}");
+        for kinds in [0, 1, 3] {
+            let by_user = plan(true, kinds);
+            assert!(by_user.contains("USING INDEX events_by_user") && by_user.contains(BOUNDED), "{by_user}");
+            assert!(!by_user.contains("TEMP B-TREE"), "{by_user}");
+        }
+        for kinds in [1, 2, 16] {
+            let by_kind = plan(false, kinds);
+            // The per-kind ranges' rows (at most `limit` each) are sorted
+            // for the merge; the project's events never are.
+            assert_eq!(by_kind.matches(BOUNDED).count(), kinds, "{by_kind}");
+            assert_eq!(by_kind.matches("USING INDEX events_by_kind").count(), kinds, "{by_kind}");
+            assert!(!by_kind.contains("SCAN events"), "{by_kind}");
+        }
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }

@@ -5,8 +5,8 @@
 
 use passgate_core::{EventId, EventKind, ProjectId, Timestamp, WebhookId};
 use passgate_store::{
-    ClaimedWebhookDelivery, Lease, ManualRetry, NewEvent, NewWebhook, OutboxDepth, StoreResult,
-    WebhookAttempt, WebhookAttemptResult, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint, WebhookNext, Webhooks,
+    ClaimedWebhookDelivery, Lease, ManualRetry, NewEvent, NewWebhook, OutboxDepth, StoreResult, WebhookAttempt,
+    WebhookAttemptResult, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint, WebhookNext, Webhooks,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -27,7 +27,8 @@ fn kinds_of(text: &str) -> StoreResult<Vec<EventKind>> {
     text.split_whitespace().map(event_kind).collect()
 }
 
-const ENDPOINT_COLUMNS: &str = "id, project_id, url, kinds, secret_sealed, previous_secret_sealed, previous_secret_until,
+const ENDPOINT_COLUMNS: &str =
+    "id, project_id, url, kinds, secret_sealed, previous_secret_sealed, previous_secret_until,
     created_at, disabled_at, last_success_at";
 
 fn endpoint_of(r: &rusqlite::Row<'_>) -> StoreResult<WebhookEndpoint> {
@@ -109,7 +110,8 @@ fn claim(conn: &Connection, lease: &Lease, limit: u32) -> StoreResult<Vec<Claime
     let mut claimed = Vec::with_capacity(keys.len());
     for (webhook_id, event_id, attempts, final_attempt) in keys {
         let event = conn.prepare_cached(&event_sql).db()?.query_row([&event_id], |r| Ok(event_of(r))).db()??;
-        let endpoint = conn.prepare_cached(&endpoint_sql).db()?.query_row([&webhook_id], |r| Ok(endpoint_of(r))).db()??;
+        let endpoint =
+            conn.prepare_cached(&endpoint_sql).db()?.query_row([&webhook_id], |r| Ok(endpoint_of(r))).db()??;
         claimed.push(ClaimedWebhookDelivery { endpoint, event, attempts, final_attempt, lease_until: lease.until });
     }
     Ok(claimed)
@@ -179,7 +181,8 @@ fn record_attempt(
                 .execute(params![at, webhook_id, created_at])
                 .db()?;
             if disabled == 1 {
-                let (project_id, webhook_id) = (ProjectId::from_trusted(project_id), WebhookId::from_trusted(webhook_id));
+                let (project_id, webhook_id) =
+                    (ProjectId::from_trusted(project_id), WebhookId::from_trusted(webhook_id));
                 let event = NewEvent {
                     webhook_id: Some(&webhook_id),
                     reason: Some("retries_exhausted"),

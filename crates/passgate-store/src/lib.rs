@@ -108,7 +108,19 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The whole storage contract: every area. Implemented for any type that
 /// implements all of them; the server is generic over one `S: Store`.
 pub trait Store:
-    Database + Projects + SigningKeys + Logins + Invites + Organizations + Users + Otp + Sessions + Stamps + Outbox + Events + Webhooks
+    Database
+    + Projects
+    + SigningKeys
+    + Logins
+    + Invites
+    + Organizations
+    + Users
+    + Otp
+    + Sessions
+    + Stamps
+    + Outbox
+    + Events
+    + Webhooks
 {
 }
 

@@ -31,7 +31,10 @@ fn record(endpoint: WebhookEndpoint, now: Timestamp) -> WebhookRecord {
         url: endpoint.url,
         created_at: endpoint.created_at.to_rfc3339(),
         disabled_at: endpoint.disabled_at.map(Timestamp::to_rfc3339),
-        previous_secret_expires_at: endpoint.previous_secret_until.filter(|until| *until > now).map(Timestamp::to_rfc3339),
+        previous_secret_expires_at: endpoint
+            .previous_secret_until
+            .filter(|until| *until > now)
+            .map(Timestamp::to_rfc3339),
     }
 }
 

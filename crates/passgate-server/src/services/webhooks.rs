@@ -11,6 +11,9 @@ use super::ServiceError;
 use crate::app::AppState;
 use crate::webhooks::{MAX_ENDPOINTS_PER_PROJECT, PREVIOUS_SECRET_OVERLAP_SECONDS};
 
+/// How long registration waits for the URL's host name to resolve.
+const REGISTRATION_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An endpoint with its secret in clear: what creation and rotation show, once.
 #[derive(Debug)]
 pub struct WithSecret {
@@ -44,7 +47,11 @@ pub async fn create<S: Store>(
     let url = parse_webhook_url(url, config.allow_private).map_err(|e| ServiceError::WebhookUrl(e.to_string()))?;
     // Checked now so a mistake is told at once; checked again at every
     // delivery, against the addresses actually dialled.
-    config.guard().check(&url).await.map_err(|e| ServiceError::WebhookUrl(e.to_string()))?;
+    let checked = tokio::time::timeout(REGISTRATION_LOOKUP_TIMEOUT, config.guard().check(&url)).await;
+    match checked {
+        Ok(result) => result.map_err(|e| ServiceError::WebhookUrl(e.to_string()))?,
+        Err(_) => return Err(ServiceError::WebhookUrl("the host name did not resolve in time; try again".into())),
+    }
     if app.store.list_webhooks(&project.id).await?.len() >= MAX_ENDPOINTS_PER_PROJECT {
         return Err(ServiceError::WebhookLimit);
     }
@@ -52,8 +59,7 @@ pub async fn create<S: Store>(
     let sealed = app.secret.seal(Purpose::WebhookSecret, secret.as_bytes());
     let id = WebhookId::generate();
     let at = app.clock.now();
-    let webhook =
-        NewWebhook { id: &id, project_id: &project.id, url: url.as_str(), kinds, secret_sealed: &sealed, at };
+    let webhook = NewWebhook { id: &id, project_id: &project.id, url: url.as_str(), kinds, secret_sealed: &sealed, at };
     app.store.create_webhook(webhook).await?;
     let endpoint = app.store.get_webhook(&project.id, &id).await?.ok_or(ServiceError::NotFound)?;
     Ok(WithSecret { endpoint, secret })
@@ -63,7 +69,11 @@ pub async fn list<S: Store>(app: &AppState<S>, project: &Project) -> Result<Vec<
     Ok(app.store.list_webhooks(&project.id).await?)
 }
 
-pub async fn get<S: Store>(app: &AppState<S>, project: &Project, id: &WebhookId) -> Result<WebhookEndpoint, ServiceError> {
+pub async fn get<S: Store>(
+    app: &AppState<S>,
+    project: &Project,
+    id: &WebhookId,
+) -> Result<WebhookEndpoint, ServiceError> {
     app.store.get_webhook(&project.id, id).await?.ok_or(ServiceError::NotFound)
 }
 
@@ -87,7 +97,11 @@ pub async fn rotate_secret<S: Store>(
     Ok(WithSecret { endpoint: get(app, project, id).await?, secret })
 }
 
-pub async fn enable<S: Store>(app: &AppState<S>, project: &Project, id: &WebhookId) -> Result<WebhookEndpoint, ServiceError> {
+pub async fn enable<S: Store>(
+    app: &AppState<S>,
+    project: &Project,
+    id: &WebhookId,
+) -> Result<WebhookEndpoint, ServiceError> {
     if !app.store.enable_webhook(&project.id, id).await? {
         return Err(ServiceError::NotFound);
     }

@@ -106,19 +106,28 @@ impl<S: Store> WebhookSender<S> {
                 self.sample_depth().await;
                 next_sample = Instant::now() + self.config.depth_sample;
             }
-            let claimed = match self.run_once().await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim webhook deliveries");
-                    0
+            // A read first: an idle server does not write to claim nothing.
+            let mut wait = self.idle_wait().await;
+            if wait.is_zero() {
+                let claimed = match self.run_once().await {
+                    Ok(claimed) => claimed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim webhook deliveries");
+                        0
+                    }
+                };
+                if claimed as u32 >= self.config.concurrency {
+                    continue; // a full batch: more may be due
                 }
-            };
-            if claimed as u32 >= self.config.concurrency {
-                continue; // a full batch: more may be due
+                wait = self.idle_wait().await;
+                if claimed == 0 {
+                    // Due by the table, yet nothing to claim (a lease that
+                    // lapses this very millisecond): no spinning on it.
+                    wait = wait.max(Duration::from_millis(10));
+                }
             }
-            let wait = self.idle_wait().await.min(self.config.depth_sample);
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait.min(self.config.depth_sample)) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -189,7 +198,10 @@ impl<S: Store> WebhookSender<S> {
             error: answer.error.clone(),
         };
         let (webhook_id, event_id) = (&delivery.endpoint.id, &delivery.event.id);
-        match self.store.record_webhook_attempt(webhook_id, event_id, &self.owner, WebhookAttemptResult { attempt, next }).await
+        match self
+            .store
+            .record_webhook_attempt(webhook_id, event_id, &self.owner, WebhookAttemptResult { attempt, next })
+            .await
         {
             Ok(true) => {
                 tracing::debug!(%webhook_id, %event_id, attempt = attempts_made, status = ?answer.status_code, "webhook attempt recorded");

@@ -36,8 +36,7 @@ async fn events_page_filter_and_stay_in_their_project() {
     let server = TestServer::start().await;
     let mut users = Vec::new();
     for email in ["ada@example.com", "bob@example.com"] {
-        let started =
-            server.start_login(email, json!({ "ipAddress": "203.0.113.9", "userAgent": "Test/1.0" })).await;
+        let started = server.start_login(email, json!({ "ipAddress": "203.0.113.9", "userAgent": "Test/1.0" })).await;
         assert_eq!(started.status, 202, "{}", started.text);
         let mail = server.sink.wait_for(email).await;
         let token = mail.token().unwrap_or_default();
@@ -71,7 +70,10 @@ async fn events_page_filter_and_stay_in_their_project() {
     assert!(adas.iter().any(|e| e["type"] == "auth.verified"));
     let started = all_pages(&server, "?type=auth.started").await;
     assert_eq!(started.len(), 2);
-    assert!(started.iter().all(|e| e["ipAddress"] == "203.0.113.9" && e["userAgent"] == "Test/1.0"), "what the app passed");
+    assert!(
+        started.iter().all(|e| e["ipAddress"] == "203.0.113.9" && e["userAgent"] == "Test/1.0"),
+        "what the app passed"
+    );
     assert!(started.iter().all(|e| e.get("userId").is_none() || e["userId"].is_string()));
     assert!(all_pages(&server, "?userId=usr_nobody").await.is_empty());
     assert!(all_pages(&server, "?userId=not-an-id").await.is_empty());

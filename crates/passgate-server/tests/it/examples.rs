@@ -39,20 +39,22 @@ async fn python_flask_example_signs_in_end_to_end() {
 fn the_integration_guide_quotes_the_examples_as_they_are() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let guide = read("docs/integrate.md");
-    let mut lines = guide.lines();
     let mut quoted = 0;
-    while let Some(line) = lines.next() {
-        let Some(path) = line.strip_prefix("<!-- quoted from ").and_then(|l| l.strip_suffix(" -->")) else {
-            continue;
-        };
-        let fence = lines.next().unwrap_or_default();
-        assert!(fence.starts_with("```"), "docs/integrate.md: a code block must follow the line quoting {path}");
-        let block = lines.by_ref().take_while(|l| !l.starts_with("```")).collect::<Vec<_>>().join("\n");
-        assert!(read(path).contains(&block), "docs/integrate.md quotes {path}, which no longer has:\n{block}");
-        quoted += 1;
+    for doc in ["docs/integrate.md", "docs/webhooks.md"] {
+        let guide = read(doc);
+        let mut lines = guide.lines();
+        while let Some(line) = lines.next() {
+            let Some(path) = line.strip_prefix("<!-- quoted from ").and_then(|l| l.strip_suffix(" -->")) else {
+                continue;
+            };
+            let fence = lines.next().unwrap_or_default();
+            assert!(fence.starts_with("```"), "{doc}: a code block must follow the line quoting {path}");
+            let block = lines.by_ref().take_while(|l| !l.starts_with("```")).collect::<Vec<_>>().join("\n");
+            assert!(read(path).contains(&block), "{doc} quotes {path}, which no longer has:\n{block}");
+            quoted += 1;
+        }
     }
-    assert!(quoted >= 10, "only {quoted} quoted blocks found: did the marker change?");
+    assert!(quoted >= 12, "only {quoted} quoted blocks found: did the marker change?");
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +113,17 @@ impl App {
     /// Starts the app on a port of its choosing (PORT=0) and waits until it
     /// says where it listens.
     async fn spawn(example: Example, passgate_url: &str, project_id: &str, key: &str) -> Self {
+        Self::spawn_with(example, passgate_url, project_id, key, &[]).await
+    }
+
+    /// As [`spawn`](Self::spawn), with more settings (they win over the defaults).
+    async fn spawn_with(
+        example: Example,
+        passgate_url: &str,
+        project_id: &str,
+        key: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let mut command = example.command();
         // Only what the test sets: nothing inherited may change the app's setup.
         for (name, _) in std::env::vars() {
@@ -127,6 +140,7 @@ impl App {
             .env("SESSION_SECRET", SESSION_SECRET)
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -246,6 +260,98 @@ async fn login_status(passgate: &Running, key: &str, login_id: &str) -> String {
     let reply = Reply::of(reqwest::Client::new().get(url).bearer_auth(key).send().await).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.str("status")
+}
+
+/// docs/webhooks.md's Node receiver: registered with passgate, it gets a
+/// login's events, verifies each with the `standardwebhooks` package,
+/// keeps each once, and refuses a forged one.
+#[tokio::test]
+async fn node_express_example_receives_verified_webhooks() {
+    let test_db = TestDb::new().await;
+    let sink = SmtpSink::start().await;
+    let (project_id, key) = create_example_project(&test_db.url).await;
+    let sink_url = sink.url();
+    let mut env = smtp_env(&test_db.url, &sink_url);
+    env.push(("PASSGATE_WEBHOOK_ALLOW_PRIVATE", "1"));
+    let passgate = Running::spawn(&["serve"], &env, &temp_dir()).await;
+    // The endpoint is registered before the app starts (it needs the
+    // secret), so the app gets a port chosen here.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        probe.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+    };
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/webhooks/passgate");
+    let registered: Value = http
+        .post(format!("{}/api/v2/webhooks", passgate.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "url": url, "events": ["auth.started", "email.sent"] }))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret = registered["secret"].as_str().unwrap_or_default().to_string();
+    remember_secret(&secret);
+    let port_text = port.to_string();
+    let app = App::spawn_with(
+        Example::NodeExpress,
+        &passgate.base,
+        &project_id,
+        &key,
+        &[("PORT", &port_text), ("PASSGATE_WEBHOOK_SECRET", &secret)],
+    )
+    .await;
+    let started = http
+        .post(format!("{}/api/v2/auth/start", passgate.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "email": "grace@example.com", "validationUrl": app.url("/callback") }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(started.status(), 202);
+    let mut received = Value::Null;
+    for _ in 0..400 {
+        received = http
+            .get(app.url("/webhooks/received"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if received["events"].as_array().is_some_and(|e| e.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let events = received["events"].as_array().cloned().unwrap_or_default();
+    let mut kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["auth.started", "email.sent"], "{received}");
+    assert!(events.iter().all(|e| e["webhookId"].as_str().is_some_and(|id| id.starts_with("evt_"))));
+    assert!(events.iter().all(|e| e["data"]["email"] == "grace@example.com"));
+
+    // A forged delivery (signed with another secret) is refused.
+    let forged = http
+        .post(app.url("/webhooks/passgate"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "evt_forged")
+        .header(
+            "webhook-timestamp",
+            (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+                .to_string(),
+        )
+        .header("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        .body(r#"{"type":"auth.verified","timestamp":"2026-12-04T00:00:00Z","data":{}}"#)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forged.status(), 400);
+    let output = app.output();
+    assert!(!output.contains(&secret), "the webhook secret reached the app's output");
 }
 
 async fn signs_in_end_to_end(example: Example) {

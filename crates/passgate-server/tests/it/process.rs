@@ -781,7 +781,8 @@ async fn a_webhook_in_flight_at_a_kill_is_delivered_again_with_its_id() {
     )
     .await;
     assert_eq!(registered.status, 201, "{}", registered.text);
-    remember_secret(&registered.str("secret"));
+    let secret = registered.str("secret");
+    remember_secret(&secret);
     let webhook_id = registered.str("webhookId");
     let started = Reply::of(
         http.post(format!("{}/api/v2/auth/start", first.base))
@@ -815,5 +816,8 @@ async fn a_webhook_in_flight_at_a_kill_is_delivered_again_with_its_id() {
     assert_eq!(listed["deliveries"][0]["status"], "sent", "{listed}");
     assert!(second.stop().await.success());
     assert_eq!(receiver.received().len(), 2, "delivered again once, not more");
-    assert_clean(&second.output());
+    for output in [first.output(), second.output()] {
+        assert_clean(&output);
+        assert!(!output.contains(&secret) && !output.contains(&key), "a secret reached the server's logs");
+    }
 }

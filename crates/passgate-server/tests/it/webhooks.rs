@@ -45,7 +45,8 @@ async fn wait_deliveries(server: &TestServer, webhook_id: &str, done: impl Fn(&[
 async fn every_event_arrives_once_signed() {
     let server = TestServer::start_with(Options { system_clock: true, ..Options::default() }).await;
     let receiver = Receiver::start(200).await;
-    let (webhook_id, secret) = register(&server, &receiver.url(), &["auth.started", "email.sent", "auth.verified"]).await;
+    let (webhook_id, secret) =
+        register(&server, &receiver.url(), &["auth.started", "email.sent", "auth.verified"]).await;
     let (login_id, token) = server.login_token("ada@example.com").await;
     let verified = server.verify(json!({ "token": token })).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
@@ -53,7 +54,8 @@ async fn every_event_arrives_once_signed() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 3, "each event once");
 
-    let mut kinds: Vec<String> = got.iter().map(|r| r.json()["type"].as_str().unwrap_or_default().to_string()).collect();
+    let mut kinds: Vec<String> =
+        got.iter().map(|r| r.json()["type"].as_str().unwrap_or_default().to_string()).collect();
     kinds.sort();
     assert_eq!(kinds, ["auth.started", "auth.verified", "email.sent"]);
     for request in &got {
@@ -71,7 +73,8 @@ async fn every_event_arrives_once_signed() {
     assert_eq!(verified_event["data"]["userId"], verified.body["user"]["id"]);
     assert_eq!(verified_event["data"]["email"], "ada@example.com");
 
-    let listed = wait_deliveries(&server, &webhook_id, |d| d.len() == 3 && d.iter().all(|d| d["status"] == "sent")).await;
+    let listed =
+        wait_deliveries(&server, &webhook_id, |d| d.len() == 3 && d.iter().all(|d| d["status"] == "sent")).await;
     for d in &listed {
         assert_eq!(d["attempts"], 1);
         assert_eq!(d["attemptLog"][0]["statusCode"], 200);
@@ -140,7 +143,8 @@ async fn failures_retry_then_fail_then_retry_by_hand() {
 
     receiver.answer(200);
     let retry_path = format!("/api/v2/webhooks/{webhook_id}/deliveries/{id}/retry");
-    let enabled = Reply::of(server.post(&format!("/api/v2/webhooks/{webhook_id}/enable"), &json!({})).send().await).await;
+    let enabled =
+        Reply::of(server.post(&format!("/api/v2/webhooks/{webhook_id}/enable"), &json!({})).send().await).await;
     assert_eq!(enabled.status, 200, "{}", enabled.text);
     assert!(enabled.body.get("disabledAt").is_none());
     let retried = Reply::of(server.post(&retry_path, &json!({})).send().await).await;
@@ -295,8 +299,15 @@ async fn endpoints_are_the_projects_own() {
         register(&server, &receiver.url(), &["auth.started"]).await;
     }
     let one_more = json!({ "url": receiver.url(), "events": ["auth.started"] });
-    Reply::of(server.post("/api/v2/webhooks", &one_more).send().await).await.assert_problem(409, "webhook_limit_reached");
-    let deleted = Reply::of(server.http.delete(server.url(&format!("/api/v2/webhooks/{webhook_id}"))).bearer_auth(&server.key).send().await).await;
+    Reply::of(server.post("/api/v2/webhooks", &one_more).send().await)
+        .await
+        .assert_problem(409, "webhook_limit_reached");
+    let deleted = Reply::of(
+        server.http.delete(server.url(&format!("/api/v2/webhooks/{webhook_id}"))).bearer_auth(&server.key).send().await,
+    )
+    .await;
     assert_eq!(deleted.status, 204);
-    Reply::of(server.get(&format!("/api/v2/webhooks/{webhook_id}")).send().await).await.assert_problem(404, "not_found");
+    Reply::of(server.get(&format!("/api/v2/webhooks/{webhook_id}")).send().await)
+        .await
+        .assert_problem(404, "not_found");
 }

@@ -82,7 +82,8 @@ pub async fn pages_see_every_event_once_under_concurrent_inserts<S: Store>(store
     let seen_ids: HashSet<EventId> = seen.iter().map(|e| e.id.clone()).collect();
     assert_eq!(seen_ids.len(), seen.len(), "no event twice");
     assert!(before.is_subset(&seen_ids), "every event that existed is seen");
-    let all = every_page(&store, EventQuery { project_id: &p, user_id: None, kinds: &[], before: None, limit: 7 }).await;
+    let all =
+        every_page(&store, EventQuery { project_id: &p, user_id: None, kinds: &[], before: None, limit: 7 }).await;
     assert_eq!(all.len(), 80);
 }
 

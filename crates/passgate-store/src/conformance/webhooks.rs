@@ -48,8 +48,11 @@ pub async fn an_event_queues_a_delivery_per_subscribed_endpoint<S: Store>(store:
     let mut got: Vec<(String, &str)> =
         claimed.iter().map(|d| (d.endpoint.id.to_string(), d.event.kind.as_str())).collect();
     got.sort();
-    let mut want =
-        vec![(starts.to_string(), "auth.started"), (both.to_string(), "auth.started"), (both.to_string(), "auth.verified")];
+    let mut want = vec![
+        (starts.to_string(), "auth.started"),
+        (both.to_string(), "auth.started"),
+        (both.to_string(), "auth.verified"),
+    ];
     want.sort();
     assert_eq!(got, want, "one delivery per subscribed endpoint of the project");
     let started = claimed.iter().find(|d| d.event.kind == EventKind::AuthStarted).map(|d| &d.event);
@@ -120,7 +123,9 @@ pub async fn spent_retries_disable_a_failing_endpoint<S: Store>(store: S) {
     let event_id = deliveries(&store, &p, &hook).await[0].event_id.clone();
     let retry = |id: EventId| {
         let (store, p, hook) = (store.clone(), p.clone(), hook.clone());
-        async move { store.retry_webhook_delivery(&p, &hook, &id, T0.plus_seconds(3)).await.unwrap_or_else(|e| panic!("{e}")) }
+        async move {
+            store.retry_webhook_delivery(&p, &hook, &id, T0.plus_seconds(3)).await.unwrap_or_else(|e| panic!("{e}"))
+        }
     };
     assert_eq!(retry(event_id.clone()).await, ManualRetry::Queued);
     assert_eq!(retry(event_id.clone()).await, ManualRetry::StillPending);
