@@ -255,12 +255,11 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
     let dir = temp_dir();
     let mut first = Running::spawn(&["serve"], &smtp_env(&db, &black_hole_url), &dir).await;
     let http = reqwest::Client::new();
-    let started = Reply::of(
-        http.post(format!("{}/api/v2/auth/start", first.base))
-            .bearer_auth(&key)
-            .json(&json!({ "email": "ada@example.com", "validationUrl": CALLBACK }))
-            .send()
-            .await,
+    let started = post_json(
+        &first.base,
+        &key,
+        "/api/v2/auth/start",
+        &json!({ "email": "ada@example.com", "validationUrl": CALLBACK }),
     )
     .await;
     assert_eq!(started.status, 202, "{}", started.text);
@@ -300,14 +299,7 @@ async fn a_killed_server_loses_no_email_and_sends_it_once() {
         state = state_of(second.base.clone()).await;
     }
     assert_eq!(state.body["email"], json!({ "status": "sent", "attempts": 1 }));
-    let verified = Reply::of(
-        http.post(format!("{}/api/v2/auth/verify", second.base))
-            .bearer_auth(&key)
-            .json(&json!({ "token": token }))
-            .send()
-            .await,
-    )
-    .await;
+    let verified = post_json(&second.base, &key, "/api/v2/auth/verify", &json!({ "token": token })).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     // Stopped, the server has finished whatever it was sending: the count
     // is final.
@@ -447,12 +439,11 @@ async fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     let dir = temp_dir();
     let mut server = Running::spawn(&["serve"], &smtp_env(&db, &sink.url()), &dir).await;
     let http = reqwest::Client::new();
-    let started = Reply::of(
-        http.post(format!("{}/api/v2/auth/start", server.base))
-            .bearer_auth(&key)
-            .json(&json!({ "email": "ada@example.com", "validationUrl": CALLBACK, "includeCode": true }))
-            .send()
-            .await,
+    let started = post_json(
+        &server.base,
+        &key,
+        "/api/v2/auth/start",
+        &json!({ "email": "ada@example.com", "validationUrl": CALLBACK, "includeCode": true }),
     )
     .await;
     assert_eq!(started.status, 202);
@@ -542,12 +533,11 @@ async fn dev_mode_needs_nothing_and_prints_its_key() {
     assert!(key.starts_with("sk_test_"), "{key_line}");
     assert!(dir.join(".passgate/passgate.db").exists());
     let http = reqwest::Client::new();
-    let started = Reply::of(
-        http.post(format!("{}/api/v2/auth/start", dev.base))
-            .bearer_auth(&key)
-            .json(&json!({ "email": "ada@example.com", "validationUrl": "http://localhost:5173/callback" }))
-            .send()
-            .await,
+    let started = post_json(
+        &dev.base,
+        &key,
+        "/api/v2/auth/start",
+        &json!({ "email": "ada@example.com", "validationUrl": "http://localhost:5173/callback" }),
     )
     .await;
     assert_eq!(started.status, 202, "{}", started.text);
@@ -569,14 +559,7 @@ async fn dev_mode_needs_nothing_and_prints_its_key() {
     let token: String =
         page.split("token=").nth(1).unwrap_or_default().chars().take_while(char::is_ascii_alphanumeric).collect();
     assert_eq!(token.len(), 48, "{page}");
-    let verified = Reply::of(
-        http.post(format!("{}/api/v2/auth/verify", dev.base))
-            .bearer_auth(&key)
-            .json(&json!({ "token": token }))
-            .send()
-            .await,
-    )
-    .await;
+    let verified = post_json(&dev.base, &key, "/api/v2/auth/verify", &json!({ "token": token })).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     drop(dev);
 
@@ -772,24 +755,18 @@ async fn a_webhook_in_flight_at_a_kill_is_delivered_again_with_its_id() {
     env.extend([("PASSGATE_OUTBOX_LEASE", "6s"), ("PASSGATE_WEBHOOK_ALLOW_PRIVATE", "1")]);
     let mut first = Running::spawn(&["serve"], &env, &dir).await;
     let http = reqwest::Client::new();
-    let registered = Reply::of(
-        http.post(format!("{}/api/v2/webhooks", first.base))
-            .bearer_auth(&key)
-            .json(&json!({ "url": receiver.url(), "events": ["auth.started"] }))
-            .send()
-            .await,
-    )
-    .await;
+    let registered =
+        post_json(&first.base, &key, "/api/v2/webhooks", &json!({ "url": receiver.url(), "events": ["auth.started"] }))
+            .await;
     assert_eq!(registered.status, 201, "{}", registered.text);
     let secret = registered.str("secret");
     remember_secret(&secret);
     let webhook_id = registered.str("webhookId");
-    let started = Reply::of(
-        http.post(format!("{}/api/v2/auth/start", first.base))
-            .bearer_auth(&key)
-            .json(&json!({ "email": "ada@example.com", "validationUrl": CALLBACK }))
-            .send()
-            .await,
+    let started = post_json(
+        &first.base,
+        &key,
+        "/api/v2/auth/start",
+        &json!({ "email": "ada@example.com", "validationUrl": CALLBACK }),
     )
     .await;
     assert_eq!(started.status, 202, "{}", started.text);

@@ -158,3 +158,9 @@ pub async fn create_project(db: &str) -> String {
 pub fn assert_clean(output: &str) {
     assert!(!output.contains(SECRET_B64), "the server secret reached the logs");
 }
+
+/// POSTs `body` as JSON to a running server with a project's key.
+pub async fn post_json(base: &str, key: &str, path: &str, body: &serde_json::Value) -> super::Reply {
+    let http = reqwest::Client::new();
+    super::Reply::of(http.post(format!("{base}{path}")).bearer_auth(key).json(body).send().await).await
+}
