@@ -1,7 +1,7 @@
-//! Human durations for the CLI: `90s`, `15m`, `1h` (a bare number is seconds).
+//! Human durations for the CLI: `90s`, `15m`, `1h`, `90d` (a bare number is seconds).
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a duration; write it like 90s, 15m or 1h")]
+#[error("{0:?} is not a duration; write it like 90s, 15m, 1h or 90d")]
 pub struct DurationError(pub String);
 
 /// Parses a duration into whole seconds.
@@ -33,6 +33,9 @@ mod tests {
         assert_eq!(parse_seconds("15m"), Ok(900));
         assert_eq!(parse_seconds("1h"), Ok(3600));
         assert_eq!(parse_seconds("120"), Ok(120));
+        assert_eq!(parse_seconds("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_seconds("0"), Ok(0));
+        assert!(parse_seconds("5x").is_err());
         assert!(parse_seconds("m").is_err());
         assert!(parse_seconds("1.5m").is_err());
         assert!(parse_seconds("-5m").is_err());

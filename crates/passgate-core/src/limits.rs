@@ -10,8 +10,32 @@ pub const PER_RECIPIENT_EMAILS: i64 = 5;
 pub const PER_RECIPIENT_WINDOW_SECONDS: i64 = 15 * 60;
 /// Per project: emails per minute (default project setting).
 pub const EMAILS_PER_MINUTE_DEFAULT: i64 = 600;
-/// Per end-user IP (when the app passes `ipAddress`): starts per minute.
+/// Per end-user IP (when the app passes `ipAddress`): starts per minute
+/// (default project setting).
 pub const PER_IP_STARTS_PER_MINUTE: i64 = 30;
+
+/// Bounds an operator may set a project's limits to (the defaults are the
+/// constants above, and `otp::OTP_SENDS_PER_EMAIL`). The windows stay fixed.
+pub const PER_RECIPIENT_EMAILS_MIN: i64 = 1;
+pub const PER_RECIPIENT_EMAILS_MAX: i64 = 1_000;
+pub const PER_IP_STARTS_MIN: i64 = 1;
+pub const PER_IP_STARTS_MAX: i64 = 100_000;
+pub const OTP_SENDS_PER_EMAIL_MIN: i64 = 1;
+pub const OTP_SENDS_PER_EMAIL_MAX: i64 = 100;
+pub const EMAILS_PER_MINUTE_MIN: i64 = 1;
+pub const EMAILS_PER_MINUTE_MAX: i64 = 1_000_000;
+
+/// How long a project's events are kept (default project setting), in
+/// seconds; 0 keeps them forever. Otherwise a day to ten years.
+pub const EVENT_RETENTION_DEFAULT_SECONDS: i64 = 90 * 24 * 60 * 60;
+pub const EVENT_RETENTION_MIN_SECONDS: i64 = 24 * 60 * 60;
+pub const EVENT_RETENTION_MAX_SECONDS: i64 = 3_650 * 24 * 60 * 60;
+
+/// Whether a project's event retention is allowed: 0 (forever), or within
+/// the bounds.
+pub fn event_retention_allowed(seconds: i64) -> bool {
+    seconds == 0 || (EVENT_RETENTION_MIN_SECONDS..=EVENT_RETENTION_MAX_SECONDS).contains(&seconds)
+}
 
 /// PKCE mismatches that burn a link.
 pub const MAX_VERIFIER_FAILURES: i64 = 5;
@@ -122,6 +146,17 @@ mod tests {
         assert_eq!(code_block_until(14, 1_000), Some(1_000 + 480_000));
         assert_eq!(code_block_until(17, 0), Some(3_600_000), "an hour at the most");
         assert_eq!(code_block_until(1_000, 0), Some(3_600_000));
+    }
+
+    #[test]
+    fn event_retention_is_forever_or_a_day_to_ten_years() {
+        assert!(event_retention_allowed(0));
+        assert!(event_retention_allowed(EVENT_RETENTION_DEFAULT_SECONDS));
+        assert!(event_retention_allowed(86_400));
+        assert!(event_retention_allowed(3_650 * 86_400));
+        assert!(!event_retention_allowed(86_399));
+        assert!(!event_retention_allowed(3_651 * 86_400));
+        assert!(!event_retention_allowed(-1));
     }
 
     #[test]

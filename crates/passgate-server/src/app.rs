@@ -48,6 +48,8 @@ pub struct AppState<S: Store> {
     pub connections: ConnectionLimits,
     /// How webhooks are checked and sent.
     pub webhooks: WebhookConfig,
+    /// How long finished work is kept, and how often it is swept.
+    pub retention: crate::sweeper::SweepConfig,
 }
 
 impl<S: Store> std::fmt::Debug for AppState<S> {

@@ -7,7 +7,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use passgate_core::apikey::{ApiKey, KeyMode};
 use passgate_core::email::EmailAddress;
-use passgate_core::limits::{EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_MAX_SECONDS, LINK_TTL_MIN_SECONDS};
+use passgate_core::limits::{
+    EMAILS_PER_MINUTE_DEFAULT, EMAILS_PER_MINUTE_MAX, EMAILS_PER_MINUTE_MIN, EVENT_RETENTION_MAX_SECONDS,
+    EVENT_RETENTION_MIN_SECONDS, LINK_TTL_MAX_SECONDS, LINK_TTL_MIN_SECONDS, OTP_SENDS_PER_EMAIL_MAX,
+    OTP_SENDS_PER_EMAIL_MIN, PER_IP_STARTS_MAX, PER_IP_STARTS_MIN, PER_IP_STARTS_PER_MINUTE, PER_RECIPIENT_EMAILS,
+    PER_RECIPIENT_EMAILS_MAX, PER_RECIPIENT_EMAILS_MIN, event_retention_allowed,
+};
+use passgate_core::otp::OTP_SENDS_PER_EMAIL;
 use passgate_core::policy::canonical_domain;
 use passgate_core::redirect::AllowedRedirect;
 use passgate_core::{ApiKeyId, Clock, OrganizationId, ProjectId, Timestamp, UserId, duration};
@@ -56,6 +62,7 @@ Every setting, its default and its checks: docs/configuration.md.
 `passgate config example` prints an annotated configuration file.";
 
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per run; boxing would only add noise to the matches")]
 pub enum Command {
     /// Run migrations, then serve the API and send emails.
     #[command(after_help = SETTINGS_HELP)]
@@ -136,6 +143,18 @@ pub struct ProjectCreate {
     /// Emails this project may send per minute.
     #[arg(long, default_value_t = EMAILS_PER_MINUTE_DEFAULT)]
     pub emails_per_minute: i64,
+    /// Link and invite emails per address per 15 minutes (1-1000).
+    #[arg(long, value_name = "N", default_value_t = PER_RECIPIENT_EMAILS)]
+    pub emails_per_recipient: i64,
+    /// Logins started per end-user IP per minute, when the app passes ipAddress (1-100000).
+    #[arg(long, value_name = "N", default_value_t = PER_IP_STARTS_PER_MINUTE)]
+    pub starts_per_ip: i64,
+    /// One-time codes sent per address per 3 minutes (1-100).
+    #[arg(long, value_name = "N", default_value_t = OTP_SENDS_PER_EMAIL)]
+    pub otp_sends_per_email: i64,
+    /// How long the project's events are kept: 1d to 3650d (e.g. 90d, 12h), or 0 to keep them forever.
+    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    pub event_retention: String,
     /// Print {"projectId", "secretKey"} as JSON on standard output, and nothing else there.
     #[arg(long)]
     pub json: bool,
@@ -172,6 +191,18 @@ pub struct ProjectUpdate {
     /// Emails this project may send per minute.
     #[arg(long)]
     pub emails_per_minute: Option<i64>,
+    /// Link and invite emails per address per 15 minutes (1-1000).
+    #[arg(long, value_name = "N")]
+    pub emails_per_recipient: Option<i64>,
+    /// Logins started per end-user IP per minute, when the app passes ipAddress (1-100000).
+    #[arg(long, value_name = "N")]
+    pub starts_per_ip: Option<i64>,
+    /// One-time codes sent per address per 3 minutes (1-100).
+    #[arg(long, value_name = "N")]
+    pub otp_sends_per_email: Option<i64>,
+    /// How long the project's events are kept: 1d to 3650d (e.g. 90d, 12h), or 0 to keep them forever.
+    #[arg(long, value_name = "DURATION")]
+    pub event_retention: Option<String>,
     /// Print the updated settings as JSON on standard output.
     #[arg(long)]
     pub json: bool,
@@ -367,6 +398,10 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
                 allowed_emails: args.allowed_emails.clone(),
                 link_ttl_seconds: ttl_seconds(&args.link_ttl)?,
                 emails_per_minute: args.emails_per_minute,
+                emails_per_recipient: args.emails_per_recipient,
+                starts_per_ip: args.starts_per_ip,
+                otp_sends_per_email: args.otp_sends_per_email,
+                event_retention_seconds: retention_seconds(&args.event_retention)?,
             })?;
             let id = ProjectId::generate();
             let (key, record) = new_key(&id, KeyMode::Live, now);
@@ -403,6 +438,18 @@ async fn admin<S: Store>(command: &Command, store: &S, settings: &Settings) -> R
             }
             if let Some(n) = args.emails_per_minute {
                 s.emails_per_minute = n;
+            }
+            if let Some(n) = args.emails_per_recipient {
+                s.emails_per_recipient = n;
+            }
+            if let Some(n) = args.starts_per_ip {
+                s.starts_per_ip = n;
+            }
+            if let Some(n) = args.otp_sends_per_email {
+                s.otp_sends_per_email = n;
+            }
+            if let Some(retention) = &args.event_retention {
+                s.event_retention_seconds = retention_seconds(retention)?;
             }
             let updated = store.update_project(&id, checked_settings(s)?).await.map_err(|e| match e {
                 StoreError::NotFound => CliError::NoProject(args.id.clone()),
@@ -611,6 +658,12 @@ fn ttl_seconds(text: &str) -> Result<i64, CliError> {
     Ok(seconds)
 }
 
+/// `--event-retention`: a duration, or 0 for "forever" (bounds are checked
+/// with the other settings).
+fn retention_seconds(text: &str) -> Result<i64, CliError> {
+    duration::parse_seconds(text).map_err(|e| CliError::Invalid(format!("--event-retention: {e}")))
+}
+
 fn plain_text(field: &str, value: &str) -> Result<(), CliError> {
     if value.trim().is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
         return Err(CliError::Invalid(format!("{field} must be 1-128 characters without control characters")));
@@ -649,8 +702,22 @@ pub fn checked_settings(mut s: ProjectSettings) -> Result<ProjectSettings, CliEr
     if !(LINK_TTL_MIN_SECONDS..=LINK_TTL_MAX_SECONDS).contains(&s.link_ttl_seconds) {
         return Err(CliError::Invalid("--link-ttl must be between 1m and 60m".into()));
     }
-    if !(1..=1_000_000).contains(&s.emails_per_minute) {
-        return Err(CliError::Invalid("--emails-per-minute must be between 1 and 1000000".into()));
+    for (flag, value, min, max) in [
+        ("--emails-per-minute", s.emails_per_minute, EMAILS_PER_MINUTE_MIN, EMAILS_PER_MINUTE_MAX),
+        ("--emails-per-recipient", s.emails_per_recipient, PER_RECIPIENT_EMAILS_MIN, PER_RECIPIENT_EMAILS_MAX),
+        ("--starts-per-ip", s.starts_per_ip, PER_IP_STARTS_MIN, PER_IP_STARTS_MAX),
+        ("--otp-sends-per-email", s.otp_sends_per_email, OTP_SENDS_PER_EMAIL_MIN, OTP_SENDS_PER_EMAIL_MAX),
+    ] {
+        if !(min..=max).contains(&value) {
+            return Err(CliError::Invalid(format!("{flag} must be between {min} and {max}, not {value}")));
+        }
+    }
+    if !event_retention_allowed(s.event_retention_seconds) {
+        return Err(CliError::Invalid(format!(
+            "--event-retention must be 0 (keep events forever) or between {}d and {}d",
+            EVENT_RETENTION_MIN_SECONDS / 86_400,
+            EVENT_RETENTION_MAX_SECONDS / 86_400
+        )));
     }
     Ok(s)
 }
@@ -667,6 +734,10 @@ fn project_json(p: &Project) -> serde_json::Value {
         "allowedEmails": s.allowed_emails,
         "linkTtlSeconds": s.link_ttl_seconds,
         "emailsPerMinute": s.emails_per_minute,
+        "emailsPerRecipient": s.emails_per_recipient,
+        "startsPerIp": s.starts_per_ip,
+        "otpSendsPerEmail": s.otp_sends_per_email,
+        "eventRetentionSeconds": s.event_retention_seconds,
         "createdAt": p.created_at.to_rfc3339(),
     })
 }
@@ -677,19 +748,33 @@ fn print_project(p: &Project, as_json: bool) {
         println!("{}", project_json(p));
     } else {
         println!("Project {} — {}", p.id, s.name);
-        println!("  app name:          {}", p.app_name());
-        println!("  redirect URLs:     {}", s.redirect_urls.join(", "));
+        println!("  app name:             {}", p.app_name());
+        println!("  redirect URLs:        {}", s.redirect_urls.join(", "));
         println!(
-            "  allowed domains:   {}",
+            "  allowed domains:      {}",
             if s.allowed_domains.is_empty() { "(any)".into() } else { s.allowed_domains.join(", ") }
         );
         println!(
-            "  allowed emails:    {}",
+            "  allowed emails:       {}",
             if s.allowed_emails.is_empty() { "(none)".into() } else { s.allowed_emails.join(", ") }
         );
-        println!("  link TTL:          {} s", s.link_ttl_seconds);
-        println!("  emails per minute: {}", s.emails_per_minute);
-        println!("  created:           {}", p.created_at.to_rfc3339());
+        println!("  link TTL:             {} s", s.link_ttl_seconds);
+        println!("  emails per minute:    {}", s.emails_per_minute);
+        println!("  emails per recipient: {} per 15 minutes", s.emails_per_recipient);
+        println!("  starts per IP:        {} per minute", s.starts_per_ip);
+        println!("  OTP sends per email:  {} per 3 minutes", s.otp_sends_per_email);
+        println!("  event retention:      {}", shown_retention(s.event_retention_seconds));
+        println!("  created:              {}", p.created_at.to_rfc3339());
+    }
+}
+
+/// An event retention as an operator would write it: `90d`, `12h`, or forever.
+fn shown_retention(seconds: i64) -> String {
+    match seconds {
+        0 => "forever".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s => format!("{s}s"),
     }
 }
 

@@ -49,6 +49,12 @@ pub struct RawSettings {
     pub http_idle_timeout: Option<String>,
     #[serde(default, deserialize_with = "string_or_number")]
     pub http_max_connections: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub retain_logins: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub retain_emails: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub sweep_interval: Option<String>,
     /// Where dev mode keeps its secret and database: not a setting, but
     /// found by the CLI from the folder it runs in (`./.passgate` if unset).
     #[serde(skip)]
@@ -119,6 +125,8 @@ pub struct Settings {
     pub log: String,
     /// Connection timeouts and cap of the public and metrics listeners.
     pub connections: ConnectionLimits,
+    /// How long finished work is kept, and how often it is swept.
+    pub retention: crate::sweeper::SweepConfig,
     /// Dev mode's folder: its secret, and its database unless one is set.
     pub dev_dir: PathBuf,
 }
@@ -172,6 +180,9 @@ impl RawSettings {
             "HTTP_BODY_TIMEOUT",
             "HTTP_IDLE_TIMEOUT",
             "HTTP_MAX_CONNECTIONS",
+            "RETAIN_LOGINS",
+            "RETAIN_EMAILS",
+            "SWEEP_INTERVAL",
         ] {
             if let Some(value) = var(name) {
                 self.set(name, value)?;
@@ -201,6 +212,9 @@ impl RawSettings {
             "HTTP_BODY_TIMEOUT" => &mut self.http_body_timeout,
             "HTTP_IDLE_TIMEOUT" => &mut self.http_idle_timeout,
             "HTTP_MAX_CONNECTIONS" => &mut self.http_max_connections,
+            "RETAIN_LOGINS" => &mut self.retain_logins,
+            "RETAIN_EMAILS" => &mut self.retain_emails,
+            "SWEEP_INTERVAL" => &mut self.sweep_interval,
             "DEV" => {
                 self.dev = Some(parse_bool("PASSGATE_DEV", &value)?);
                 return Ok(());
@@ -366,6 +380,29 @@ impl RawSettings {
                 return Err(invalid("log_format", format!("{other:?}: use json or pretty")));
             }
         };
+        let retention_defaults = crate::sweeper::SweepConfig::default();
+        const TEN_YEARS: i64 = 3650 * 24 * 3600;
+        let retention = crate::sweeper::SweepConfig {
+            retain_logins: seconds_between(
+                "retain_logins",
+                self.retain_logins.as_deref(),
+                retention_defaults.retain_logins,
+                60..=TEN_YEARS,
+            )?,
+            retain_emails: seconds_between(
+                "retain_emails",
+                self.retain_emails.as_deref(),
+                retention_defaults.retain_emails,
+                60..=TEN_YEARS,
+            )?,
+            interval: seconds_between(
+                "sweep_interval",
+                self.sweep_interval.as_deref(),
+                retention_defaults.interval,
+                1..=3600,
+            )?,
+            batch: retention_defaults.batch,
+        };
         Ok(Settings {
             database_url,
             listen,
@@ -387,6 +424,7 @@ impl RawSettings {
             log_format,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             connections,
+            retention,
             dev_dir,
         })
     }
@@ -445,6 +483,41 @@ mod tests {
         assert_eq!(s.listen.port(), 7001);
         assert_eq!(s.public_url, "http://127.0.0.1:7001");
         assert_eq!(s.database_url, "sqlite://passgate.db");
+    }
+
+    /// Retention: the contract's names and defaults, durations with units,
+    /// and bounds that refuse a horizon too short to mean anything.
+    #[test]
+    fn retention_settings_have_their_defaults_and_bounds() {
+        let base = [("PASSGATE_SECRET_KEY", SECRET), ("PASSGATE_SMTP_URL", "smtp://127.0.0.1:2525")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            RawSettings::default().overlay_env(env(&pairs)).and_then(|r| r.check(false, true))
+        };
+        let defaults = with(&[]).unwrap_or_else(|e| panic!("{e}")).retention;
+        assert_eq!(defaults.retain_logins, Duration::from_secs(7 * 86_400));
+        assert_eq!(defaults.retain_emails, Duration::from_secs(7 * 86_400));
+        assert_eq!(defaults.interval, Duration::from_secs(60));
+        let set = with(&[
+            ("PASSGATE_RETAIN_LOGINS", "2d"),
+            ("PASSGATE_RETAIN_EMAILS", "12h"),
+            ("PASSGATE_SWEEP_INTERVAL", "10s"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .retention;
+        assert_eq!(set.retain_logins, Duration::from_secs(2 * 86_400));
+        assert_eq!(set.retain_emails, Duration::from_secs(12 * 3600));
+        assert_eq!(set.interval, Duration::from_secs(10));
+        for (name, value, setting) in [
+            ("PASSGATE_RETAIN_LOGINS", "10s", "retain_logins"),
+            ("PASSGATE_RETAIN_EMAILS", "soon", "retain_emails"),
+            ("PASSGATE_SWEEP_INTERVAL", "0s", "sweep_interval"),
+            ("PASSGATE_SWEEP_INTERVAL", "2h", "sweep_interval"),
+        ] {
+            let err = with(&[(name, value)]);
+            assert!(matches!(&err, Err(ConfigError::Invalid { name: n, .. }) if *n == setting), "{name}={value}");
+        }
     }
 
     /// Webhooks to private addresses and plain http are for development:
@@ -583,5 +656,13 @@ mod tests {
     fn the_example_file_parses() {
         let raw: RawSettings = toml::from_str(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
         assert!(raw.overlay_env(|_| None).is_ok());
+        // Every setting, commented out, is in it: uncommented, it still parses.
+        let uncommented: String = EXAMPLE
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all: RawSettings = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}"));
+        assert!(all.retain_logins.is_some() && all.sweep_interval.is_some() && all.webhook_allow_private.is_some());
     }
 }

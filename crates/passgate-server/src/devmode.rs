@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use passgate_core::apikey::{ApiKey, KeyMode};
-use passgate_core::limits::{EMAILS_PER_MINUTE_DEFAULT, LINK_TTL_DEFAULT_SECONDS};
+use passgate_core::limits::{
+    EMAILS_PER_MINUTE_DEFAULT, EVENT_RETENTION_DEFAULT_SECONDS, LINK_TTL_DEFAULT_SECONDS, PER_IP_STARTS_PER_MINUTE,
+    PER_RECIPIENT_EMAILS,
+};
+use passgate_core::otp::OTP_SENDS_PER_EMAIL;
 use passgate_core::secret::{Purpose, ServerSecret};
 use passgate_core::{ApiKeyId, ProjectId, Timestamp, random};
 use passgate_store::{NewApiKey, NewProject, ProjectSettings, Store, StoreError};
@@ -86,6 +90,10 @@ pub async fn ensure_dev_project<S: Store>(store: &S, key: &ApiKey, now: Timestam
             allowed_emails: vec![],
             link_ttl_seconds: LINK_TTL_DEFAULT_SECONDS,
             emails_per_minute: EMAILS_PER_MINUTE_DEFAULT,
+            emails_per_recipient: PER_RECIPIENT_EMAILS,
+            starts_per_ip: PER_IP_STARTS_PER_MINUTE,
+            otp_sends_per_email: OTP_SENDS_PER_EMAIL,
+            event_retention_seconds: EVENT_RETENTION_DEFAULT_SECONDS,
         },
         is_dev: true,
         created_at: now,

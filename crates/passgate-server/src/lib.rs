@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod server;
 pub mod services;
+pub mod sweeper;
 pub mod telemetry;
 pub mod webhooks;
 

@@ -28,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use passgate_core::Timestamp;
-use passgate_store::{LimitKind, OutboxDepth, VerifyFailure};
+use passgate_store::{LimitKind, OutboxDepth, SweepKind, VerifyFailure};
 
 /// Upper bounds (seconds) of the request-duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -122,6 +122,9 @@ pub struct Metrics {
     rate_limited: [AtomicU64; LIMITS.len()],
     email_attempts: [AtomicU64; EmailAttempt::ALL.len()],
     webhook_attempts: [AtomicU64; WebhookOutcome::ALL.len()],
+    swept: [AtomicU64; SweepKind::ALL.len()],
+    /// When the last complete retention pass started (unix ms; 0: none yet).
+    last_sweep_started_ms: std::sync::atomic::AtomicI64,
     /// The outboxes as last sampled, and when.
     outbox_depth: Mutex<Option<(OutboxDepth, Timestamp)>>,
     routes: Mutex<HashMap<String, RouteStats>>,
@@ -146,6 +149,8 @@ impl Default for Metrics {
             rate_limited: Default::default(),
             email_attempts: Default::default(),
             webhook_attempts: Default::default(),
+            swept: Default::default(),
+            last_sweep_started_ms: std::sync::atomic::AtomicI64::new(0),
             outbox_depth: Mutex::new(None),
             routes: Mutex::new(HashMap::new()),
         }
@@ -182,6 +187,16 @@ impl Metrics {
     pub fn count_webhook(&self, outcome: WebhookOutcome) {
         let index = WebhookOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.webhook_attempts[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn swept(&self, kind: SweepKind, rows: u64) {
+        let index = SweepKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.swept[index].fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// A retention pass that began at `started` has finished.
+    pub fn sweep_finished(&self, started: Timestamp) {
+        self.last_sweep_started_ms.store(started.millis(), Ordering::Relaxed);
     }
 
     /// What waits in the outboxes, as read at `at` (the webhook worker
@@ -238,6 +253,7 @@ impl Metrics {
             let _ = writeln!(out, "passgate_webhook_attempts_total{{outcome=\"{}\"}} {}", outcome.label(), load(count));
         }
         self.render_outbox_depth(&mut out);
+        self.render_sweeps(&mut out);
 
         self.render_requests(&mut out);
 
@@ -250,6 +266,36 @@ impl Metrics {
             let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
         }
         out
+    }
+
+    fn render_sweeps(&self, out: &mut String) {
+        family(out, "passgate_swept_rows_total", "counter", "Rows removed by the retention sweeper, by kind.");
+        for (kind, count) in SweepKind::ALL.iter().zip(&self.swept) {
+            let _ = writeln!(
+                out,
+                "passgate_swept_rows_total{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let started = self.last_sweep_started_ms.load(Ordering::Relaxed);
+        if started == 0 {
+            return;
+        }
+        family(
+            out,
+            "passgate_sweep_last_run_timestamp_seconds",
+            "gauge",
+            "When the last complete retention pass began.",
+        );
+        let _ = writeln!(out, "passgate_sweep_last_run_timestamp_seconds {:.3}", started as f64 / 1000.0);
+        // Lag: how old the newest complete pass is. It stays below the
+        // interval plus a pass's length while the sweeper keeps up.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+        family(out, "passgate_sweep_lag_seconds", "gauge", "Seconds since the last complete retention pass began.");
+        let _ = writeln!(out, "passgate_sweep_lag_seconds {:.3}", (now_ms - started).max(0) as f64 / 1000.0);
     }
 
     fn render_outbox_depth(&self, out: &mut String) {

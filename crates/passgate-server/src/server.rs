@@ -24,6 +24,7 @@ use crate::mail::outbox::{Outbox, OutboxConfig};
 use crate::mail::templates::{TemplateError, Templates};
 use crate::mail::transport::{DevMailbox, Mailer, SmtpUrlError};
 use crate::metrics::{self, Metrics};
+use crate::sweeper::{SweepConfig, Sweeper};
 use crate::webhooks::WebhookConfig;
 use crate::webhooks::sender::WebhookSender;
 
@@ -66,6 +67,7 @@ pub struct Parts {
     /// How long clients may take and how many connections they may hold.
     pub connections: ConnectionLimits,
     pub webhooks: WebhookConfig,
+    pub retention: SweepConfig,
 }
 
 /// How many of the oldest queued emails a start opens to check the secret.
@@ -118,6 +120,7 @@ pub async fn assemble<S: Store>(store: S, parts: Parts) -> Result<App<S>, StartE
         metrics,
         connections: parts.connections,
         webhooks: parts.webhooks,
+        retention: parts.retention,
     }))
 }
 
@@ -141,6 +144,8 @@ pub async fn run<S: Store>(
     )
     .map_err(|e| StartError::Webhooks(e.to_string()))?;
     let webhook_worker = tokio::spawn(webhooks.run(stop_rx.clone()));
+    let sweeper = Sweeper::new(app.store.clone(), app.clock.clone(), app.retention, app.metrics.clone());
+    let sweeper = tokio::spawn(sweeper.run(stop_rx.clone()));
     let scrapes = metrics_listener.map(|listener| {
         let mut stop = stop_rx;
         let stopped = async move {
@@ -153,6 +158,7 @@ pub async fn run<S: Store>(
     let _ = stop_tx.send(true);
     let _ = worker.await;
     let _ = webhook_worker.await;
+    let _ = sweeper.await;
     if let Some(scrapes) = scrapes {
         let _ = scrapes.await;
     }
@@ -485,6 +491,7 @@ async fn serve_with<S: Store>(
             lease: settings.outbox_lease,
             ..WebhookConfig::default()
         },
+        retention: settings.retention,
     };
     let app = assemble(store.clone(), parts).await?;
     if settings.dev {

@@ -23,6 +23,7 @@ mod organizations;
 mod otp;
 mod outbox;
 mod projects;
+mod retention;
 mod sessions;
 mod signing_keys;
 mod stamps;

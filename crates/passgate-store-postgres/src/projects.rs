@@ -26,6 +26,10 @@ pub(crate) struct ProjectRow {
     pub(crate) emails_per_minute: i64,
     pub(crate) is_dev: bool,
     pub(crate) created_at: i64,
+    pub(crate) emails_per_recipient: i64,
+    pub(crate) starts_per_ip: i64,
+    pub(crate) otp_sends_per_email: i64,
+    pub(crate) event_retention_seconds: i64,
 }
 
 impl ProjectRow {
@@ -40,6 +44,10 @@ impl ProjectRow {
                 allowed_emails: from_json(&self.allowed_emails)?,
                 link_ttl_seconds: self.link_ttl_seconds,
                 emails_per_minute: self.emails_per_minute,
+                emails_per_recipient: self.emails_per_recipient,
+                starts_per_ip: self.starts_per_ip,
+                otp_sends_per_email: self.otp_sends_per_email,
+                event_retention_seconds: self.event_retention_seconds,
             },
             is_dev: self.is_dev,
             created_at: Timestamp(self.created_at),
@@ -55,7 +63,8 @@ impl PgStore {
         let Some(r) = sqlx::query!(
             r#"SELECT k.id AS "key_id!", k.key_hash, k.revoked_at,
                 p.id AS "id!", p.name, p.app_name, p.redirect_urls, p.allowed_domains, p.allowed_emails,
-                p.link_ttl_seconds, p.emails_per_minute, p.is_dev, p.created_at
+                p.link_ttl_seconds, p.emails_per_minute, p.is_dev, p.created_at,
+                p.emails_per_recipient, p.starts_per_ip, p.otp_sends_per_email, p.event_retention_seconds
              FROM api_keys k JOIN projects p ON p.id = k.project_id
              WHERE k.key_hash = $1"#,
             hash
@@ -77,6 +86,10 @@ impl PgStore {
             emails_per_minute: r.emails_per_minute,
             is_dev: r.is_dev,
             created_at: r.created_at,
+            emails_per_recipient: r.emails_per_recipient,
+            starts_per_ip: r.starts_per_ip,
+            otp_sends_per_email: r.otp_sends_per_email,
+            event_retention_seconds: r.event_retention_seconds,
         }
         .into_project()?;
         Ok(Some(AuthenticatedKey {
@@ -116,8 +129,9 @@ impl Projects for PgStore {
         let created_at = project.created_at.millis();
         let inserted = sqlx::query!(
             "INSERT INTO projects (id, name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                link_ttl_seconds, emails_per_minute, is_dev, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+                link_ttl_seconds, emails_per_minute, is_dev, created_at,
+                emails_per_recipient, starts_per_ip, otp_sends_per_email, event_retention_seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
             project.id.as_str(),
             s.name,
             s.app_name,
@@ -127,7 +141,11 @@ impl Projects for PgStore {
             s.link_ttl_seconds,
             s.emails_per_minute,
             project.is_dev,
-            created_at
+            created_at,
+            s.emails_per_recipient,
+            s.starts_per_ip,
+            s.otp_sends_per_email,
+            s.event_retention_seconds
         )
         .execute(&mut *tx)
         .await
@@ -147,10 +165,13 @@ impl Projects for PgStore {
         let row = sqlx::query_as!(
             ProjectRow,
             "UPDATE projects SET name = $1, app_name = $2, redirect_urls = $3, allowed_domains = $4,
-                allowed_emails = $5, link_ttl_seconds = $6, emails_per_minute = $7
-             WHERE id = $8
+                allowed_emails = $5, link_ttl_seconds = $6, emails_per_minute = $7,
+                emails_per_recipient = $8, starts_per_ip = $9, otp_sends_per_email = $10,
+                event_retention_seconds = $11
+             WHERE id = $12
              RETURNING id AS \"id!\", name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                link_ttl_seconds, emails_per_minute, is_dev, created_at",
+                link_ttl_seconds, emails_per_minute, is_dev, created_at,
+                emails_per_recipient, starts_per_ip, otp_sends_per_email, event_retention_seconds",
             s.name,
             s.app_name,
             redirects,
@@ -158,6 +179,10 @@ impl Projects for PgStore {
             emails,
             s.link_ttl_seconds,
             s.emails_per_minute,
+            s.emails_per_recipient,
+            s.starts_per_ip,
+            s.otp_sends_per_email,
+            s.event_retention_seconds,
             id.as_str()
         )
         .fetch_optional(&mut *tx)
@@ -174,7 +199,8 @@ impl Projects for PgStore {
         sqlx::query_as!(
             ProjectRow,
             r#"SELECT id AS "id!", name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                link_ttl_seconds, emails_per_minute, is_dev, created_at
+                link_ttl_seconds, emails_per_minute, is_dev, created_at,
+                emails_per_recipient, starts_per_ip, otp_sends_per_email, event_retention_seconds
              FROM projects WHERE id = $1"#,
             id.as_str()
         )
@@ -189,7 +215,8 @@ impl Projects for PgStore {
         sqlx::query_as!(
             ProjectRow,
             r#"SELECT id AS "id!", name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                link_ttl_seconds, emails_per_minute, is_dev, created_at
+                link_ttl_seconds, emails_per_minute, is_dev, created_at,
+                emails_per_recipient, starts_per_ip, otp_sends_per_email, event_retention_seconds
              FROM projects ORDER BY created_at, id"#
         )
         .fetch_all(&self.pool)

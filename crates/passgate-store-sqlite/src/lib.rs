@@ -28,6 +28,7 @@ mod otp;
 mod outbox;
 mod projects;
 mod reader;
+mod retention;
 mod sessions;
 mod signing_keys;
 mod stamps;

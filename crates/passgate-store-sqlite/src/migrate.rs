@@ -17,6 +17,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "invites_organizations", include_str!("../migrations/0007_invites_organizations.sql")),
     (8, "otp_sessions", include_str!("../migrations/0008_otp_sessions.sql")),
     (9, "webhooks", include_str!("../migrations/0009_webhooks.sql")),
+    (10, "project_limits", include_str!("../migrations/0010_project_limits.sql")),
+    (11, "retention", include_str!("../migrations/0011_retention.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated

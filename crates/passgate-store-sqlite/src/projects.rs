@@ -14,7 +14,8 @@ use crate::{OrStoreError, SqliteStore};
 macro_rules! project_columns {
     () => {
         "p.id, p.name, p.app_name, p.redirect_urls, p.allowed_domains, p.allowed_emails,
-         p.link_ttl_seconds, p.emails_per_minute, p.is_dev, p.created_at"
+         p.link_ttl_seconds, p.emails_per_minute, p.is_dev, p.created_at,
+         p.emails_per_recipient, p.starts_per_ip, p.otp_sends_per_email, p.event_retention_seconds"
     };
 }
 
@@ -36,6 +37,10 @@ fn project_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<StoreResult<Pr
                 allowed_emails: allowed_emails?,
                 link_ttl_seconds: row.get(at + 6).db()?,
                 emails_per_minute: row.get(at + 7).db()?,
+                emails_per_recipient: row.get(at + 10).db()?,
+                starts_per_ip: row.get(at + 11).db()?,
+                otp_sends_per_email: row.get(at + 12).db()?,
+                event_retention_seconds: row.get(at + 13).db()?,
             },
             is_dev: row.get::<_, i64>(at + 8).db()? != 0,
             created_at: Timestamp(row.get(at + 9).db()?),
@@ -77,8 +82,9 @@ impl Projects for SqliteStore {
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO projects (id, name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                        link_ttl_seconds, emails_per_minute, is_dev, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                        link_ttl_seconds, emails_per_minute, is_dev, created_at,
+                        emails_per_recipient, starts_per_ip, otp_sends_per_email, event_retention_seconds)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 )
                 .db()?
                 .execute(params![
@@ -91,7 +97,11 @@ impl Projects for SqliteStore {
                     s.link_ttl_seconds,
                     s.emails_per_minute,
                     project.is_dev,
-                    project.created_at.millis()
+                    project.created_at.millis(),
+                    s.emails_per_recipient,
+                    s.starts_per_ip,
+                    s.otp_sends_per_email,
+                    s.event_retention_seconds
                 ])
                 .db()?;
             if inserted == 0 && !if_absent {
@@ -109,10 +119,13 @@ impl Projects for SqliteStore {
         self.write(move |conn| {
             conn.prepare_cached(
                 "UPDATE projects SET name = ?, app_name = ?, redirect_urls = ?, allowed_domains = ?,
-                    allowed_emails = ?, link_ttl_seconds = ?, emails_per_minute = ?
+                    allowed_emails = ?, link_ttl_seconds = ?, emails_per_minute = ?,
+                    emails_per_recipient = ?, starts_per_ip = ?, otp_sends_per_email = ?,
+                    event_retention_seconds = ?
                  WHERE id = ?
                  RETURNING id, name, app_name, redirect_urls, allowed_domains, allowed_emails,
-                    link_ttl_seconds, emails_per_minute, is_dev, created_at",
+                    link_ttl_seconds, emails_per_minute, is_dev, created_at,
+                    emails_per_recipient, starts_per_ip, otp_sends_per_email, event_retention_seconds",
             )
             .db()?
             .query_row(
@@ -124,6 +137,10 @@ impl Projects for SqliteStore {
                     emails,
                     s.link_ttl_seconds,
                     s.emails_per_minute,
+                    s.emails_per_recipient,
+                    s.starts_per_ip,
+                    s.otp_sends_per_email,
+                    s.event_retention_seconds,
                     id.as_str()
                 ],
                 |r| project_from_row(r, 0),

@@ -1,7 +1,7 @@
 //! The storage contract of passgate: one trait per area of the product
 //! ([`Projects`], [`SigningKeys`], [`Logins`], [`Invites`],
 //! [`Organizations`], [`Users`], [`Otp`], [`Sessions`], [`Stamps`],
-//! [`Outbox`], [`Events`], [`Webhooks`], and [`Database`]
+//! [`Outbox`], [`Events`], [`Webhooks`], [`Retention`], and [`Database`]
 //! for the lifecycle), each in the file of the same name with
 //! its models beside it, and [`Store`], which is all of them. Both backend
 //! crates mirror these file names, so an area is found in the same place
@@ -35,6 +35,7 @@ pub mod organizations;
 pub mod otp;
 pub mod outbox;
 pub mod projects;
+pub mod retention;
 pub mod sessions;
 pub mod shared;
 pub mod signing_keys;
@@ -53,6 +54,7 @@ pub use organizations::*;
 pub use otp::*;
 pub use outbox::*;
 pub use projects::*;
+pub use retention::*;
 pub use sessions::*;
 pub use signing_keys::*;
 pub use stamps::Stamps;
@@ -121,6 +123,7 @@ pub trait Store:
     + Outbox
     + Events
     + Webhooks
+    + Retention
 {
 }
 
@@ -138,5 +141,6 @@ impl<T> Store for T where
         + Outbox
         + Events
         + Webhooks
+        + Retention
 {
 }

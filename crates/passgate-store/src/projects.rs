@@ -17,6 +17,14 @@ pub struct ProjectSettings {
     pub allowed_emails: Vec<String>,
     pub link_ttl_seconds: i64,
     pub emails_per_minute: i64,
+    /// Link and invite emails per address per 15 minutes.
+    pub emails_per_recipient: i64,
+    /// Starts per end-user IP (network) per minute.
+    pub starts_per_ip: i64,
+    /// One-time code sends per address per 3 minutes.
+    pub otp_sends_per_email: i64,
+    /// How long the project's events are kept; 0 keeps them forever.
+    pub event_retention_seconds: i64,
 }
 
 #[derive(Debug, Clone)]

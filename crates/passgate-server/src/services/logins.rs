@@ -7,9 +7,7 @@ use passgate_core::client::{ClientIp, Locale, LoginState, UserAgent};
 use passgate_core::code::LoginCode;
 use passgate_core::email::EmailAddress;
 use passgate_core::jwt::{JwtSigner, LoginClaims};
-use passgate_core::limits::{
-    JWT_TTL_SECONDS, PER_IP_STARTS_PER_MINUTE, PER_RECIPIENT_EMAILS, PER_RECIPIENT_WINDOW_SECONDS,
-};
+use passgate_core::limits::{JWT_TTL_SECONDS, PER_RECIPIENT_WINDOW_SECONDS};
 use passgate_core::login::VerifyFailure;
 use passgate_core::pkce::{CodeChallenge, CodeVerifier};
 use passgate_core::policy::EmailPolicy;
@@ -70,13 +68,14 @@ pub fn check_policy(project: &Project, email: &EmailAddress) -> Result<(), Servi
     if policy.allows(email) { Ok(()) } else { Err(ServiceError::EmailNotAllowed) }
 }
 
-/// The send limits a start (or an invite) of the project obeys.
+/// The send limits a start (or an invite) of the project obeys: the
+/// project's settings, over fixed windows.
 pub fn send_limits(project: &Project) -> SendLimits {
     SendLimits {
-        per_recipient: PER_RECIPIENT_EMAILS,
+        per_recipient: project.settings.emails_per_recipient,
         per_recipient_window_seconds: PER_RECIPIENT_WINDOW_SECONDS,
         per_project_per_minute: project.settings.emails_per_minute,
-        per_ip_per_minute: PER_IP_STARTS_PER_MINUTE,
+        per_ip_per_minute: project.settings.starts_per_ip,
     }
 }
 

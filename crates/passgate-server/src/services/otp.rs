@@ -6,9 +6,7 @@ use passgate_api_types::{AuthSessionView, SendOtpResponse};
 use passgate_core::client::{ClientIp, UserAgent};
 use passgate_core::credential::{SessionKeyPair, TargetPublicKey, credential_bundle};
 use passgate_core::email::EmailAddress;
-use passgate_core::otp::{
-    CodeShape, OTP_LIVE_CODES, OTP_SEND_WINDOW_SECONDS, OTP_SENDS_PER_EMAIL, OtpCode, OtpFailure,
-};
+use passgate_core::otp::{CodeShape, OTP_LIVE_CODES, OTP_SEND_WINDOW_SECONDS, OtpCode, OtpFailure};
 use passgate_core::secret::Purpose;
 use passgate_core::{EmailId, OtpId, SessionId, UserId};
 use passgate_store::{
@@ -32,10 +30,11 @@ pub struct SendOtp {
     pub user_agent: Option<UserAgent>,
 }
 
-/// The limits a send of the project obeys.
+/// The limits a send of the project obeys: the project's settings, over a
+/// fixed window.
 pub fn otp_limits(project: &Project) -> OtpLimits {
     OtpLimits {
-        sends_per_email: OTP_SENDS_PER_EMAIL,
+        sends_per_email: project.settings.otp_sends_per_email,
         window_seconds: OTP_SEND_WINDOW_SECONDS,
         live_codes: OTP_LIVE_CODES,
         per_project_per_minute: project.settings.emails_per_minute,

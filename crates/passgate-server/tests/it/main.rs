@@ -21,6 +21,7 @@ mod invites;
 mod otp;
 mod outbox;
 mod process;
+mod retention;
 mod router;
 mod scale_out;
 mod security;

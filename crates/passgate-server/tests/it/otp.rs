@@ -218,6 +218,23 @@ async fn sends_are_limited_per_address() {
     assert_eq!(server.store.count_events(&server.project_id, EventKind::RateLimited).await, 2);
 }
 
+/// The sends per address are the project's setting (`--otp-sends-per-email`)
+/// over the fixed 3-minute window.
+#[tokio::test]
+async fn sends_per_address_are_the_projects_setting() {
+    let mut settings = default_settings();
+    settings.otp_sends_per_email = 1;
+    let server = TestServer::start_with(Options { settings: Some(settings), ..Options::default() }).await;
+    code_for(&server, "ada@example.com", json!({})).await;
+    let limited = send_otp(&server, json!({ "email": "ada@example.com" })).await;
+    limited.assert_problem(429, "rate_limited");
+    assert_eq!(limited.header("retry-after"), Some("180"));
+    code_for(&server, "grace@example.com", json!({})).await;
+    server.clock.advance_seconds(181);
+    code_for(&server, "ada@example.com", json!({})).await;
+    assert_eq!(server.store.count_events(&server.project_id, EventKind::RateLimited).await, 1);
+}
+
 /// S12: wrong codes count per address across its codes; a new code does
 /// not reset them; 10 in a row block the address (verify says otp_locked,
 /// send answers 429 with Retry-After) for 30 s, doubling; a success resets.

@@ -166,6 +166,10 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     assert_eq!(shown["allowedEmails"], json!([]));
     assert_eq!(shown["linkTtlSeconds"], 600);
     assert_eq!(shown["emailsPerMinute"], 600);
+    assert_eq!(shown["emailsPerRecipient"], 5);
+    assert_eq!(shown["startsPerIp"], 30);
+    assert_eq!(shown["otpSendsPerEmail"], 3);
+    assert_eq!(shown["eventRetentionSeconds"], 90 * 86_400);
     assert!(shown["createdAt"].as_str().is_some_and(|c| c.ends_with('Z')));
     assert!(!shown.to_string().contains(&first_key));
 
@@ -180,6 +184,14 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
             "Guest@Partner.example",
             "--emails-per-minute",
             "5000",
+            "--emails-per-recipient",
+            "10",
+            "--starts-per-ip",
+            "100",
+            "--otp-sends-per-email",
+            "5",
+            "--event-retention",
+            "0",
             "--json",
         ],
         &env,
@@ -190,6 +202,74 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
     assert_eq!(updated["allowedEmails"], json!(["guest@partner.example"]));
     assert_eq!(updated["allowedDomains"], json!(["example.com"]), "lists not given are kept");
     assert_eq!(updated["emailsPerMinute"], 5000);
+    assert_eq!([&updated["emailsPerRecipient"], &updated["startsPerIp"], &updated["otpSendsPerEmail"]], [10, 100, 5],);
+    assert_eq!(updated["eventRetentionSeconds"], 0, "0 keeps events forever");
+    let shown = run(&["project", "show", &project_id], &env).await;
+    assert!(shown.stdout.contains("event retention:      forever"), "{}", shown.stdout);
+    let retained = run(&["project", "update", &project_id, "--event-retention", "365d", "--json"], &env).await;
+    let retained: Value = serde_json::from_str(retained.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(retained["eventRetentionSeconds"], 365 * 86_400);
+    assert_eq!(retained["startsPerIp"], 100, "settings not given are kept");
+
+    // The limits and the retention at creation.
+    let limited = run(
+        &[
+            "project",
+            "create",
+            "--name",
+            "Limited",
+            "--redirect-url",
+            "https://app.example.com/cb",
+            "--emails-per-recipient",
+            "2",
+            "--starts-per-ip",
+            "7",
+            "--otp-sends-per-email",
+            "1",
+            "--event-retention",
+            "30d",
+            "--json",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(limited.code, Some(0), "{}", limited.stderr);
+    let limited: Value = serde_json::from_str(limited.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
+    remember_secret(limited["secretKey"].as_str().unwrap_or_default());
+    let limited_id = limited["projectId"].as_str().unwrap_or_default().to_string();
+    let shown = run(&["project", "show", &limited_id, "--json"], &env).await;
+    let shown: Value = serde_json::from_str(shown.stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        [
+            &shown["emailsPerRecipient"],
+            &shown["startsPerIp"],
+            &shown["otpSendsPerEmail"],
+            &shown["eventRetentionSeconds"]
+        ],
+        [2, 7, 1, 30 * 86_400],
+    );
+
+    // A bad limit or retention is refused with a message naming the flag.
+    for (flag, value) in [
+        ("--starts-per-ip", "0"),
+        ("--starts-per-ip", "100001"),
+        ("--emails-per-recipient", "1001"),
+        ("--otp-sends-per-email", "0"),
+        ("--event-retention", "5x"),
+        ("--event-retention", "12h"),
+        ("--event-retention", "3651d"),
+    ] {
+        let out = run(&["project", "update", &project_id, flag, value], &env).await;
+        assert_ne!(out.code, Some(0), "{flag} {value} succeeded");
+        assert!(out.stderr.contains(flag), "{flag} {value}: {}", out.stderr);
+        let out = run(
+            &["project", "create", "--name", "Bad", "--redirect-url", "https://app.example.com/cb", flag, value],
+            &env,
+        )
+        .await;
+        assert_ne!(out.code, Some(0), "create with {flag} {value} succeeded");
+        assert!(out.stderr.contains(flag), "create with {flag} {value}: {}", out.stderr);
+    }
 
     for bad in [
         vec!["project", "update", &project_id, "--link-ttl", "2h"],

@@ -165,6 +165,58 @@ async fn send_limits_answer_429_with_retry_after() {
     }
 }
 
+/// S13's per-recipient and per-IP limits are the project's settings
+/// (`--emails-per-recipient`, `--starts-per-ip`) over the fixed windows (15
+/// minutes, a minute); invites count against the same per-recipient limit.
+/// A project on the defaults, on the same server, still allows five.
+#[tokio::test]
+async fn send_limits_are_the_projects_settings() {
+    let mut settings = default_settings();
+    settings.emails_per_recipient = 2;
+    settings.starts_per_ip = 2;
+    let server = TestServer::start_with(Options { settings: Some(settings), ..Options::default() }).await;
+    for _ in 0..2 {
+        assert_eq!(server.start_login("ada@example.com", json!({})).await.status, 202);
+    }
+    let limited = server.start_login("ada@example.com", json!({})).await;
+    limited.assert_problem(429, "rate_limited");
+    assert_eq!(limited.header("retry-after"), Some("900"));
+    let invite = json!({ "email": "ada@example.com", "validationUrl": CALLBACK });
+    Reply::of(server.post("/api/v2/invites", &invite).send().await).await.assert_problem(429, "rate_limited");
+
+    for i in 0..2 {
+        let r = server.start_login(&format!("v{i}@example.com"), json!({ "ipAddress": "203.0.113.7" })).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+    let ip_limited = server.start_login("w@example.com", json!({ "ipAddress": "203.0.113.7" })).await;
+    ip_limited.assert_problem(429, "rate_limited");
+    server.clock.advance_seconds(61);
+    assert_eq!(server.start_login("w@example.com", json!({ "ipAddress": "203.0.113.7" })).await.status, 202);
+
+    let events = server.store.list_events(&server.project_id, 100).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut reasons: Vec<_> =
+        events.iter().filter(|e| e.kind == EventKind::RateLimited).filter_map(|e| e.reason.clone()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["ip_address", "recipient", "recipient"]);
+
+    let (_, default_key) = server.create_project(default_settings()).await;
+    let start = |email: &'static str| {
+        let body = json!({ "email": email, "validationUrl": CALLBACK });
+        let request = server.post_as(&default_key, "/api/v2/auth/start", &body);
+        async move { Reply::of(request.send().await).await }
+    };
+    for _ in 0..5 {
+        assert_eq!(start("grace@example.com").await.status, 202);
+    }
+    start("grace@example.com").await.assert_problem(429, "rate_limited");
+
+    let _ = server.sink.wait_for_count("grace@example.com", 5).await;
+    let _ = server.sink.wait_for_count("ada@example.com", 2).await;
+    for m in server.sink.mails() {
+        remember_secret(&m.token().unwrap_or_default());
+    }
+}
+
 /// SECURITY S14: start answers the same for a known and an unknown address.
 #[tokio::test]
 async fn start_answers_the_same_for_known_and_unknown_addresses() {

@@ -24,6 +24,7 @@ mod organizations;
 mod otp;
 mod outbox;
 mod projects;
+mod retention;
 mod sessions;
 mod signing_keys;
 mod stamps;
@@ -54,7 +55,8 @@ macro_rules! checks {
 pub fn all<S: Store>() -> Vec<Check<S>> {
     let mut all = Vec::new();
     all.extend(checks![projects:
-        project_lifecycle, api_keys, a_failed_operation_does_not_undo_concurrent_ones, projects_are_listed]);
+        project_lifecycle, api_keys, a_failed_operation_does_not_undo_concurrent_ones, projects_are_listed,
+        limits_and_retention_round_trip]);
     all.extend(checks![signing_keys: signing_keys]);
     all.extend(checks![logins:
         start_then_verify_once, tokens_are_scoped_to_their_project, expiry_is_exact,
@@ -75,6 +77,10 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
         queued_payloads_are_those_not_yet_settled]);
     all.extend(checks![events:
         events_are_recorded, pages_see_every_event_once_under_concurrent_inserts, pages_filter_by_user_and_kind]);
+    all.extend(checks![retention:
+        logins_go_after_their_horizon_and_not_before, codes_and_session_keys_go_after_their_horizon,
+        settled_emails_and_deliveries_go_after_their_horizon, keys_counters_and_stamp_records_go_after_their_horizon,
+        batches_are_bounded_and_sweepers_share_the_work, events_go_after_their_projects_retention]);
     all.extend(checks![webhooks:
         an_event_queues_a_delivery_per_subscribed_endpoint, deliveries_are_leased_retried_and_settled,
         spent_retries_disable_a_failing_endpoint, endpoints_are_scoped_rotated_and_deleted,
@@ -94,7 +100,7 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
 }
 
 /// The area files, as compiled in: what [`declared`] reads.
-const SOURCES: [(&str, &str); 12] = [
+const SOURCES: [(&str, &str); 13] = [
     ("projects", include_str!("projects.rs")),
     ("signing_keys", include_str!("signing_keys.rs")),
     ("logins", include_str!("logins.rs")),
@@ -107,6 +113,7 @@ const SOURCES: [(&str, &str); 12] = [
     ("sessions", include_str!("sessions.rs")),
     ("stamps", include_str!("stamps.rs")),
     ("webhooks", include_str!("webhooks.rs")),
+    ("retention", include_str!("retention.rs")),
 ];
 
 /// Every check declared in the area files (`area::name`): each public
@@ -150,6 +157,10 @@ pub fn settings(name: &str) -> ProjectSettings {
         allowed_emails: vec![],
         link_ttl_seconds: LINK_TTL_DEFAULT_SECONDS,
         emails_per_minute: EMAILS_PER_MINUTE_DEFAULT,
+        emails_per_recipient: PER_RECIPIENT_EMAILS,
+        starts_per_ip: PER_IP_STARTS_PER_MINUTE,
+        otp_sends_per_email: passgate_core::otp::OTP_SENDS_PER_EMAIL,
+        event_retention_seconds: EVENT_RETENTION_DEFAULT_SECONDS,
     }
 }
 

@@ -109,3 +109,54 @@ pub async fn projects_are_listed<S: Store>(store: S) {
     assert_eq!(listed.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), ids);
     assert_eq!(listed[1].settings, settings("Second"));
 }
+
+/// The limits and the event retention are stored as given, on create and
+/// on update, and read back by every read: the project, the list, and the
+/// project of an API key (what the limits of a request come from).
+pub async fn limits_and_retention_round_trip<S: Store>(store: S) {
+    let id = ProjectId::generate();
+    let mut given = settings("Limited");
+    given.emails_per_recipient = 2;
+    given.starts_per_ip = 7;
+    given.otp_sends_per_email = 1;
+    given.event_retention_seconds = 0;
+    let p = NewProject { id: id.clone(), settings: given.clone(), is_dev: false, created_at: T0 };
+    store.create_project(p, key_for(&id, "limited"), false).await.unwrap_or_else(|e| panic!("{e}"));
+    let read = |store: S, id: ProjectId| async move {
+        let got = store.get_project(&id).await.unwrap_or_else(|e| panic!("{e}")).map(|p| p.settings);
+        let listed = store.list_projects().await.unwrap_or_else(|e| panic!("{e}"));
+        let listed = listed.into_iter().find(|p| p.id == id).map(|p| p.settings);
+        let by_key = store.find_api_key(&sha256(b"limited")).await.unwrap_or_else(|e| panic!("{e}"));
+        (got, listed, by_key.map(|k| k.project.settings))
+    };
+    let (got, listed, by_key) = read(store.clone(), id.clone()).await;
+    assert_eq!(got.as_ref(), Some(&given));
+    assert_eq!(listed.as_ref(), Some(&given));
+    assert_eq!(by_key.as_ref(), Some(&given));
+
+    let mut changed = given.clone();
+    changed.emails_per_recipient = 1_000;
+    changed.starts_per_ip = 100_000;
+    changed.otp_sends_per_email = 100;
+    changed.event_retention_seconds = 30 * 86_400;
+    let updated = store.update_project(&id, changed.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(updated.settings, changed);
+    let (got, listed, by_key) = read(store.clone(), id.clone()).await;
+    assert_eq!(got.as_ref(), Some(&changed));
+    assert_eq!(listed.as_ref(), Some(&changed));
+    assert_eq!(by_key.as_ref(), Some(&changed), "an update reaches the key's project (no stale cache)");
+
+    // A project made with the defaults reads them back.
+    let plain = project(&store).await;
+    let defaults = store.get_project(&plain).await.unwrap_or_else(|e| panic!("{e}")).map(|p| p.settings);
+    let defaults = defaults.unwrap_or_else(|| panic!("missing"));
+    assert_eq!(
+        (
+            defaults.emails_per_recipient,
+            defaults.starts_per_ip,
+            defaults.otp_sends_per_email,
+            defaults.event_retention_seconds
+        ),
+        (PER_RECIPIENT_EMAILS, PER_IP_STARTS_PER_MINUTE, passgate_core::otp::OTP_SENDS_PER_EMAIL, 90 * 86_400)
+    );
+}

@@ -98,6 +98,10 @@ pub fn default_settings() -> ProjectSettings {
         allowed_emails: vec![],
         link_ttl_seconds: 900,
         emails_per_minute: 600,
+        emails_per_recipient: 5,
+        starts_per_ip: 30,
+        otp_sends_per_email: 3,
+        event_retention_seconds: 90 * 86_400,
     }
 }
 
@@ -123,6 +127,9 @@ pub struct Options {
     /// How webhooks are sent (otherwise: private addresses allowed, for
     /// receivers on loopback, and a 50 ms poll).
     pub webhooks: Option<passgate_server::webhooks::WebhookConfig>,
+    /// Retention and sweeping (the defaults otherwise: nothing a test
+    /// writes is old enough to go).
+    pub retention: Option<passgate_server::sweeper::SweepConfig>,
 }
 
 pub struct TestServer {
@@ -179,6 +186,7 @@ impl TestServer {
                 depth_sample: std::time::Duration::from_millis(50),
                 ..Default::default()
             }),
+            retention: options.retention.unwrap_or_default(),
             outbox: options.outbox.unwrap_or_else(|| OutboxConfig {
                 idle_poll: std::time::Duration::from_millis(50),
                 ..OutboxConfig::default()

@@ -44,6 +44,7 @@ impl InProcess {
             key_refresh: std::time::Duration::ZERO,
             connections: passgate_server::http::serve::ConnectionLimits::default(),
             webhooks: passgate_server::webhooks::WebhookConfig::default(),
+            retention: passgate_server::sweeper::SweepConfig::default(),
         };
         let router = match &store {
             TestStore::Sqlite(s) => {
