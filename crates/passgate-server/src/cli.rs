@@ -152,7 +152,7 @@ pub struct ProjectCreate {
     /// One-time codes sent per address per 3 minutes (1-100).
     #[arg(long, value_name = "N", default_value_t = OTP_SENDS_PER_EMAIL)]
     pub otp_sends_per_email: i64,
-    /// How long the project's events are kept: 1d to 3650d (e.g. 90d, 12h), or 0 to keep them forever.
+    /// How long the project's events are kept: 1m to 3650d (e.g. 90d, 12h), or 0 to keep them forever.
     #[arg(long, value_name = "DURATION", default_value = "90d")]
     pub event_retention: String,
     /// Print {"projectId", "secretKey"} as JSON on standard output, and nothing else there.
@@ -200,7 +200,7 @@ pub struct ProjectUpdate {
     /// One-time codes sent per address per 3 minutes (1-100).
     #[arg(long, value_name = "N")]
     pub otp_sends_per_email: Option<i64>,
-    /// How long the project's events are kept: 1d to 3650d (e.g. 90d, 12h), or 0 to keep them forever.
+    /// How long the project's events are kept: 1m to 3650d (e.g. 90d, 12h), or 0 to keep them forever.
     #[arg(long, value_name = "DURATION")]
     pub event_retention: Option<String>,
     /// Print the updated settings as JSON on standard output.
@@ -714,8 +714,8 @@ pub fn checked_settings(mut s: ProjectSettings) -> Result<ProjectSettings, CliEr
     }
     if !event_retention_allowed(s.event_retention_seconds) {
         return Err(CliError::Invalid(format!(
-            "--event-retention must be 0 (keep events forever) or between {}d and {}d",
-            EVENT_RETENTION_MIN_SECONDS / 86_400,
+            "--event-retention must be 0 (keep events forever) or between {}m and {}d",
+            EVENT_RETENTION_MIN_SECONDS / 60,
             EVENT_RETENTION_MAX_SECONDS / 86_400
         )));
     }

@@ -256,7 +256,7 @@ async fn the_cli_manages_projects_keys_and_signing_keys() {
         ("--emails-per-recipient", "1001"),
         ("--otp-sends-per-email", "0"),
         ("--event-retention", "5x"),
-        ("--event-retention", "12h"),
+        ("--event-retention", "30s"),
         ("--event-retention", "3651d"),
     ] {
         let out = run(&["project", "update", &project_id, flag, value], &env).await;
