@@ -311,3 +311,43 @@ async fn endpoints_are_the_projects_own() {
         .await
         .assert_problem(404, "not_found");
 }
+
+/// A redirect is an answer like any other non-2xx: not followed (it could
+/// point anywhere), recorded, retried on the schedule. A receiver that
+/// never answers is cut off by the timeout, and that is recorded too.
+#[tokio::test]
+async fn redirects_are_not_followed_and_silence_times_out() {
+    let lease = Duration::from_secs(2);
+    let options = Options {
+        webhooks: Some(WebhookConfig {
+            allow_private: true,
+            lease,
+            idle_poll: Duration::from_millis(50),
+            depth_sample: Duration::from_millis(50),
+            ..WebhookConfig::default()
+        }),
+        ..Options::default()
+    };
+    let server = TestServer::start_with(options).await;
+    let elsewhere = Receiver::start(200).await;
+    let redirecting = Receiver::start(200).await;
+    redirecting.redirect(307, &elsewhere.url());
+    let (redirected, _) = register(&server, &redirecting.url(), &["auth.started"]).await;
+    let silent = Receiver::start(crate::support::receiver::HANG).await;
+    let (timed_out, _) = register(&server, &silent.url(), &["auth.started"]).await;
+    server.start_login("fay@example.com", json!({})).await;
+
+    let tried = wait_deliveries(&server, &redirected, |d| d.first().is_some_and(|d| d["attempts"] == 1)).await;
+    assert_eq!(tried[0]["attemptLog"][0]["statusCode"], 307);
+    assert_eq!(tried[0]["status"], "pending", "to be retried");
+    assert_eq!(redirecting.received().len(), 1);
+    assert!(elsewhere.received().is_empty(), "the redirect was not followed");
+
+    // Each call times out at half the lease (1 s here).
+    let cut = wait_deliveries(&server, &timed_out, |d| d.first().is_some_and(|d| d["attempts"] == 1)).await;
+    let attempt = &cut[0]["attemptLog"][0];
+    assert!(attempt.get("statusCode").is_none());
+    assert_eq!(attempt["error"], "timed out", "{attempt}");
+    let latency = attempt["latencyMs"].as_i64().unwrap_or_default();
+    assert!((900..5_000).contains(&latency), "cut off at the timeout: {latency} ms");
+}

@@ -52,6 +52,8 @@ pub const HANG: u16 = 0;
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Sent as `Location` with every answer (for redirects).
+    location: Arc<Mutex<Option<String>>>,
 }
 
 pub struct Receiver {
@@ -59,11 +61,17 @@ pub struct Receiver {
     shared: Shared,
 }
 
-async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
     shared.received.lock().unwrap_or_else(|e| e.into_inner()).push(Received { headers, body });
-    match shared.status.load(Ordering::SeqCst) {
+    let status = match shared.status.load(Ordering::SeqCst) {
         HANG => futures::future::pending().await,
         code => StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+    };
+    let location = shared.location.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match location {
+        Some(to) => (status, [(axum::http::header::LOCATION, to)]).into_response(),
+        None => status.into_response(),
     }
 }
 
@@ -72,7 +80,8 @@ impl Receiver {
     pub async fn start(status: u16) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let shared = Shared { received: Arc::default(), status: Arc::new(AtomicU16::new(status)) };
+        let shared =
+            Shared { received: Arc::default(), status: Arc::new(AtomicU16::new(status)), location: Arc::default() };
         let app = axum::Router::new().fallback(receive).with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -82,6 +91,12 @@ impl Receiver {
 
     pub fn url(&self) -> String {
         format!("http://{}/hooks/passgate", self.addr)
+    }
+
+    /// Answers `status` with a `Location` header (a redirect).
+    pub fn redirect(&self, status: u16, to: &str) {
+        *self.shared.location.lock().unwrap_or_else(|e| e.into_inner()) = Some(to.to_string());
+        self.answer(status);
     }
 
     pub fn answer(&self, status: u16) {
