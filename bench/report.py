@@ -216,4 +216,10 @@ notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     w(open(notes).read().rstrip())
     w("")
+# The soak benchmark's section (bench/soak.sh writes it; a run of this
+# report must not drop it).
+soak = os.path.join(os.path.dirname(os.path.abspath(__file__)), "SOAK.md")
+if os.path.exists(soak):
+    w(open(soak).read().rstrip())
+    w("")
 print("\n".join(lines))

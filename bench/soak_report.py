@@ -2,7 +2,9 @@
 
     soak_report.py OUT FLOW RETAIN USERS DB...   # plot OUT/soak-FLOW.png, write OUT/soak-FLOW.md
     soak_report.py --benchmarks BENCHMARKS.md OUT
-        # put every OUT/soak-*.md (and its plot) between the soak markers of BENCHMARKS.md
+        # put every OUT/soak-*.md (and its plot) between the soak markers of
+        # BENCHMARKS.md, and keep it in bench/SOAK.md, which bench/report.py
+        # includes when it writes BENCHMARKS.md anew
 
 Judged per run, against issue 20's targets: the last five minutes'
 logins/s at least 90% of the first five's; the database size and the RSS
@@ -106,6 +108,8 @@ def into_benchmarks(benchmarks, out):
     with open(benchmarks) as f:
         text = f.read()
     block = f"{BEGIN}\n{body}{END}"
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "SOAK.md"), "w") as f:
+        f.write(f"## Soak (issue 20)\n\n{block}\n")
     if BEGIN in text and END in text:
         text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
