@@ -361,6 +361,12 @@ pub async fn open_postgres(url: &str, pool: PoolSettings) -> Result<PgStore, Sta
     let db_err = |source| StartError::database(url, &source);
     let store = PgStore::connect(url, pool).await.map_err(db_err)?;
     store.migrate().await.map_err(db_err)?;
+    if !store.autovacuum_is_on().await.map_err(db_err)? {
+        tracing::warn!(
+            "PostgreSQL runs with autovacuum off: what the retention sweeper deletes is never reused, and the \
+             database grows as if nothing were swept; turn it on (ALTER SYSTEM SET autovacuum = on)"
+        );
+    }
     Ok(store)
 }
 

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use passgate_core::Clock;
 use passgate_core::limits::IDEMPOTENCY_WINDOW_SECONDS;
 use passgate_store::{Store, StoreError, Sweep, SweepKind};
@@ -39,6 +40,9 @@ impl Default for SweepConfig {
         }
     }
 }
+
+/// Kinds swept at once (each holds one connection while it runs).
+const SWEEP_LANES: usize = 3;
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -76,32 +80,25 @@ impl<S: Store> Sweeper<S> {
     }
 
     /// One pass over every kind, each until a batch comes back short;
-    /// returns the rows removed.
+    /// returns the rows removed. Kinds are swept side by side, a few at a
+    /// time: one kind with a long backlog (events, three to a login) must
+    /// not hold the others back until the next pass, and a few lanes keep
+    /// most of the pool's connections for the hot path.
     pub async fn sweep_once(&self) -> Result<u64, StoreError> {
         let started = self.clock.now();
-        let mut total = 0;
-        for kind in SweepKind::ALL {
-            let now = self.clock.now();
-            let horizon = match kind {
-                SweepKind::Logins | SweepKind::OtpCodes | SweepKind::Sessions => {
-                    now.plus_millis(-millis(self.config.retain_logins))
-                }
-                SweepKind::Emails | SweepKind::WebhookDeliveries => now.plus_millis(-millis(self.config.retain_emails)),
-                SweepKind::IdempotencyKeys => now.plus_seconds(-IDEMPOTENCY_WINDOW_SECONDS),
-                // The current minute and the one before are still counted.
-                SweepKind::SendCounts => now.plus_seconds(-60),
-                SweepKind::StampReplays | SweepKind::Events => now,
-            };
-            loop {
-                let removed = self.store.sweep(Sweep { kind, horizon, batch: self.config.batch }).await?;
-                self.metrics.swept(kind, removed);
-                total += removed;
-                if removed < u64::from(self.config.batch) {
-                    break;
-                }
-                // Let the hot path in between batches.
-                tokio::task::yield_now().await;
+        let mut passes =
+            futures::stream::iter(SweepKind::ALL).map(|kind| self.sweep_kind(kind)).buffer_unordered(SWEEP_LANES);
+        let (mut total, mut failure) = (0, None);
+        while let Some(result) = passes.next().await {
+            match result {
+                Ok(removed) => total += removed,
+                // The other kinds go on; the first failure is reported.
+                Err(e) => failure = failure.or(Some(e)),
             }
+        }
+        drop(passes);
+        if let Some(e) = failure {
+            return Err(e);
         }
         // Files back within bounds (SQLite's WAL); a pass that could not
         // finish it leaves it to the next.
@@ -113,5 +110,31 @@ impl<S: Store> Sweeper<S> {
             tracing::debug!(removed = total, "retention sweep");
         }
         Ok(total)
+    }
+
+    /// Sweeps one kind until a batch comes back short.
+    async fn sweep_kind(&self, kind: SweepKind) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let horizon = match kind {
+            SweepKind::Logins | SweepKind::OtpCodes | SweepKind::Sessions => {
+                now.plus_millis(-millis(self.config.retain_logins))
+            }
+            SweepKind::Emails | SweepKind::WebhookDeliveries => now.plus_millis(-millis(self.config.retain_emails)),
+            SweepKind::IdempotencyKeys => now.plus_seconds(-IDEMPOTENCY_WINDOW_SECONDS),
+            // The current minute and the one before are still counted.
+            SweepKind::SendCounts => now.plus_seconds(-60),
+            SweepKind::StampReplays | SweepKind::Events => now,
+        };
+        let mut total = 0;
+        loop {
+            let removed = self.store.sweep(Sweep { kind, horizon, batch: self.config.batch }).await?;
+            self.metrics.swept(kind, removed);
+            total += removed;
+            if removed < u64::from(self.config.batch) {
+                return Ok(total);
+            }
+            // Let the hot path in between batches.
+            tokio::task::yield_now().await;
+        }
     }
 }

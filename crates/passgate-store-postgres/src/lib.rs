@@ -123,6 +123,14 @@ impl PgStore {
         &self.pool
     }
 
+    /// Whether the cluster runs autovacuum. Retention depends on it: the
+    /// sweeper's deletes leave dead rows that only vacuum makes reusable.
+    pub async fn autovacuum_is_on(&self) -> StoreResult<bool> {
+        let setting: String =
+            sqlx::query_scalar("SELECT current_setting('autovacuum')").fetch_one(&self.pool).await.map_err(db_err)?;
+        Ok(setting == "on")
+    }
+
     /// Connects and checks the database answers.
     pub async fn connect(url: &str, pool: PoolSettings) -> StoreResult<Self> {
         // One connection of our own first: when the database cannot be

@@ -878,3 +878,27 @@ async fn a_webhook_in_flight_at_a_kill_is_delivered_again_with_its_id() {
         assert!(!output.contains(&secret) && !output.contains(&key), "a secret reached the server's logs");
     }
 }
+
+/// On PostgreSQL, a cluster without autovacuum is named at start: the
+/// sweeper's deletes would never be reused and the database would grow as
+/// if nothing were swept. The warning follows the cluster's real setting.
+#[tokio::test]
+async fn serve_warns_when_postgres_runs_without_autovacuum() {
+    let test_db = TestDb::new().await;
+    if !test_db.url.starts_with("postgres") {
+        return; // A PostgreSQL setting; the SQLite run has nothing to check.
+    }
+    let pool = sqlx::PgPool::connect(&test_db.url).await.unwrap_or_else(|e| panic!("{e}"));
+    let setting: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pool.close().await;
+    let sink = SmtpSink::start().await;
+    let dir = temp_dir();
+    let mut server = Running::spawn(&["serve"], &smtp_env(&test_db.url, &sink.url()), &dir).await;
+    server.wait_for_line("listen_addr").await;
+    let warned = server.output().contains("autovacuum off");
+    assert_eq!(warned, setting == "off", "autovacuum={setting}: {}", server.output());
+    assert!(server.stop().await.success());
+}
