@@ -27,6 +27,8 @@ import sys
 import time
 import urllib.request
 
+import sections
+
 DAY = 86_400_000
 
 
@@ -37,7 +39,7 @@ def load_sql(dialect, project, rows, now):
             return f"'{prefix}_' || lpad(to_hex({t}), 12, '0') || '7' || lpad(to_hex({n}), 19, '0')"
         token = "sha256(('large-' || g)::bytea)"
         pick = "(ARRAY['auth.started','email.sent','auth.verified'])[1 + g % 3]"
-        src = "FROM generate_series(1, {n}) AS g"
+        src = "FROM generate_series(1::bigint, {n}) AS g"
     else:
         def ident(prefix, t, n):
             return f"'{prefix}_' || printf('%012x', {t}) || '7' || printf('%019x', {n})"
@@ -150,13 +152,7 @@ def report(out_dir, benchmarks, dbs):
         "loaded by `bench/large.py` (targets: logins/s within 10%, verify p99 under 20 ms, the reads unchanged). "
         "Reads: 500 sequential requests after 20 unmeasured, one client.", ""] + lines + [""])
     open(os.path.join(out_dir, "large.md"), "w").write(section)
-    text = open(benchmarks).read()
-    begin, end = "<!-- large:begin -->", "<!-- large:end -->"
-    if begin in text:
-        text = text[:text.index(begin) + len(begin)] + "\n" + section + text[text.index(end):]
-    else:
-        text += f"\n## Large tables (issue 20)\n\n{begin}\n{section}{end}\n"
-    open(benchmarks, "w").write(text)
+    sections.publish(benchmarks, "large", section)
     print(section)
 
 

@@ -62,15 +62,16 @@ serve() {
   wait_http "http://127.0.0.1:$PORT/readyz"
 }
 
-# The reads first (one client, the server otherwise idle), then the load.
+# The load, then the reads (one client, the server otherwise idle; after
+# the load, so even the empty database has full pages of events).
 measure() {
   local db=$1 phase=$2 url=$3 key=$4
   serve "$url" "$db"
-  python3 "$ROOT/bench/large.py" probe "http://127.0.0.1:$PORT" "$key" "$OUT/large-$db-$phase-reads.json"
   LOADGEN_API_KEY=$key "$LOADGEN" --target passgate --base-url "http://127.0.0.1:$PORT" --validation-url "$CALLBACK" \
     --flow link --users "$USERS" --warmup "$WARMUP" --duration "$DURATION" --time-limit $((WARMUP + DURATION + 60)) \
     --pid "$server_pid" --label "large/$db/$phase" --json "$OUT/large-$db-$phase.json" >"$OUT/loadgen-large-$db-$phase.txt"
   grep -E "logins/s|verify" "$OUT/loadgen-large-$db-$phase.txt" | head -3 || true
+  python3 "$ROOT/bench/large.py" probe "http://127.0.0.1:$PORT" "$key" "$OUT/large-$db-$phase-reads.json"
   stop_server
 }
 

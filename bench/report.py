@@ -216,10 +216,12 @@ notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     w(open(notes).read().rstrip())
     w("")
-# The soak benchmark's section (bench/soak.sh writes it; a run of this
-# report must not drop it).
-soak = os.path.join(os.path.dirname(os.path.abspath(__file__)), "SOAK.md")
-if os.path.exists(soak):
-    w(open(soak).read().rstrip())
+# The long benches' sections (bench/soak.sh, large.sh, scale.sh write
+# them; a run of this report must not drop them).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
+
+for section in sections.included():
+    w(section)
     w("")
 print("\n".join(lines))

@@ -115,12 +115,8 @@ section = "\n".join([f"### Several instances, {date}", "",
     "(`bench/scale.sh`; the machine's two cores are shared by all, so this measures correctness and "
     "coordination cost under load, not added capacity).", ""] + rows + [""])
 open(f"{out}/scale.md", "w").write(section)
-text = open(benchmarks).read()
-begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
-if begin in text:
-    text = text[:text.index(begin) + len(begin)] + "\n" + section + text[text.index(end):]
-else:
-    text += f"\n## Several instances (issue 20)\n\n{begin}\n{section}{end}\n"
-open(benchmarks, "w").write(text)
+sys.path.insert(0, os.path.dirname(os.path.abspath(benchmarks)) + "/bench")
+import sections
+sections.publish(benchmarks, "scale", section)
 print(section)
 PY

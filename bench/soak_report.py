@@ -16,8 +16,8 @@ import csv
 import os
 import sys
 
-BEGIN = "<!-- soak:begin -->"
-END = "<!-- soak:end -->"
+import sections
+
 
 
 def read(path):
@@ -105,17 +105,7 @@ def section(out, flow, retain, users, dbs):
 def into_benchmarks(benchmarks, out):
     parts = sorted(p for p in os.listdir(out) if p.startswith("soak-") and p.endswith(".md"))
     body = "\n".join(open(os.path.join(out, p)).read() for p in parts)
-    with open(benchmarks) as f:
-        text = f.read()
-    block = f"{BEGIN}\n{body}{END}"
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "SOAK.md"), "w") as f:
-        f.write(f"## Soak (issue 20)\n\n{block}\n")
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n## Soak (issue 20)\n\n" + block + "\n"
-    with open(benchmarks, "w") as f:
-        f.write(text)
+    sections.publish(benchmarks, "soak", body)
 
 
 if __name__ == "__main__":
