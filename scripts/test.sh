@@ -6,7 +6,8 @@
 # then again on PostgreSQL.
 #
 # Needs a Rust toolchain, Node.js 20+ with npm and Python 3 with venv (for
-# the example apps, whose dependencies it installs first), and a PostgreSQL
+# the example apps, whose dependencies it installs first), Debian's chromium
+# and chromium-driver (installed with apt when run as root), and a PostgreSQL
 # server it may create databases on (PASSGATE_TEST_POSTGRES_URL, default
 # postgres://postgres@127.0.0.1:5432/postgres).
 # A local cluster that is down is started; `.ci/run` installs one on a bare machine.
@@ -48,6 +49,17 @@ if [ "$(cat "$py_dir/.venv/.passgate-installed" 2>/dev/null)" != "$py_stamp" ] \
   echo "$py_stamp" > "$py_dir/.venv/.passgate-installed"
 fi
 
+echo "== a browser for the proxy app's end-to-end tests"
+# examples/proxy-app/tests/e2e.rs drives Debian's Chromium over WebDriver.
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "the proxy app's browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)" >&2
+    exit 1
+  fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -62,6 +74,10 @@ fi
 
 echo "== tests (server on SQLite; stores on both)"
 PASSGATE_TEST_BACKEND=sqlite run_tests --workspace
+
+echo "== the SDK's documentation examples"
+# nextest runs no doctests; the SDK's examples must compile.
+cargo test --locked --doc -p passgate-client
 
 echo "== server integration tests on PostgreSQL"
 # The same package selection as above, so nothing is rebuilt; the filter picks

@@ -7,6 +7,7 @@ mod events;
 mod invites;
 mod organizations;
 mod otp;
+mod projects;
 mod sessions;
 mod users;
 
@@ -17,6 +18,7 @@ pub use events::*;
 pub use invites::*;
 pub use organizations::*;
 pub use otp::*;
+pub use projects::*;
 pub use sessions::*;
 pub use users::*;
 

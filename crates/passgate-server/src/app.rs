@@ -198,6 +198,7 @@ api_routes![
     webhooks::enable_webhook<S>,
     webhooks::list_deliveries<S>,
     webhooks::retry_delivery<S>,
+    ops::project<S>,
     ops::jwks<S>,
     ops::healthz,
     ops::readyz<S>,

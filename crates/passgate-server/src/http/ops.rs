@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use base64::Engine;
-use passgate_api_types::{HealthResponse, Jwk, Jwks};
+use passgate_api_types::{HealthResponse, Jwk, Jwks, Problem, ProjectView};
 use passgate_store::Store;
 
 use super::error::ApiError;
+use super::extract::Project;
 use crate::app::App;
 
 /// Process is up (no dependencies checked).
@@ -16,6 +17,24 @@ use crate::app::App;
     responses((status = 200, description = "The process is up", body = HealthResponse)))]
 pub async fn healthz() -> Json<HealthResponse> {
     Json(HealthResponse { status: "ok".to_string() })
+}
+
+/// The project the secret key belongs to, with the `aud` (its id) and
+/// `iss` (this server's public URL) of its result JWTs.
+#[utoipa::path(get, path = "/api/v2/project", tag = "operations",
+    responses(
+        (status = 200, description = "The key's project", body = ProjectView),
+        (status = 401, description = "unauthorized, key_revoked", body = Problem),
+    ),
+    security(("secretKey" = []))
+)]
+pub async fn project<S: Store>(State(app): State<App<S>>, Project(project): Project) -> Json<ProjectView> {
+    Json(ProjectView {
+        app_name: project.app_name().to_string(),
+        project_id: project.id.into_string(),
+        name: project.settings.name,
+        issuer: app.public_url.clone(),
+    })
 }
 
 /// Database reachable, migrated, and a signing key usable.

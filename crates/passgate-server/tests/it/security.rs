@@ -312,3 +312,30 @@ async fn verify_checks_token_shape_and_body_shape() {
         .await
         .assert_problem(400, "invalid_request");
 }
+
+/// `GET /api/v2/project` names the key's own project and the issuer of its
+/// JWTs (what an SDK pins `aud` and `iss` to), and nothing without a key.
+#[tokio::test]
+async fn the_project_endpoint_names_the_keys_project_and_the_jwt_issuer() {
+    let server = TestServer::start().await;
+    let reply = Reply::of(server.get("/api/v2/project").send().await).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({ "projectId": server.project_id.as_str(), "name": "Acme", "appName": "Acme App", "issuer": server.base })
+    );
+    let mut settings = default_settings();
+    settings.name = "Other".into();
+    settings.app_name = None;
+    let (other, key) = server.create_project(settings).await;
+    let reply = Reply::of(server.http.get(server.url("/api/v2/project")).bearer_auth(&key).send().await).await;
+    assert_eq!(
+        (reply.body["projectId"].as_str(), reply.body["appName"].as_str()),
+        (Some(other.as_str()), Some("Other"))
+    );
+    let refused =
+        Reply::of(server.http.get(server.url("/api/v2/project")).bearer_auth("sk_live_nope").send().await).await;
+    assert_eq!((refused.status, refused.body["code"].as_str()), (401, Some("unauthorized")));
+    let bare = Reply::of(server.http.get(server.url("/api/v2/project")).send().await).await;
+    assert_eq!(bare.status, 401);
+}

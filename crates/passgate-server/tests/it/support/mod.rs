@@ -8,7 +8,6 @@ pub mod db;
 pub mod process;
 pub mod receiver;
 pub mod router;
-pub mod smtp;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub use db::{TestDb, TestStore, open_store};
+pub use passgate_testkit::smtp;
 pub use smtp::{Behaviour, Mail, SinkOptions, SmtpSink, TestCa, TlsMode};
 
 /// 2026-11-21T00:00:00Z.

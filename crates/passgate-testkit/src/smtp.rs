@@ -60,6 +60,12 @@ impl TestCa {
     }
 }
 
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[derive(Default)]
 pub struct SinkOptions {
     pub tls: Option<(TlsMode, TestCa)>,
