@@ -1,8 +1,7 @@
 //! The app's pages: plain HTML, each form with its CSRF token.
 
-use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
-use passgate_client::axum::{Membership, SessionRecord, escape_html as e};
+use passgate_client::axum::{Membership, SessionRecord, escape_html as e, protect_page};
 use passgate_client::types::OrganizationView;
 
 /// A page around `body` (already escaped).
@@ -19,15 +18,9 @@ pub fn page(title: &str, body: &str) -> Response {
         title = e(title)
     );
     let mut response = Html(html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
+    protect_page(
+        &mut response,
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
     );
     response
 }

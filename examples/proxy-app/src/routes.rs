@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json};
 use passgate_client::StampedRequest;
-use passgate_client::axum::{Auth, LoginError, OrgAccess, OrgJson, SignedIn};
+use passgate_client::axum::{Auth, LoginError, Membership, OrgAccess, OrgJson, SignedIn};
 use passgate_client::types::{LookupFilter, LookupRequest, VerifyOtpRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -107,6 +107,14 @@ fn with_csrf(auth: &Auth, headers: &HeaderMap, render: impl FnOnce(&str) -> Resp
     response
 }
 
+/// The sign-in page again, saying why the last attempt failed, with the
+/// failure's status.
+fn sign_in_refused(auth: &Auth, headers: &HeaderMap, e: &LoginError) -> Response {
+    let mut response = with_csrf(auth, headers, |csrf| pages::sign_in(csrf, Some(&e.user_message())));
+    *response.status_mut() = e.status();
+    response
+}
+
 fn store_failure() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "the session store is unavailable").into_response()
 }
@@ -135,11 +143,7 @@ async fn login_link(
             response.headers_mut().append(header::SET_COOKIE, started.cookie.header_value());
             response
         }
-        Err(e) => {
-            let mut response = with_csrf(auth, &headers, |csrf| pages::sign_in(csrf, Some(&e.user_message())));
-            *response.status_mut() = e.status();
-            response
-        }
+        Err(e) => sign_in_refused(auth, &headers, &e),
     }
 }
 
@@ -182,11 +186,7 @@ async fn login_code(
     let with_key = target.is_some();
     match auth.send_code(&headers, Some(peer.ip()), &form.email, target).await {
         Ok(sent) => with_csrf(auth, &headers, |csrf| pages::enter_code(csrf, &form.email, &sent.otp_id, with_key)),
-        Err(e) => {
-            let mut response = with_csrf(auth, &headers, |csrf| pages::sign_in(csrf, Some(&e.user_message())));
-            *response.status_mut() = e.status();
-            response
-        }
+        Err(e) => sign_in_refused(auth, &headers, &e),
     }
 }
 
@@ -235,11 +235,7 @@ async fn login_code_verify(State(state): State<AppState>, headers: HeaderMap, bo
         }
         (Ok((_, done)), false) => done.redirect(),
         (Err(e), true) => (e.status(), Json(json!({"code": e.code(), "detail": e.user_message()}))).into_response(),
-        (Err(e), false) => {
-            let mut response = with_csrf(auth, &headers, |csrf| pages::sign_in(csrf, Some(&e.user_message())));
-            *response.status_mut() = e.status();
-            response
-        }
+        (Err(e), false) => sign_in_refused(auth, &headers, &e),
     }
 }
 
@@ -299,10 +295,14 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap, Query(quer
         }
     }
     let chosen = query.org.or_else(|| ids.first().cloned());
-    let membership = match &chosen {
-        Some(org) => auth.membership(&session, org).await.ok().flatten(),
-        None => None,
-    };
+    // The chosen organization's membership, from the records just read
+    // from passgate (not from the lookup); one not among the user's
+    // organizations shows nothing.
+    let membership = chosen.as_ref().and_then(|chosen| {
+        let organization = organizations.iter().find(|o| &o.id == chosen)?;
+        let member = organization.members.iter().find(|m| m.user_id == session.user_id)?;
+        Some(Membership { organization_id: organization.id.clone(), role: member.role.clone() })
+    });
     let data = membership.as_ref().map(|m| org_json(&state, m));
     with_csrf(auth, &headers, |csrf| {
         pages::dashboard(&pages::Dashboard {
@@ -324,7 +324,7 @@ async fn onboarding(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-fn org_json(state: &AppState, membership: &passgate_client::axum::Membership) -> Value {
+fn org_json(state: &AppState, membership: &Membership) -> Value {
     let notes =
         state.notes.lock().map(|n| n.get(&membership.organization_id).cloned().unwrap_or_default()).unwrap_or_default();
     json!({ "organizationId": membership.organization_id, "role": membership.role, "notes": notes })

@@ -12,7 +12,7 @@ use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use passgate_client::types::{CreateOrganizationRequest, NewMemberRequest};
 use passgate_client::{Client, SecretKey};
 use passgate_testkit::DevPassgate;
-use passgate_testkit::smtp::SmtpSink;
+use passgate_testkit::smtp::{Mail, SmtpSink};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -218,8 +218,9 @@ async fn fetch(browser: &Browser, method: &str, path: &str, body: Option<Value>)
     (status, body)
 }
 
-/// Signs `email` in by link, through the interstitial; returns where it landed.
-async fn sign_in_by_link(world: &World, browser: &Browser, email: &str, shots: Option<&str>) -> String {
+/// Asks for a link on the sign-in page, as a user would; the email that
+/// brings it. With `shots`, screenshots of the two pages, named after it.
+async fn ask_for_link(world: &World, browser: &Browser, email: &str, shots: Option<&str>) -> Mail {
     let before = world.sink.mails_to(email).len();
     browser.goto(&world.url("/")).await.unwrap_or_else(|e| panic!("{e}"));
     fill(browser, "#email", email).await;
@@ -227,17 +228,18 @@ async fn sign_in_by_link(world: &World, browser: &Browser, email: &str, shots: O
         screenshot(browser, &format!("{prefix}-1-sign-in")).await;
     }
     click(browser, "#email-link").await;
-    text(browser, "#sent").await;
+    assert!(text(browser, "#sent").await.contains(email));
     if let Some(prefix) = shots {
         screenshot(browser, &format!("{prefix}-2-check-your-email")).await;
     }
-    let mail = world.sink.wait_for_count(email, before + 1).await.pop().unwrap_or_else(|| panic!("no email"));
+    world.sink.wait_for_count(email, before + 1).await.pop().unwrap_or_else(|| panic!("no email"))
+}
+
+/// Signs `email` in by link, through the interstitial; returns where it landed.
+async fn sign_in_by_link(world: &World, browser: &Browser, email: &str) -> String {
+    let mail = ask_for_link(world, browser, email, None).await;
     let link = mail.link().unwrap_or_else(|| panic!("no link in {}", mail.text));
     browser.goto(&link).await.unwrap_or_else(|e| panic!("{e}"));
-    text(browser, "#continue").await;
-    if let Some(prefix) = shots {
-        screenshot(browser, &format!("{prefix}-3-continue-signing-in")).await;
-    }
     click(browser, "#continue").await;
     for _ in 0..300 {
         let url = browser.current_url().await.unwrap_or_else(|e| panic!("{e}"));
@@ -268,13 +270,7 @@ async fn a_link_signs_in_through_the_interstitial_and_a_scanner_leaves_it_usable
     let world = World::start().await;
     let browser = world.driver.browser().await;
     let email = address("ada");
-    browser.goto(&world.url("/")).await.unwrap_or_else(|e| panic!("{e}"));
-    fill(&browser, "#email", &email).await;
-    screenshot(&browser, "link-1-sign-in").await;
-    click(&browser, "#email-link").await;
-    assert!(text(&browser, "#sent").await.contains(&email));
-    screenshot(&browser, "link-2-check-your-email").await;
-    let mail = world.sink.wait_for(&email).await;
+    let mail = ask_for_link(&world, &browser, &email, Some("link")).await;
     let link = mail.link().unwrap_or_else(|| panic!("no link in {}", mail.text));
     assert!(link.starts_with(&world.url("/auth/callback?token=")), "{link}");
 
@@ -328,11 +324,7 @@ async fn the_emailed_code_signs_in_on_the_check_your_email_page() {
     let world = World::start().await;
     let browser = world.driver.browser().await;
     let email = address("grace");
-    browser.goto(&world.url("/")).await.unwrap_or_else(|e| panic!("{e}"));
-    fill(&browser, "#email", &email).await;
-    click(&browser, "#email-link").await;
-    text(&browser, "#sent").await;
-    let mail = world.sink.wait_for(&email).await;
+    let mail = ask_for_link(&world, &browser, &email, None).await;
     let code = mail.code().unwrap_or_else(|| panic!("no code in {}", mail.text));
     fill(&browser, "#code", &code).await;
     screenshot(&browser, "link-code-1-typed").await;
@@ -343,12 +335,7 @@ async fn the_emailed_code_signs_in_on_the_check_your_email_page() {
     // A link opened in another browser: no verifier there, so the page
     // points to the code instead of failing, and the link is not used up.
     let (starter, other) = (world.driver.browser().await, world.driver.browser().await);
-    starter.goto(&world.url("/")).await.unwrap_or_else(|e| panic!("{e}"));
-    let second = address("grace-again");
-    fill(&starter, "#email", &second).await;
-    click(&starter, "#email-link").await;
-    text(&starter, "#sent").await;
-    let mail = world.sink.wait_for(&second).await;
+    let mail = ask_for_link(&world, &starter, &address("grace-again"), None).await;
     let link = mail.link().unwrap_or_default();
     other.goto(&link).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&other, "#other-device").await.contains("type the code"));
@@ -433,7 +420,7 @@ async fn another_organizations_data_is_refused_for_reads_and_writes() {
     let world = World::start().await;
     let browser = world.driver.browser().await;
     let email = address("member");
-    sign_in_by_link(&world, &browser, &email, None).await;
+    sign_in_by_link(&world, &browser, &email).await;
     let member = |email: &str, role: &str| NewMemberRequest { email: email.into(), role: role.into() };
     let ours = world
         .api
@@ -493,8 +480,8 @@ async fn logout_and_sign_out_everywhere_take_effect_on_the_next_request() {
     let world = World::start().await;
     let (first, second) = (world.driver.browser().await, world.driver.browser().await);
     let email = address("twice");
-    sign_in_by_link(&world, &first, &email, None).await;
-    sign_in_by_link(&world, &second, &email, None).await;
+    sign_in_by_link(&world, &first, &email).await;
+    sign_in_by_link(&world, &second, &email).await;
     first.goto(&world.url("/dashboard")).await.unwrap_or_else(|e| panic!("{e}"));
     let rows = first.find_all(Locator::Css("tr.session")).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rows.len(), 2, "both browsers' sessions are listed");
@@ -507,7 +494,7 @@ async fn logout_and_sign_out_everywhere_take_effect_on_the_next_request() {
     assert_eq!(fetch(&second, "GET", "/api/orgs/org_x/data", None).await.0, 401);
     screenshot(&second, "sessions-2-signed-out-everywhere").await;
 
-    sign_in_by_link(&world, &second, &email, None).await;
+    sign_in_by_link(&world, &second, &email).await;
     second.goto(&world.url("/dashboard")).await.unwrap_or_else(|e| panic!("{e}"));
     click(&second, "#logout").await;
     wait_for_path(&second, "/").await;

@@ -40,7 +40,7 @@ pub use cookie::{CookieJar, SetCookie};
 pub use csrf::Csrf;
 pub use guard::{Membership, OrgAccess, OrgJson};
 pub use link::{LinkLogin, LinkStart};
-pub use pages::escape_html;
+pub use pages::{escape_html, protect_page};
 pub use policy::{Policy, Refusal, VerifiedUser};
 pub use session::{NewSession, SessionRecord, SessionStore, SessionStoreError, Sessions};
 #[cfg(feature = "postgres")]

@@ -37,17 +37,29 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
         title = escape_html(title),
     );
     let mut response = (status, Html(html)).into_response();
+    protect_page(
+        &mut response,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    );
+    response
+}
+
+/// The headers every sign-in page should carry: `Referrer-Policy:
+/// no-referrer` (a page's URL may hold a token), `Cache-Control: no-store`,
+/// no framing (`X-Frame-Options`, and `frame-ancestors` in the policy),
+/// and `content_security_policy`.
+///
+/// ```
+/// let mut page = axum::response::IntoResponse::into_response("hello");
+/// passgate_client::axum::protect_page(&mut page, "default-src 'none'; frame-ancestors 'none'");
+/// assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+/// ```
+pub fn protect_page(response: &mut Response, content_security_policy: &'static str) {
     let headers = response.headers_mut();
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    response
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(content_security_policy));
 }
 
 /// The callback's GET: a button that posts the token. Opening the link
