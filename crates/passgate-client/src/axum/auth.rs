@@ -436,3 +436,31 @@ fn append_cookies(response: &mut Response, cookies: &[SetCookie]) {
 fn user_agent(headers: &HeaderMap) -> Option<String> {
     headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(512).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// S17: the landing after a verify is a 303 to a URL without the token,
+    /// with `Referrer-Policy: no-referrer`, setting every cookie it carries.
+    #[test]
+    fn the_landing_redirect_sends_no_referrer_and_no_token() {
+        let session = SessionRecord {
+            handle: "h".into(),
+            user_id: "usr_1".into(),
+            email: "ada@example.com".into(),
+            roles: vec![],
+            method: "email_link".into(),
+            created_at: 0,
+            expires_at: 1,
+            user_agent: None,
+        };
+        let cookies = vec![SetCookie::new("__Host-session", "id"), LinkLogin::clear()];
+        let response = SignedInNow { session, cookies, landing: "/dashboard".into() }.redirect();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let headers = response.headers();
+        assert_eq!(headers[header::LOCATION], "/dashboard");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(headers.get_all(header::SET_COOKIE).iter().count(), 2);
+    }
+}
