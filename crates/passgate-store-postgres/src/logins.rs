@@ -28,7 +28,7 @@ use passgate_store::{
 };
 use sqlx::PgConnection;
 
-use crate::batch::starts::{Starts, start_together, starts_together};
+use crate::batch::starts::{Starts, lock_project_once, start_together, starts_together};
 use crate::batch::verifies::Verifies;
 use crate::events::insert_event;
 use crate::writer::{Answer, Register};
@@ -533,25 +533,7 @@ impl Logins for PgStore {
             .write(Some(register), None, move |tx, batch| {
                 let (login, kind) = (Arc::clone(&login), Arc::clone(&kind));
                 Box::pin(async move {
-                    // Serialise starts per project across every instance: the
-                    // limit counts and the idempotency check below must see
-                    // each other's rows. NO KEY UPDATE, not UPDATE: it
-                    // excludes other starts but not the KEY SHARE locks that
-                    // every foreign-key check on the project takes (a
-                    // verify's event insert would otherwise wait for the
-                    // whole start batch to commit). Once per batch: the lock
-                    // lasts until the batch commits.
-                    if !batch.has_locked(&login.project_id) {
-                        sqlx::query!(
-                            "SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE",
-                            login.project_id.as_str()
-                        )
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_err)?
-                        .ok_or(StoreError::NotFound)?;
-                        batch.locked(&login.project_id);
-                    }
+                    lock_project_once(&mut *tx, batch, &login.project_id).await?;
                     // The batch's first start of the project writes the
                     // starts that can go together; the others answer from
                     // its result.

@@ -1,52 +1,50 @@
-//! `Otp` for PostgreSQL: plain transactions, no lane. What keeps it correct
-//! with many instances, and fast:
-//! - a send takes a transaction-scoped advisory lock on its address (and on
-//!   its `Idempotency-Key`, if it has one), so two sends to one address
-//!   cannot both pass its limits, while sends to other addresses commit in
-//!   parallel (PostgreSQL flushes their commits together). A link start
-//!   locks the project's row instead, which is cheap only because the
-//!   starts lane holds it once for a whole batch; held by one send per
-//!   transaction, it made every send wait for the previous one's `fsync`
-//!   (about 400 sends a second);
-//! - the project's emails-per-minute counter is counted after the send
-//!   commits, in a transaction of its own that does not wait for its
-//!   `fsync`: the counter row is locked only for a moment. So the project
-//!   limit is checked against counts that may miss sends in flight at that
-//!   instant (it can be overshot by the number of concurrent sends), and a
-//!   crash may forget the last increments: it is an abuse guard, the
-//!   per-address limits stay exact;
-//! - a verify locks its code's row (`SELECT … FOR UPDATE`), so concurrent
-//!   verifies of one code are decided one after the other, and the
-//!   conditional `UPDATE` still decides single use.
+//! `Otp` for PostgreSQL. Code sends go to the starts lane and code verifies
+//! to the verify lanes, like links (see `batch/`, whose `otp.rs` writes
+//! many of them in one statement); what each runs on its own is here. What
+//! keeps it correct with many instances, and fast:
+//! - a send runs after its project's row lock (taken once per batch by the
+//!   starts lane), so two sends to one address cannot both pass its
+//!   limits, and the project's emails-per-minute counter is counted in the
+//!   same transaction, exactly; a batch pays one lock wait and one `fsync`
+//!   for all of its sends (one send per transaction, each waiting for the
+//!   previous one's `fsync`, ran about 400 sends a second);
+//! - a verify on its own locks its code's row (`SELECT … FOR UPDATE`), so
+//!   concurrent verifies of one code are decided one after the other, and
+//!   the conditional `UPDATE` still decides single use. The batched verify
+//!   reads without the lock and lets that same conditional `UPDATE`
+//!   re-check what may have changed.
+
+use std::sync::Arc;
 
 use passgate_core::limits::MAX_LIVE_SESSIONS;
 use passgate_core::limits::minute_bucket;
 use passgate_core::otp::{MAX_OTP_FAILURES, OtpRefusal, StoredOtp, decide_otp};
-use passgate_core::{EventId, EventKind, OtpId, ProjectId, SessionId, Timestamp, UserId};
-use passgate_store::shared::{OtpProbe, otp_failed_event, otp_limit_reached, otp_rate_limited_event, otp_sent_event};
+use passgate_core::{EventId, EventKind, OtpId, SessionId, Timestamp, UserId};
+use passgate_store::shared::{OtpProbe, otp_failed_event, otp_limit_reached, otp_rate_limited_event};
 use passgate_store::{
     CreatedSession, NewEvent, NewOtp, Otp, OtpFailure, OtpVerifyOutcome, StartOutcome, StoreError, StoreResult, User,
     VerifiedOtp, VerifyOtp,
 };
 use sqlx::PgConnection;
 
+use crate::batch::otp::{send_together, sends_together};
+use crate::batch::starts::{Starts, lock_project_once};
+use crate::batch::verifies::Verifies;
 use crate::events::insert_event;
 use crate::logins::count_code_failure;
+use crate::writer::{Answer, Register};
 use crate::{PgStore, db_err};
 
-/// One send, and the project's count of this minute as it read it.
-async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutcome, i64)> {
+/// One send on its own, after its project's lock (see
+/// `batch::otp::send_together` for many at once): idempotency, the probes
+/// of every limit, then the code, its email, its event and the project's
+/// count.
+pub(crate) async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<StartOutcome> {
     let p = otp.project_id.as_str();
-    // Keys first, then the address: every send locks in that order. (A
-    // project id has no `:`, so each name is unambiguous.)
-    if let Some(claim) = &otp.idempotency {
-        advisory_lock(tx, &format!("idempotency:{p}:{}", claim.key)).await?;
-    }
-    advisory_lock(tx, &format!("otp:{p}:{}", otp.email)).await?;
     if let Some(claim) = &otp.idempotency
         && let Some(repeat) = crate::logins::idempotent_repeat(tx, &otp.project_id, claim, otp.created_at).await?
     {
-        return Ok((repeat, 0));
+        return Ok(repeat);
     }
     let now_ms = otp.created_at.millis();
     let minute = minute_bucket(now_ms);
@@ -83,10 +81,9 @@ async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutc
     };
     if let Some((limit, retry_after_seconds)) = otp_limit_reached(figures, limits, otp.created_at) {
         insert_event(tx, otp_rate_limited_event(otp, limit)).await?;
-        return Ok((StartOutcome::RateLimited { limit, retry_after_seconds }, figures.project_current));
+        return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
     }
     // The code, its email and its event in one statement.
-    let sent = otp_sent_event(otp);
     let event_id = EventId::generate();
     sqlx::query!(
         "WITH code AS (
@@ -113,25 +110,16 @@ async fn send_one(tx: &mut PgConnection, otp: &NewOtp) -> StoreResult<(StartOutc
         otp.email_lease.as_ref().map(|l| l.owner.as_str()),
         otp.email_lease.as_ref().map(|l| l.until.millis()),
         event_id.as_str(),
-        sent.kind.as_str()
+        EventKind::OtpSent.as_str()
     )
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
+    crate::logins::count_project_send(tx, &otp.project_id, otp.created_at, figures.project_current).await?;
     if let Some(claim) = &otp.idempotency {
         crate::logins::remember_answer(tx, &otp.project_id, claim, otp.created_at).await?;
     }
-    Ok((StartOutcome::Started, figures.project_current))
-}
-
-/// Waits for the transaction-scoped advisory lock named by `name` (a
-/// 64-bit hash of it: two names that collide only wait for each other).
-async fn advisory_lock(tx: &mut PgConnection, name: &str) -> StoreResult<()> {
-    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+    Ok(StartOutcome::Started)
 }
 
 async fn refuse(
@@ -144,6 +132,8 @@ async fn refuse(
     Ok(OtpVerifyOutcome::Failed(failure))
 }
 
+/// One verify on its own, under its code's lock (see
+/// `batch::otp::verify_together` for many at once).
 async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVerifyOutcome> {
     // The code, locked, with its address's block in the same read.
     let row = sqlx::query!(
@@ -297,34 +287,52 @@ async fn verify_one(tx: &mut PgConnection, req: &VerifyOtp) -> StoreResult<OtpVe
     Ok(OtpVerifyOutcome::Verified(VerifiedOtp { otp_id: req.otp_id.clone(), user, is_new_user, session }))
 }
 
-impl PgStore {
-    /// Counts a code's email against its project's minute after the send
-    /// committed (see the module's notes): a transaction of its own that
-    /// does not wait for its flush, so the counter's row is locked only for
-    /// a moment.
-    async fn count_send_lightly(&self, project_id: &ProjectId, now: Timestamp, minute_count: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query!("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(db_err)?;
-        crate::logins::count_project_send(&mut tx, project_id, now, minute_count).await?;
-        tx.commit().await.map_err(db_err)
-    }
-}
-
 impl Otp for PgStore {
     async fn send_otp(&self, otp: NewOtp) -> StoreResult<StartOutcome> {
-        let mut tx = self.begin().await?;
-        let (outcome, minute_count) = send_one(&mut tx, &otp).await?;
-        tx.commit().await.map_err(db_err)?;
-        if outcome == StartOutcome::Started {
-            self.count_send_lightly(&otp.project_id, otp.created_at, minute_count).await?;
-        }
-        Ok(outcome)
+        let otp = Arc::new(otp);
+        let registered = Arc::clone(&otp);
+        let register: Register<Starts> = Box::new(move |batch| batch.otps.register(Arc::clone(&registered)));
+        let kind = Arc::clone(&self.lanes.starts_kind);
+        self.lanes
+            .starts
+            .write(Some(register), None, move |tx, batch| {
+                let (otp, kind) = (Arc::clone(&otp), Arc::clone(&kind));
+                Box::pin(async move {
+                    lock_project_once(&mut *tx, batch, &otp.project_id).await?;
+                    // The batch's first send of the project writes the sends
+                    // that can go together; the others answer from its result.
+                    if let Some(outcome) = batch.otps.answer(otp.id.as_str()) {
+                        return Ok(outcome);
+                    }
+                    if batch.otps.first_look(otp.project_id.as_str()) {
+                        let together = sends_together(batch.otps.registered(), &otp.project_id);
+                        if together.len() >= 2 {
+                            let outcomes = send_together(&mut *tx, &otp.project_id, &together).await?;
+                            kind.otps_together.wrote(outcomes.len());
+                            batch.otps.answered(outcomes);
+                            if let Some(outcome) = batch.otps.answer(otp.id.as_str()) {
+                                return Ok(outcome);
+                            }
+                        }
+                    }
+                    send_one(&mut *tx, &otp).await
+                })
+            })
+            .await
     }
 
     async fn verify_otp(&self, req: VerifyOtp) -> StoreResult<OtpVerifyOutcome> {
-        let mut tx = self.begin().await?;
-        let outcome = verify_one(&mut tx, &req).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(outcome)
+        let offered_user = req.new_user_id.to_string();
+        let req = Arc::new(req);
+        let registered = Arc::clone(&req);
+        let register: Register<Verifies> = Box::new(move |batch| batch.otps.register(Arc::clone(&registered)));
+        let answer: Answer<Verifies, OtpVerifyOutcome> = Box::new(move |batch| batch.otps.answer(&offered_user));
+        self.lanes
+            .verifies
+            .write(Some(register), Some(answer), move |tx, _| {
+                let req = Arc::clone(&req);
+                Box::pin(async move { verify_one(tx, &req).await })
+            })
+            .await
     }
 }

@@ -193,11 +193,15 @@ pub(crate) const LANE_SETTINGS_RESET: &str =
 
 /// What every lane of a store shares: a gate that tests can close to hold
 /// every lane's next batch back (so that writes sent meanwhile gather into
-/// one batch), and the count of writes sent and not yet taken into a batch.
+/// one batch), the count of writes sent and not yet taken into a batch, and
+/// the count of batches that fell back to running their jobs one by one (a
+/// job or a statement ahead failed): answers are the same either way, so
+/// only this count shows a batched statement that keeps failing.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     gate: Arc<RwLock<()>>,
     waiting: AtomicUsize,
+    fallbacks: AtomicUsize,
 }
 
 impl Shared {
@@ -209,6 +213,11 @@ impl Shared {
     /// Writes sent and not yet taken into a batch.
     pub(crate) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Batches that ran their jobs one by one after a failure.
+    pub(crate) fn fallbacks(&self) -> usize {
+        self.fallbacks.load(Ordering::SeqCst)
     }
 }
 
@@ -339,7 +348,7 @@ async fn run<K: LaneKind>(
             }
         }
         let chain = K::MODE == Mode::Chained && closing.is_none() && !receiver.is_empty();
-        commit_batch(&pool, kind.as_ref(), &mut held, batch, chain).await;
+        commit_batch(&pool, kind.as_ref(), &shared, &mut held, batch, chain).await;
     }
     if let Some(lane_conn) = held.take() {
         give_back(lane_conn).await;
@@ -398,6 +407,7 @@ fn db_error(e: sqlx::Error) -> StoreError {
 async fn commit_batch<K: LaneKind>(
     pool: &PgPool,
     kind: &K,
+    shared: &Shared,
     held: &mut Option<Held>,
     batch: Vec<BoxedJob<K>>,
     chain: bool,
@@ -413,10 +423,10 @@ async fn commit_batch<K: LaneKind>(
     }
     let Some(lane_conn) = held.as_mut() else { return };
     let batch = match K::MODE {
-        Mode::Ahead => write_ahead(&mut lane_conn.conn, kind, batch).await,
+        Mode::Ahead => write_ahead(&mut lane_conn.conn, kind, shared, batch).await,
         Mode::Chained => batch,
     };
-    if !batch.is_empty() && !run_batch(lane_conn, batch, chain).await {
+    if !batch.is_empty() && !run_batch(lane_conn, shared, batch, chain).await {
         // Most likely the connection broke: the next batch takes a fresh one.
         if let Some(lane_conn) = held.take() {
             discard(lane_conn.conn);
@@ -428,13 +438,19 @@ async fn commit_batch<K: LaneKind>(
 /// it wrote; returns the others, for the transaction. If the statement
 /// fails, it wrote nothing, and every job goes on to the transaction (where,
 /// if the connection broke, they fail with it).
-async fn write_ahead<K: LaneKind>(conn: &mut PgConnection, kind: &K, batch: Vec<BoxedJob<K>>) -> Vec<BoxedJob<K>> {
+async fn write_ahead<K: LaneKind>(
+    conn: &mut PgConnection,
+    kind: &K,
+    shared: &Shared,
+    batch: Vec<BoxedJob<K>>,
+) -> Vec<BoxedJob<K>> {
     let mut state = K::Batch::default();
     for job in &batch {
         job.register(&mut state);
     }
     if let Err(e) = kind.ahead(conn, &mut state).await {
         tracing::debug!(error = %e, "a lane's statement ahead of its transaction failed; its jobs run one by one");
+        shared.fallbacks.fetch_add(1, Ordering::SeqCst);
         return batch;
     }
     let mut rest = Vec::new();
@@ -449,7 +465,12 @@ async fn write_ahead<K: LaneKind>(conn: &mut PgConnection, kind: &K, batch: Vec<
 }
 
 /// Runs and commits a batch; says whether the connection still looks usable.
-async fn run_batch<K: LaneKind>(lane_conn: &mut Held, mut batch: Vec<BoxedJob<K>>, chain: bool) -> bool {
+async fn run_batch<K: LaneKind>(
+    lane_conn: &mut Held,
+    shared: &Shared,
+    mut batch: Vec<BoxedJob<K>>,
+    chain: bool,
+) -> bool {
     if batch.len() > 1 {
         match run_together(lane_conn, &mut batch, chain).await {
             Together::Committed => {
@@ -464,7 +485,9 @@ async fn run_batch<K: LaneKind>(lane_conn: &mut Held, mut batch: Vec<BoxedJob<K>
                 }
                 return false;
             }
-            Together::JobFailed => {}
+            Together::JobFailed => {
+                shared.fallbacks.fetch_add(1, Ordering::SeqCst);
+            }
             Together::Broken(e) => {
                 fail_all(batch, &e);
                 return false;

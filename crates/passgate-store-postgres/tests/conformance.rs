@@ -36,6 +36,10 @@ fn main() {
                 "lanes::writes_held_together_are_written_by_the_batched_statements",
                 lanes::writes_held_together_are_written_by_the_batched_statements,
             ),
+            trial(
+                "lanes::code_sends_and_verifies_held_together_are_written_by_the_batched_statements",
+                lanes::code_sends_and_verifies_held_together_are_written_by_the_batched_statements,
+            ),
             trial("database::readiness_needs_every_migration", database::readiness_needs_every_migration),
             trial("database::tls_is_used_when_the_url_asks_for_it", database::tls_is_used_when_the_url_asks_for_it),
             trial(
@@ -59,8 +63,12 @@ fn main() {
 mod lanes {
     use std::time::Duration;
 
-    use passgate_store::conformance::{T0, by_token, new_login, project};
-    use passgate_store::{Database, DeliveryResult, Lease, Logins, Outbox, StartOutcome, VerifyOutcome};
+    use passgate_core::limits::LimitKind;
+    use passgate_core::otp::OtpFailure;
+    use passgate_store::conformance::{T0, by_token, code_req, new_login, new_otp, project};
+    use passgate_store::{
+        Database, DeliveryResult, Lease, Logins, Otp, OtpVerifyOutcome, Outbox, StartOutcome, VerifyOutcome,
+    };
     use passgate_store_postgres::{BatchedCounts, PgStore, PoolSettings};
     use passgate_testkit::TempDatabase;
 
@@ -76,7 +84,17 @@ mod lanes {
         let (store, _database) = fresh().await;
         let plans = store.lane_plans().await.unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = plans.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, ["verify_together", "record_together", "record_one"]);
+        assert_eq!(
+            names,
+            [
+                "verify_together",
+                "record_together",
+                "record_one",
+                "send_otps_together",
+                "read_otps_together",
+                "consume_otps_together"
+            ]
+        );
         for (name, plan) in &plans {
             for refused in ["Seq Scan", "Hash Join", "Merge Join", "outbox_due"] {
                 assert!(!plan.contains(refused), "{name}'s plan has a {refused}:\n{plan}");
@@ -89,6 +107,11 @@ mod lanes {
         index_of("verify_together", "logins_token_hash_key");
         index_of("record_together", "outbox_pkey");
         index_of("record_one", "outbox_pkey");
+        index_of("send_otps_together", "otp_codes_by_email");
+        index_of("send_otps_together", "code_budgets_pkey");
+        index_of("read_otps_together", "otp_codes_pkey");
+        index_of("consume_otps_together", "otp_codes_pkey");
+        index_of("consume_otps_together", "code_budgets_pkey");
     }
 
     /// A lane sets its plan settings for the session of the connection it
@@ -211,7 +234,7 @@ mod lanes {
         for outcome in in_batches(&store, starts.collect()).await {
             assert_eq!(outcome.unwrap_or_else(|e| panic!("{e}")), StartOutcome::Started);
         }
-        assert_eq!(store.batched_counts(), BatchedCounts { starts: 12, verifies: 0, deliveries: 0 });
+        assert_eq!(store.batched_counts(), BatchedCounts { starts: 12, ..BatchedCounts::default() });
 
         let lease = Lease { owner: "w".into(), now: T0, until: T0.plus_seconds(60) };
         assert_eq!(store.claim_emails(lease, 100).await.unwrap_or_else(|e| panic!("{e}")).len(), 12);
@@ -236,6 +259,83 @@ mod lanes {
         }
         // Spread over the verify lanes, each of which wrote its share at once.
         assert_eq!(store.batched_counts().verifies, 12);
+        assert_eq!(store.batch_fallbacks(), 0, "a batch was rolled back and its jobs run one by one");
+    }
+
+    /// Code sends and code verifies that arrive together are written by
+    /// the lanes' batched statements (`batch/otp.rs`), which reach the same
+    /// decisions as one at a time: a send to an address whose window is full
+    /// is refused inside the batch, a wrong code and the second verify of a
+    /// code fall to the one-by-one path and are refused there.
+    pub async fn code_sends_and_verifies_held_together_are_written_by_the_batched_statements() {
+        let (store, _database) = fresh().await;
+        let project_id = project(&store).await;
+        let full = "full@example.com";
+        let mut full_codes = Vec::new();
+        for _ in 0..3 {
+            let otp = new_otp(&project_id, full, "full", T0);
+            full_codes.push(otp.id.clone());
+            assert_eq!(store.send_otp(otp).await.unwrap_or_else(|e| panic!("{e}")), StartOutcome::Started);
+        }
+        let mut otps: Vec<_> =
+            (0..12).map(|i| new_otp(&project_id, &format!("c{i}@example.com"), &format!("c{i}"), T0)).collect();
+        otps.push(new_otp(&project_id, full, "full", T0));
+        let ids: Vec<_> = otps.iter().map(|o| o.id.clone()).collect();
+        let sends = otps.into_iter().map(|otp| {
+            let store = store.clone();
+            async move { store.send_otp(otp).await }
+        });
+        let outcomes: Vec<_> = in_batches(&store, sends.collect())
+            .await
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        for outcome in &outcomes[..12] {
+            assert_eq!(*outcome, StartOutcome::Started);
+        }
+        assert!(
+            matches!(outcomes[12], StartOutcome::RateLimited { limit: LimitKind::Recipient, .. }),
+            "{:?}",
+            outcomes[12]
+        );
+        assert_eq!(store.batched_counts().otp_sends, 13);
+        assert_eq!(store.batch_fallbacks(), 0, "the sends' batch was rolled back and its jobs run one by one");
+
+        let now = T0.plus_seconds(2);
+        let plain = |id: &passgate_core::OtpId, code: &str| {
+            let mut req = code_req(&project_id, id, code, now);
+            req.session = None;
+            req
+        };
+        let mut reqs: Vec<_> = (0..12).map(|i| plain(&ids[i], &format!("c{i}"))).collect();
+        reqs.push(plain(&ids[0], "c0"));
+        reqs.push(plain(&full_codes[0], "wrong"));
+        let verifies = reqs.into_iter().map(|req| {
+            let store = store.clone();
+            async move { store.verify_otp(req).await }
+        });
+        let outcomes: Vec<_> = in_batches(&store, verifies.collect())
+            .await
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        for (i, outcome) in outcomes[1..12].iter().enumerate() {
+            match outcome {
+                OtpVerifyOutcome::Verified(v) => assert_eq!(v.user.email, format!("c{}@example.com", i + 1)),
+                other => panic!("verify {}: {other:?}", i + 1),
+            }
+        }
+        // Code 0 twice: one consumes it, the other learns it is used.
+        let twice = [&outcomes[0], &outcomes[12]];
+        assert_eq!(twice.iter().filter(|o| matches!(o, OtpVerifyOutcome::Verified(_))).count(), 1, "{twice:?}");
+        assert_eq!(
+            twice.iter().filter(|o| matches!(o, OtpVerifyOutcome::Failed(OtpFailure::Used { .. }))).count(),
+            1,
+            "{twice:?}"
+        );
+        assert_eq!(outcomes[13], OtpVerifyOutcome::Failed(OtpFailure::Invalid));
+        assert_eq!(store.batched_counts().otp_verifies, 12);
+        assert_eq!(store.batch_fallbacks(), 0, "the verifies' batch was rolled back and its jobs run one by one");
     }
 }
 

@@ -2,18 +2,22 @@
 //! a login's rate, each with the state its batches share and the
 //! statements that write many operations of a batch at once.
 //!
-//! - [`starts::Starts`]: chained transactions; the first start of a
-//!   project in a batch locks the project's row and writes the starts that
-//!   cannot affect each other's limits in one statement;
-//! - [`verifies::Verifies`]: two lanes; one statement ahead of the
-//!   transaction consumes the batch's link verifies of different tokens;
+//! - [`starts::Starts`]: chained transactions; the first start or code
+//!   send of a project in a batch locks the project's row, and the first of
+//!   each kind writes those that cannot affect each other's limits in one
+//!   statement;
+//! - [`verifies::Verifies`]: two lanes; statements ahead of the
+//!   transaction consume the batch's link verifies of different tokens and
+//!   its code verifies of different codes;
 //! - [`deliveries::Deliveries`]: one statement ahead of the transaction
 //!   records the batch's delivery outcomes of different emails.
 //!
-//! The use cases themselves (`logins.rs`, `outbox.rs`) send their writes
+//! [`otp`] holds the statements for one-time codes, used by the first two.
+//! The use cases themselves (`logins.rs`, `otp.rs`, `outbox.rs`) send their writes
 //! to these lanes and say how each one runs on its own.
 
 pub(crate) mod deliveries;
+pub(crate) mod otp;
 pub(crate) mod starts;
 pub(crate) mod verifies;
 
@@ -136,6 +140,8 @@ pub struct BatchedCounts {
     pub starts: u64,
     pub verifies: u64,
     pub deliveries: u64,
+    pub otp_sends: u64,
+    pub otp_verifies: u64,
 }
 
 impl PgStore {
@@ -155,6 +161,9 @@ impl PgStore {
             ("verify_together", verifies::VERIFY_TOGETHER),
             ("record_together", deliveries::RECORD_TOGETHER),
             ("record_one", deliveries::RECORD_ONE),
+            ("send_otps_together", otp::SEND_TOGETHER),
+            ("read_otps_together", otp::READ_TOGETHER),
+            ("consume_otps_together", otp::CONSUME_TOGETHER),
         ];
         for (name, statement) in statements {
             sqlx::raw_sql(&format!("PREPARE {name} AS {statement}")).execute(&mut conn).await.map_err(db_err)?;
@@ -176,6 +185,8 @@ impl PgStore {
             starts: self.lanes.starts_kind.together.get(),
             verifies: self.lanes.verifies_kind.together.get(),
             deliveries: self.lanes.deliveries_kind.together.get(),
+            otp_sends: self.lanes.starts_kind.otps_together.get(),
+            otp_verifies: self.lanes.verifies_kind.otps_together.get(),
         }
     }
 
@@ -190,6 +201,13 @@ impl PgStore {
     #[doc(hidden)]
     pub fn writes_waiting(&self) -> usize {
         self.lanes.shared.waiting()
+    }
+
+    /// Batches that fell back to running their jobs one by one after a
+    /// failure (tests only: held-together writes should cause none).
+    #[doc(hidden)]
+    pub fn batch_fallbacks(&self) -> usize {
+        self.lanes.shared.fallbacks()
     }
 }
 

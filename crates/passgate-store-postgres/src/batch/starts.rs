@@ -1,15 +1,17 @@
-//! The starts lane: one lane, chained transactions (`writer::Mode::Chained`).
-//! Every start takes its project's row lock (so limits hold across
-//! instances) and keeps it until its batch commits; the first start of a
-//! project in a batch takes it for all of them, and writes the starts that
-//! cannot affect each other's limits in one statement.
+//! The starts lane: one lane, chained transactions (`writer::Mode::Chained`),
+//! for every write that sends an email at a login's rate: link starts and
+//! one-time code sends. Every one takes its project's row lock (so limits
+//! hold across instances) and keeps it until its batch commits; the first
+//! of a project in a batch takes it for all of them, and the first of each
+//! kind writes those of its kind that cannot affect each other's limits in
+//! one statement (`batch/otp.rs` for codes).
 
 use std::sync::Arc;
 
 use passgate_core::limits::minute_bucket;
 use passgate_core::{EventId, EventKind, ProjectId};
 use passgate_store::shared::{LimitProbe, limit_reached, rate_limited_event};
-use passgate_store::{NewLogin, StartOutcome, StoreError, StoreResult};
+use passgate_store::{NewLogin, NewOtp, StartOutcome, StoreError, StoreResult};
 use sqlx::PgConnection;
 
 use super::{Together, WrittenAhead};
@@ -21,6 +23,8 @@ use crate::writer::{BoxFuture, LaneKind, Mode};
 #[derive(Debug, Default)]
 pub(crate) struct Starts {
     pub(crate) together: Together,
+    /// Code sends written by statements that carried several.
+    pub(crate) otps_together: Together,
 }
 
 /// What a batch of starts shares.
@@ -31,16 +35,31 @@ pub(crate) struct StartsBatch {
     locked_projects: Vec<ProjectId>,
     /// The batch's starts, answered by login id.
     pub(crate) starts: WrittenAhead<NewLogin, StartOutcome>,
+    /// The batch's one-time code sends, answered by code id.
+    pub(crate) otps: WrittenAhead<NewOtp, StartOutcome>,
 }
 
-impl StartsBatch {
-    pub(crate) fn has_locked(&self, project_id: &ProjectId) -> bool {
-        self.locked_projects.contains(project_id)
+/// Serialises a project's sends across every instance: the limit counts
+/// and the idempotency check that follow must see each other's rows. NO KEY
+/// UPDATE, not UPDATE: it excludes other sends but not the KEY SHARE locks
+/// that every foreign-key check on the project takes (a verify's event
+/// insert would otherwise wait for the whole batch to commit). Once per
+/// batch: the lock lasts until the batch commits.
+pub(crate) async fn lock_project_once(
+    tx: &mut PgConnection,
+    batch: &mut StartsBatch,
+    project_id: &ProjectId,
+) -> StoreResult<()> {
+    if batch.locked_projects.contains(project_id) {
+        return Ok(());
     }
-
-    pub(crate) fn locked(&mut self, project_id: &ProjectId) {
-        self.locked_projects.push(project_id.clone());
-    }
+    sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", project_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+    batch.locked_projects.push(project_id.clone());
+    Ok(())
 }
 
 impl LaneKind for Starts {

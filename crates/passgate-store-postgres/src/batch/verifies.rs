@@ -18,10 +18,10 @@
 use std::sync::Arc;
 
 use passgate_core::{EventId, EventKind, LoginId, ProjectId, Timestamp, UserId};
-use passgate_store::{AuthMethod, StoreResult, User, VerifiedLogin, VerifyByToken};
+use passgate_store::{AuthMethod, OtpVerifyOutcome, StoreResult, User, VerifiedLogin, VerifyByToken, VerifyOtp};
 use sqlx::PgConnection;
 
-use super::{Together, WrittenAhead};
+use super::{Together, WrittenAhead, otp};
 use crate::db_err;
 use crate::writer::{BoxFuture, LaneKind, Mode};
 
@@ -32,14 +32,18 @@ pub(crate) const LANES: usize = 2;
 #[derive(Debug, Default)]
 pub(crate) struct Verifies {
     pub(crate) together: Together,
+    /// Code verifies written by statements that carried several.
+    pub(crate) otps_together: Together,
 }
 
-/// What a batch of verifies shares: its link verifies, answered by the
-/// user id each offers (unique per request). Verifies by code register
-/// nothing: they are rare, and each decides in Rust.
+/// What a batch of verifies shares: its link verifies and its one-time
+/// code verifies, each answered by the user id it offers (unique per
+/// request). Link verifies by code register nothing: they are rare, and
+/// each decides in Rust.
 #[derive(Default)]
 pub(crate) struct VerifiesBatch {
     pub(crate) verifies: WrittenAhead<VerifyByToken, VerifiedLogin>,
+    pub(crate) otps: WrittenAhead<VerifyOtp, OtpVerifyOutcome>,
 }
 
 impl LaneKind for Verifies {
@@ -47,7 +51,8 @@ impl LaneKind for Verifies {
 
     const MODE: Mode = Mode::Ahead;
 
-    /// The batch's verifies of different tokens, in one statement.
+    /// The batch's link verifies of different tokens in one statement, then
+    /// its code verifies of different codes (`batch/otp.rs`).
     fn ahead<'c>(&'c self, conn: &'c mut PgConnection, batch: &'c mut VerifiesBatch) -> BoxFuture<'c, StoreResult<()>> {
         Box::pin(async move {
             let together = verifies_together(batch.verifies.registered());
@@ -55,6 +60,18 @@ impl LaneKind for Verifies {
                 let verified = verify_together(conn, &together).await?;
                 self.together.wrote(verified.len());
                 batch.verifies.answered(verified);
+            }
+            let codes = otp::verifies_together(batch.otps.registered());
+            if !codes.is_empty() {
+                // Not `?`: the links above are committed and answered, so
+                // an error here must leave only the codes to their own path.
+                match otp::verify_together(conn, &codes).await {
+                    Ok(verified) => {
+                        self.otps_together.wrote(verified.len());
+                        batch.otps.answered(verified);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "the code verifies' statement failed; they run one by one"),
+                }
             }
             Ok(())
         })

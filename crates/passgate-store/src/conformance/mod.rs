@@ -22,6 +22,7 @@ mod invites;
 mod logins;
 mod organizations;
 mod otp;
+pub use otp::{code_req, new_otp};
 mod outbox;
 mod projects;
 mod retention;
