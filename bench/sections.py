@@ -7,7 +7,12 @@ them; in BENCHMARKS.md each lives between `<!-- name:begin -->` and
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SECTIONS = (("soak", "Soak (issue 20)"), ("large", "Large tables (issue 20)"), ("scale", "Several instances (issue 20)"))
+SECTIONS = (
+    ("soak", "Soak (issue 20)"),
+    ("large", "Large tables (issue 20)"),
+    ("scale", "Several instances (issue 20)"),
+    ("session", "Session credentials and stamps (issue 16)"),
+)
 
 
 def publish(benchmarks, name, body):

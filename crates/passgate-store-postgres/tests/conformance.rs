@@ -92,7 +92,8 @@ mod lanes {
                 "record_one",
                 "send_otps_together",
                 "read_otps_together",
-                "consume_otps_together"
+                "consume_otps_together",
+                "verify_otp_one"
             ]
         );
         for (name, plan) in &plans {
@@ -112,6 +113,7 @@ mod lanes {
         index_of("read_otps_together", "otp_codes_pkey");
         index_of("consume_otps_together", "otp_codes_pkey");
         index_of("consume_otps_together", "code_budgets_pkey");
+        index_of("verify_otp_one", "otp_codes_pkey");
     }
 
     /// A lane sets its plan settings for the session of the connection it

@@ -414,6 +414,12 @@ fn decode(headers: &[(String, String)], body: &str) -> String {
     }
 }
 
+/// A message as the sink received it after `DATA` (lines joined by `\n`,
+/// dot-stuffing undone), parsed: for tools with a sink of their own.
+pub fn parse_mail(raw: &str) -> Mail {
+    parse(String::new(), Vec::new(), raw.to_string())
+}
+
 fn parse(from: String, to: Vec<String>, raw: String) -> Mail {
     let (headers, body) = split_head(&raw);
     let content_type = header(&headers, "Content-Type").to_string();

@@ -164,6 +164,7 @@ impl PgStore {
             ("send_otps_together", otp::SEND_TOGETHER),
             ("read_otps_together", otp::READ_TOGETHER),
             ("consume_otps_together", otp::CONSUME_TOGETHER),
+            ("verify_otp_one", crate::otp::READ_ONE),
         ];
         for (name, statement) in statements {
             sqlx::raw_sql(&format!("PREPARE {name} AS {statement}")).execute(&mut conn).await.map_err(db_err)?;
