@@ -141,15 +141,7 @@ pub(crate) async fn start_one(tx: &mut PgConnection, login: &NewLogin) -> StoreR
         return Ok(StartOutcome::RateLimited { limit, retry_after_seconds });
     }
     if probe.current_sent == 0 {
-        // First send of a new minute: older counters are no longer needed.
-        sqlx::query!(
-            "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
-            login.project_id.as_str(),
-            previous_minute
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        forget_older_counts(tx, &login.project_id, minute).await?;
     }
     if let Some(claim) = &login.idempotency {
         remember_answer(tx, &login.project_id, claim, now).await?;
@@ -236,15 +228,22 @@ pub(crate) async fn count_project_send(
     .await
     .map_err(db_err)?;
     if current == 0 {
-        sqlx::query!(
-            "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
-            project_id.as_str(),
-            minute - 1
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        forget_older_counts(tx, project_id, minute).await?;
     }
+    Ok(())
+}
+
+/// At the first send of a project's `minute`: its counters older than the
+/// minute before are no longer read by any limit.
+pub(crate) async fn forget_older_counts(tx: &mut PgConnection, project_id: &ProjectId, minute: i64) -> StoreResult<()> {
+    sqlx::query!(
+        "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
+        project_id.as_str(),
+        minute - 1
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 

@@ -180,15 +180,7 @@ pub(crate) async fn send_together(
     }
     let admitted = outcomes.iter().any(|(_, o)| *o == StartOutcome::Started);
     if current_sent == 0 && admitted {
-        // First sends of a new minute: older counters are no longer needed.
-        sqlx::query!(
-            "DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2",
-            project_id.as_str(),
-            minute - 1
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        crate::logins::forget_older_counts(tx, project_id, minute).await?;
     }
     Ok(outcomes)
 }

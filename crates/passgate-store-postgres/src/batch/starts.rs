@@ -244,12 +244,7 @@ pub(crate) async fn start_together(
     }
     let admitted = outcomes.iter().any(|(_, o)| *o == StartOutcome::Started);
     if row.current_sent == 0 && admitted {
-        // First sends of a new minute: older counters are no longer needed.
-        let project_id = project_id.as_str();
-        sqlx::query!("DELETE FROM project_send_counts WHERE project_id = $1 AND minute < $2", project_id, minute - 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        crate::logins::forget_older_counts(tx, project_id, minute).await?;
     }
     Ok(outcomes)
 }
