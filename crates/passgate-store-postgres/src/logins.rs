@@ -536,19 +536,13 @@ impl Logins for PgStore {
                     // The batch's first start of the project writes the
                     // starts that can go together; the others answer from
                     // its result.
-                    if let Some(outcome) = batch.starts.answer(login.id.as_str()) {
+                    let (key, project_id) = (login.id.as_str(), &login.project_id);
+                    let pick = |registered: &[Arc<NewLogin>]| starts_together(registered, project_id);
+                    let write = async |together: Vec<Arc<NewLogin>>| start_together(tx, project_id, &together).await;
+                    let written =
+                        batch.starts.answer_or_write_together(key, project_id.as_str(), pick, &kind.together, write);
+                    if let Some(outcome) = written.await? {
                         return Ok(outcome);
-                    }
-                    if batch.starts.first_look(login.project_id.as_str()) {
-                        let together = starts_together(batch.starts.registered(), &login.project_id);
-                        if together.len() >= 2 {
-                            let outcomes = start_together(&mut *tx, &login.project_id, &together).await?;
-                            kind.together.wrote(outcomes.len());
-                            batch.starts.answered(outcomes);
-                            if let Some(outcome) = batch.starts.answer(login.id.as_str()) {
-                                return Ok(outcome);
-                            }
-                        }
                     }
                     start_one(&mut *tx, &login).await
                 })

@@ -318,19 +318,13 @@ impl Otp for PgStore {
                     lock_project_once(&mut *tx, batch, &otp.project_id).await?;
                     // The batch's first send of the project writes the sends
                     // that can go together; the others answer from its result.
-                    if let Some(outcome) = batch.otps.answer(otp.id.as_str()) {
+                    let (key, project_id) = (otp.id.as_str(), &otp.project_id);
+                    let pick = |registered: &[Arc<NewOtp>]| sends_together(registered, project_id);
+                    let write = async |together: Vec<Arc<NewOtp>>| send_together(tx, project_id, &together).await;
+                    let written =
+                        batch.otps.answer_or_write_together(key, project_id.as_str(), pick, &kind.otps_together, write);
+                    if let Some(outcome) = written.await? {
                         return Ok(outcome);
-                    }
-                    if batch.otps.first_look(otp.project_id.as_str()) {
-                        let together = sends_together(batch.otps.registered(), &otp.project_id);
-                        if together.len() >= 2 {
-                            let outcomes = send_together(&mut *tx, &otp.project_id, &together).await?;
-                            kind.otps_together.wrote(outcomes.len());
-                            batch.otps.answered(outcomes);
-                            if let Some(outcome) = batch.otps.answer(otp.id.as_str()) {
-                                return Ok(outcome);
-                            }
-                        }
                     }
                     send_one(&mut *tx, &otp).await
                 })

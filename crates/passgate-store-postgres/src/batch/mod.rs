@@ -75,6 +75,37 @@ impl<T, A> WrittenAhead<T, A> {
         let at = self.answers.iter().position(|(k, _)| k == key)?;
         Some(self.answers.swap_remove(at).1)
     }
+
+    /// The answer for `key` of a batch whose first operation in `scope`
+    /// writes, with `write`, the operations `pick` says can go together
+    /// (when there are at least two); `None` means the operation runs on
+    /// its own. `counted` learns how many a statement wrote.
+    pub(crate) async fn answer_or_write_together<W>(
+        &mut self,
+        key: &str,
+        scope: &str,
+        pick: impl FnOnce(&[Arc<T>]) -> Vec<Arc<T>>,
+        counted: &Together,
+        write: W,
+    ) -> StoreResult<Option<A>>
+    where
+        W: AsyncFnOnce(Vec<Arc<T>>) -> StoreResult<Vec<(String, A)>>,
+    {
+        if let Some(answer) = self.answer(key) {
+            return Ok(Some(answer));
+        }
+        if !self.first_look(scope) {
+            return Ok(None);
+        }
+        let together = pick(&self.registered);
+        if together.len() < 2 {
+            return Ok(None);
+        }
+        let answers = write(together).await?;
+        counted.wrote(answers.len());
+        self.answered(answers);
+        Ok(self.answer(key))
+    }
 }
 
 /// The lanes of every kind, and the kinds themselves (which count what
