@@ -339,7 +339,7 @@ impl Otp for PgStore {
         let register: Register<Verifies> = Box::new(move |batch| batch.otps.register(Arc::clone(&registered)));
         let answer: Answer<Verifies, OtpVerifyOutcome> = Box::new(move |batch| batch.otps.answer(&offered_user));
         self.lanes
-            .verifies
+            .code_verifies
             .write(Some(register), Some(answer), move |tx, _| {
                 let req = Arc::clone(&req);
                 Box::pin(async move { verify_one(tx, &req).await })

@@ -114,6 +114,7 @@ impl<T, A> WrittenAhead<T, A> {
 pub(crate) struct HotPath {
     pub(crate) starts: Lanes<Starts>,
     pub(crate) verifies: Lanes<Verifies>,
+    pub(crate) code_verifies: Lanes<Verifies>,
     pub(crate) deliveries: Lanes<Deliveries>,
     pub(crate) starts_kind: Arc<Starts>,
     pub(crate) verifies_kind: Arc<Verifies>,
@@ -122,8 +123,9 @@ pub(crate) struct HotPath {
 }
 
 impl HotPath {
-    /// One starts lane, [`verifies::LANES`] verify lanes, one deliveries
-    /// lane: at most four of the pool's connections while all are busy.
+    /// One starts lane, [`verifies::LANES`] verify lanes for links and
+    /// [`verifies::CODE_LANES`] for codes, one deliveries lane: at most five
+    /// of the pool's connections while all are busy.
     pub(crate) fn spawn(pool: &PgPool) -> Self {
         let shared = Arc::new(Shared::default());
         let (starts_kind, verifies_kind, deliveries_kind) =
@@ -131,6 +133,7 @@ impl HotPath {
         Self {
             starts: Lanes::spawn(pool, Arc::clone(&starts_kind), 1, Arc::clone(&shared)),
             verifies: Lanes::spawn(pool, Arc::clone(&verifies_kind), verifies::LANES, Arc::clone(&shared)),
+            code_verifies: Lanes::spawn(pool, Arc::clone(&verifies_kind), verifies::CODE_LANES, Arc::clone(&shared)),
             deliveries: Lanes::spawn(pool, Arc::clone(&deliveries_kind), 1, Arc::clone(&shared)),
             starts_kind,
             verifies_kind,
@@ -144,6 +147,7 @@ impl HotPath {
         self.starts.close().await;
         self.deliveries.close().await;
         self.verifies.close().await;
+        self.code_verifies.close().await;
     }
 }
 

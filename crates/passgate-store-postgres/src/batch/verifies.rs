@@ -14,6 +14,13 @@
 //! verified twice at once in crossed order (a replay); PostgreSQL then fails
 //! one of the two batches, whose operations run again one by one after the
 //! other batch committed.
+//!
+//! Code verifies have a lane of their own ([`CODE_LANES`]): their batch is
+//! two round trips (read the codes, then consume the right ones), so one
+//! lane already keeps the database busy while the next batch gathers, and
+//! a second only halved the batches. At 64 users on 2 cores, one lane for
+//! codes ran 5-12% more logins/s than sharing the two link lanes, and
+//! cost the database 12% less CPU a login (bench/NOTES.md, item 22).
 
 use std::sync::Arc;
 
@@ -25,8 +32,11 @@ use super::{Together, WrittenAhead, otp};
 use crate::db_err;
 use crate::writer::{BoxFuture, LaneKind, Mode};
 
-/// How many verify lanes a store runs.
+/// How many verify lanes a store runs for links.
 pub(crate) const LANES: usize = 2;
+
+/// How many verify lanes a store runs for one-time codes.
+pub(crate) const CODE_LANES: usize = 1;
 
 /// The verify lanes' kind.
 #[derive(Debug, Default)]
