@@ -41,6 +41,10 @@ fn main() {
                 lanes::code_sends_and_verifies_held_together_are_written_by_the_batched_statements,
             ),
             trial("database::readiness_needs_every_migration", database::readiness_needs_every_migration),
+            trial(
+                "database::a_links_email_is_found_through_the_index_of_emails_with_a_login",
+                database::a_links_email_is_found_through_the_index_of_emails_with_a_login,
+            ),
             trial("database::tls_is_used_when_the_url_asks_for_it", database::tls_is_used_when_the_url_asks_for_it),
             trial(
                 "key_cache::another_instance_hears_of_revocations_and_project_changes",
@@ -362,6 +366,40 @@ mod database {
         // A database with no migrations at all is not ready either.
         let empty = TempDatabase::postgres().await;
         assert!(instance(&empty.url).await.ready().await.is_err());
+    }
+
+    /// Migration 0013 indexes only the emails that have a login (a code's
+    /// email has none). A link's status joins its login to its email by the
+    /// login's id (src/logins.rs, `get_login`): planned generic, that join
+    /// must still be able to reach the email through the partial index, whose
+    /// condition the join's equality implies (sequential scans off: on the
+    /// empty tables here a scan would be the cheaper plan).
+    pub async fn a_links_email_is_found_through_the_index_of_emails_with_a_login() {
+        let (store, _database) = fresh().await;
+        let mut conn = store.pool().acquire().await.unwrap_or_else(|e| panic!("{e}"));
+        for statement in [
+            "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off",
+            "PREPARE link_status AS SELECT l.id, o.status FROM logins l LEFT JOIN outbox o ON o.login_id = l.id \
+             WHERE l.project_id = $1 AND l.id = $2",
+        ] {
+            sqlx::raw_sql(statement).execute(&mut *conn).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let lines: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE link_status(NULL, NULL)")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plan = lines.join("\n");
+        assert!(plan.contains("Index Scan using outbox_by_login"), "the email is not probed by its login:\n{plan}");
+        assert!(!plan.contains("Seq Scan on outbox"), "the outbox is scanned:\n{plan}");
+        let indexed: String = sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE indexname = 'outbox_by_login'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(indexed.contains("WHERE (login_id IS NOT NULL)"), "{indexed}");
+        sqlx::raw_sql("DEALLOCATE link_status; RESET plan_cache_mode; RESET enable_seqscan")
+            .execute(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `sslmode=require` in the URL: the store's connections are encrypted
