@@ -57,8 +57,27 @@ fn kind_of(stored: &str) -> StoreResult<EventKind> {
 }
 
 impl Webhooks for PgStore {
-    async fn create_webhook(&self, w: NewWebhook<'_>) -> StoreResult<()> {
+    async fn create_webhook(&self, w: NewWebhook<'_>) -> StoreResult<bool> {
         let kinds: Vec<String> = w.kinds.iter().map(|k| k.as_str().to_string()).collect();
+        let limit = i64::try_from(w.limit).unwrap_or(i64::MAX);
+        let mut tx = self.begin().await?;
+        // Creations for one project take turns on its row (a lock that
+        // foreign-key checks, which share it, do not wait for), so two at
+        // once cannot both count room for one more.
+        sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", w.project_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let count = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM webhook_endpoints WHERE project_id = $1"#,
+            w.project_id.as_str()
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if count >= limit {
+            return Ok(false);
+        }
         sqlx::query!(
             "INSERT INTO webhook_endpoints (id, project_id, url, kinds, secret_sealed, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -69,10 +88,11 @@ impl Webhooks for PgStore {
             w.secret_sealed,
             w.at.millis()
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(())
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn list_webhooks(&self, project_id: &ProjectId) -> StoreResult<Vec<WebhookEndpoint>> {

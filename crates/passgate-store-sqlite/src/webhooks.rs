@@ -229,10 +229,20 @@ fn deliveries(conn: &Connection, project_id: &str, webhook_id: &str, limit: u32)
 }
 
 impl Webhooks for SqliteStore {
-    async fn create_webhook(&self, w: NewWebhook<'_>) -> StoreResult<()> {
+    async fn create_webhook(&self, w: NewWebhook<'_>) -> StoreResult<bool> {
         let (id, project_id, url) = (w.id.to_string(), w.project_id.to_string(), w.url.to_string());
         let (kinds, secret, at) = (kinds_text(w.kinds), w.secret_sealed.to_vec(), w.at.millis());
+        let limit = i64::try_from(w.limit).unwrap_or(i64::MAX);
+        // One writer job: the count and the insert see no other write between them.
         self.write(move |conn| {
+            let count: i64 = conn
+                .prepare_cached("SELECT count(*) FROM webhook_endpoints WHERE project_id = ?")
+                .db()?
+                .query_row([&project_id], |r| r.get(0))
+                .db()?;
+            if count >= limit {
+                return Ok(false);
+            }
             conn.prepare_cached(
                 "INSERT INTO webhook_endpoints (id, project_id, url, kinds, secret_sealed, created_at)
                  VALUES (?, ?, ?, ?, ?, ?)",
@@ -240,7 +250,7 @@ impl Webhooks for SqliteStore {
             .db()?
             .execute(params![id, project_id, url, kinds, secret, at])
             .db()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }

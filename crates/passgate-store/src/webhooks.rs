@@ -23,6 +23,9 @@ pub struct NewWebhook<'a> {
     pub kinds: &'a [EventKind],
     pub secret_sealed: &'a [u8],
     pub at: Timestamp,
+    /// The project may have at most this many endpoints, this one
+    /// included: at the limit nothing is stored.
+    pub limit: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +166,10 @@ pub struct OutboxDepth {
 }
 
 pub trait Webhooks: Clone + Send + Sync + 'static {
-    fn create_webhook(&self, webhook: NewWebhook<'_>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stores an endpoint unless its project already has `webhook.limit`;
+    /// `false` then. Concurrent creations for one project take turns, so
+    /// the limit holds however many arrive at once.
+    fn create_webhook(&self, webhook: NewWebhook<'_>) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// A project's endpoints, oldest first.
     fn list_webhooks(&self, project_id: &ProjectId) -> impl Future<Output = StoreResult<Vec<WebhookEndpoint>>> + Send;

@@ -52,15 +52,24 @@ pub async fn create<S: Store>(
         Ok(result) => result.map_err(|e| ServiceError::WebhookUrl(e.to_string()))?,
         Err(_) => return Err(ServiceError::WebhookUrl("the host name did not resolve in time; try again".into())),
     }
-    if app.store.list_webhooks(&project.id).await?.len() >= MAX_ENDPOINTS_PER_PROJECT {
-        return Err(ServiceError::WebhookLimit);
-    }
     let secret = WebhookSecret::generate();
     let sealed = app.secret.seal(Purpose::WebhookSecret, secret.as_bytes());
     let id = WebhookId::generate();
     let at = app.clock.now();
-    let webhook = NewWebhook { id: &id, project_id: &project.id, url: url.as_str(), kinds, secret_sealed: &sealed, at };
-    app.store.create_webhook(webhook).await?;
+    let webhook = NewWebhook {
+        id: &id,
+        project_id: &project.id,
+        url: url.as_str(),
+        kinds,
+        secret_sealed: &sealed,
+        at,
+        limit: MAX_ENDPOINTS_PER_PROJECT,
+    };
+    // The store checks the limit and stores in one step: two creations at
+    // once cannot both take the last place.
+    if !app.store.create_webhook(webhook).await? {
+        return Err(ServiceError::WebhookLimit);
+    }
     let endpoint = app.store.get_webhook(&project.id, &id).await?.ok_or(ServiceError::NotFound)?;
     Ok(WithSecret { endpoint, secret })
 }

@@ -85,7 +85,7 @@ pub fn all<S: Store>() -> Vec<Check<S>> {
     all.extend(checks![webhooks:
         an_event_queues_a_delivery_per_subscribed_endpoint, deliveries_are_leased_retried_and_settled,
         spent_retries_disable_a_failing_endpoint, endpoints_are_scoped_rotated_and_deleted,
-        concurrent_claims_never_share_a_delivery]);
+        concurrent_claims_never_share_a_delivery, concurrent_creations_stop_at_the_limit]);
     all.extend(checks![otp:
         a_code_is_sent_then_verified_once, codes_belong_to_their_otp_id_and_project, three_wrong_codes_lock_the_code,
         wrong_codes_count_per_address_across_codes, sends_obey_the_limits, expiry_is_exact, sends_are_idempotent,

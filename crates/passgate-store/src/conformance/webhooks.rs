@@ -6,9 +6,16 @@ use super::*;
 
 async fn endpoint<S: Store>(store: &S, project_id: &ProjectId, kinds: &[EventKind], secret: &[u8]) -> WebhookId {
     let id = WebhookId::generate();
-    let webhook =
-        NewWebhook { id: &id, project_id, url: "https://hooks.example.com/in", kinds, secret_sealed: secret, at: T0 };
-    store.create_webhook(webhook).await.unwrap_or_else(|e| panic!("{e}"));
+    let webhook = NewWebhook {
+        id: &id,
+        project_id,
+        url: "https://hooks.example.com/in",
+        kinds,
+        secret_sealed: secret,
+        at: T0,
+        limit: 20,
+    };
+    assert!(store.create_webhook(webhook).await.unwrap_or_else(|e| panic!("{e}")), "under the limit");
     id
 }
 
@@ -182,6 +189,38 @@ pub async fn endpoints_are_scoped_rotated_and_deleted<S: Store>(store: S) {
     assert!(claim(&store, "a", T0).await.is_empty(), "its deliveries went with it");
     assert!(deliveries(&store, &p, &hook).await.is_empty());
     assert_eq!(store.list_webhooks(&p).await.unwrap_or_else(|e| panic!("{e}")).len(), 1);
+}
+
+/// Creations arriving at once for one project stop at its limit, and
+/// another project's endpoints do not count against it.
+pub async fn concurrent_creations_stop_at_the_limit<S: Store>(store: S) {
+    let p = project(&store).await;
+    let other = project(&store).await;
+    endpoint(&store, &other, &[EventKind::AuthStarted], b"s").await;
+    let mut creations = Vec::new();
+    for _ in 0..12 {
+        let (store, p) = (store.clone(), p.clone());
+        creations.push(tokio::spawn(async move {
+            let id = WebhookId::generate();
+            let webhook = NewWebhook {
+                id: &id,
+                project_id: &p,
+                url: "https://hooks.example.com/in",
+                kinds: &[EventKind::AuthStarted],
+                secret_sealed: b"s",
+                at: T0,
+                limit: 5,
+            };
+            store.create_webhook(webhook).await.unwrap_or_else(|e| panic!("{e}"))
+        }));
+    }
+    let mut stored = 0;
+    for creation in creations {
+        stored += usize::from(creation.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert_eq!(stored, 5, "exactly the limit was stored");
+    assert_eq!(store.list_webhooks(&p).await.unwrap_or_else(|e| panic!("{e}")).len(), 5);
+    assert_eq!(store.list_webhooks(&other).await.unwrap_or_else(|e| panic!("{e}")).len(), 1);
 }
 
 /// Workers claiming at once never share a delivery; the outbox depth
