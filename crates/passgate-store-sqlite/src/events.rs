@@ -7,6 +7,12 @@ use rusqlite::{Connection, params};
 
 use crate::{OrStoreError, SqliteStore};
 
+/// Records an event and queues its webhook deliveries, one for each enabled
+/// endpoint of its project subscribed to its kind, in the caller's
+/// transaction. Every event of the SQLite store is recorded here, so none
+/// can miss its deliveries (PostgreSQL, whose batch statements insert
+/// events in many places, leaves that to a trigger; on SQLite a trigger
+/// cost a statement journal on every insert: migration 0012).
 pub(crate) fn insert_event(conn: &Connection, e: NewEvent<'_>) -> StoreResult<()> {
     let id = EventId::generate();
     conn.prepare_cached(
@@ -31,6 +37,15 @@ pub(crate) fn insert_event(conn: &Connection, e: NewEvent<'_>) -> StoreResult<()
         e.user_agent,
         e.at.millis()
     ])
+    .db()?;
+    conn.prepare_cached(
+        "INSERT INTO webhook_deliveries (webhook_id, event_id, project_id, status, attempts, next_attempt_at, created_at)
+         SELECT w.id, ?1, w.project_id, 'pending', 0, ?3, ?3
+         FROM webhook_endpoints w
+         WHERE w.project_id = ?2 AND w.disabled_at IS NULL AND instr(w.kinds, ' ' || ?4 || ' ') > 0",
+    )
+    .db()?
+    .execute(params![id.as_str(), e.project_id.as_str(), e.at.millis(), e.kind.as_str()])
     .db()?;
     Ok(())
 }

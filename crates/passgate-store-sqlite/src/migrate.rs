@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "webhooks", include_str!("../migrations/0009_webhooks.sql")),
     (10, "project_limits", include_str!("../migrations/0010_project_limits.sql")),
     (11, "retention", include_str!("../migrations/0011_retention.sql")),
+    (12, "deliveries_queued_by_the_store", include_str!("../migrations/0012_deliveries_queued_by_the_store.sql")),
 ];
 
 /// Applies the migrations this database lacks. Refuses a database migrated

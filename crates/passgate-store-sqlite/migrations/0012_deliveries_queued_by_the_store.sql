@@ -1,0 +1,11 @@
+-- An event's webhook deliveries are queued by the statement that follows
+-- the event's insert in `events::insert_event`, the one place the SQLite
+-- store records events, in the same transaction; no longer by a trigger.
+--
+-- A trigger made every event insert a statement that might have to be
+-- undone half-way, so SQLite kept a statement journal for each: a copy of
+-- every page the insert touched (the events table's right edge and its
+-- indexes), about 15% of all bytes the server copied, and 4-5% fewer OTP
+-- logins a second (bench/NOTES.md item 23). The writer's batches do not
+-- need it: a failed job rolls its whole batch back.
+DROP TRIGGER events_to_webhooks;
