@@ -65,15 +65,7 @@ pub async fn codes_and_session_keys_go_after_their_horizon<S: Store>(store: S) {
 pub async fn settled_emails_and_deliveries_go_after_their_horizon<S: Store>(store: S) {
     let p = project(&store).await;
     let hook = WebhookId::generate();
-    let endpoint = NewWebhook {
-        id: &hook,
-        project_id: &p,
-        url: "https://hooks.example.com/in",
-        kinds: &[EventKind::AuthStarted],
-        secret_sealed: b"s",
-        at: T0,
-        limit: 20,
-    };
+    let endpoint = super::webhooks::new_webhook(&hook, &p, &[EventKind::AuthStarted], b"s", 20);
     assert!(store.create_webhook(endpoint).await.unwrap_or_else(|e| panic!("{e}")));
     start(&store, new_login(&p, "ada@example.com", "e1", T0)).await;
     start(&store, new_login(&p, "bob@example.com", "e2", T0)).await;

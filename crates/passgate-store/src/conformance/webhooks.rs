@@ -4,17 +4,20 @@ use passgate_core::{EventId, WebhookId};
 
 use super::*;
 
+/// An endpoint at the test receiver, created at `T0`.
+pub(super) fn new_webhook<'a>(
+    id: &'a WebhookId,
+    project_id: &'a ProjectId,
+    kinds: &'a [EventKind],
+    secret_sealed: &'a [u8],
+    limit: usize,
+) -> NewWebhook<'a> {
+    NewWebhook { id, project_id, url: "https://hooks.example.com/in", kinds, secret_sealed, at: T0, limit }
+}
+
 async fn endpoint<S: Store>(store: &S, project_id: &ProjectId, kinds: &[EventKind], secret: &[u8]) -> WebhookId {
     let id = WebhookId::generate();
-    let webhook = NewWebhook {
-        id: &id,
-        project_id,
-        url: "https://hooks.example.com/in",
-        kinds,
-        secret_sealed: secret,
-        at: T0,
-        limit: 20,
-    };
+    let webhook = new_webhook(&id, project_id, kinds, secret, 20);
     assert!(store.create_webhook(webhook).await.unwrap_or_else(|e| panic!("{e}")), "under the limit");
     id
 }
@@ -202,15 +205,7 @@ pub async fn concurrent_creations_stop_at_the_limit<S: Store>(store: S) {
         let (store, p) = (store.clone(), p.clone());
         creations.push(tokio::spawn(async move {
             let id = WebhookId::generate();
-            let webhook = NewWebhook {
-                id: &id,
-                project_id: &p,
-                url: "https://hooks.example.com/in",
-                kinds: &[EventKind::AuthStarted],
-                secret_sealed: b"s",
-                at: T0,
-                limit: 5,
-            };
+            let webhook = new_webhook(&id, &p, &[EventKind::AuthStarted], b"s", 5);
             store.create_webhook(webhook).await.unwrap_or_else(|e| panic!("{e}"))
         }));
     }
