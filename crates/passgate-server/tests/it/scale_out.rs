@@ -206,7 +206,7 @@ async fn three_instances_on_one_postgres_behave_as_one() {
     for server in [&a, &b, &c] {
         let output = server.output();
         assert!(
-            !output.contains(&key) && !output.contains(&token) && !output.contains(&code) && !output.contains(&bundle),
+            !output.contains(&key) && !output.contains(&token) && !reveals(&output, &code) && !output.contains(&bundle),
             "a secret reached an instance's logs"
         );
     }

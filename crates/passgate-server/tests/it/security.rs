@@ -339,3 +339,17 @@ async fn the_project_endpoint_names_the_keys_project_and_the_jwt_issuer() {
     let bare = Reply::of(server.http.get(server.url("/api/v2/project")).send().await).await;
     assert_eq!(bare.status, 401);
 }
+
+/// The log and dump checks find a short code wherever a leak would put it,
+/// and not inside longer numbers that merely contain its digits.
+#[test]
+fn the_leak_check_finds_codes_as_tokens_and_not_inside_numbers() {
+    for leaked in [r#"{"code":"123456"}"#, "code=123456&x", "Your code is 123456.", "123456", "code 123456\n"] {
+        assert!(reveals(leaked, "123456"), "{leaked}");
+    }
+    for noise in [r#""elapsed_secs":0.0012345678"#, "02:49:52.123456Z", "usr_0193a123456b", "9123456", "0.123456"] {
+        assert!(!reveals(noise, "123456"), "{noise}");
+    }
+    let long = "c2VjcmV0LXNlY3JldC1zZWNyZXQ";
+    assert!(reveals(&format!("x{long}y"), long), "a long secret counts anywhere");
+}
