@@ -86,7 +86,9 @@ lines = []
 w = lines.append
 w("# Benchmarks")
 w("")
-w(f"Measured by `bench/run.sh` on {os.path.basename(out)} (UTC). Raw reports: `bench/results/{os.path.basename(out)}/`.")
+# A folder is named by its run's date, with a suffix for a second run that day.
+folder = os.path.basename(os.path.normpath(out))
+w(f"Measured by `bench/run.sh` on {folder[:10]} (UTC). Raw reports: `bench/results/{folder}/`.")
 w("")
 cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 mem = sh("awk '/MemTotal/{printf \"%.0f GiB\", $2/1048576}' /proc/meminfo")
