@@ -13,6 +13,7 @@
 # Settings (environment): FLOWS ("link otp": the kit's flows, each against
 # both targets), USERS ("1 16 64"), WARMUP (5), DURATION (30),
 # DBS ("sqlite postgres"), PEER (1 to run better-auth too), BENCH_KIT,
+# RESULTS (bench/results/<today>: where a full run writes its reports),
 # MAX_STEAL (0.15) and TRIES (3): on a shared VM the hypervisor may take CPU
 # from us mid-run (loadgen reports it as steal); a row whose window lost
 # more than MAX_STEAL cores is measured again, up to TRIES times, and the
@@ -37,7 +38,8 @@ PEER=${PEER:-1}
 DATE=$(date -u +%F)
 QUICK=${QUICK:-0}
 WORK=$(mktemp -d)
-OUT=$ROOT/bench/results/$DATE
+# A second run the same day must not overwrite the first: RESULTS=bench/results/<date>b.
+OUT=$(realpath -m "${RESULTS:-$ROOT/bench/results/$DATE}")
 [ "$QUICK" = 1 ] && OUT=$WORK/results
 PORT=8080
 PEER_PORT=4100
