@@ -157,11 +157,7 @@ impl Invites for PgStore {
         let login = &invite.login;
         // The same per-project lock as starts take, so the limits and the
         // idempotency check see every start and invite of the project.
-        sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", login.project_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound)?;
+        crate::projects::lock_project(&mut tx, &login.project_id).await?;
         if let Some((organization_id, _)) = &invite.membership {
             sqlx::query!(
                 "SELECT id FROM organizations WHERE id = $1 AND project_id = $2",

@@ -15,6 +15,22 @@ use sqlx::PgConnection;
 
 use crate::{PgStore, db_err};
 
+/// Takes the project's row lock until the transaction ends: the writes
+/// whose limits or idempotency must see every other such write of the
+/// project (starts, invites, webhook endpoints), from any instance, take
+/// turns on it. NO KEY UPDATE, not UPDATE: it excludes those writes but not
+/// the KEY SHARE locks that every foreign-key check on the project takes
+/// (a verify's event insert would otherwise wait for the lock's whole
+/// transaction). `NotFound` if there is no such project.
+pub(crate) async fn lock_project(tx: &mut PgConnection, project_id: &ProjectId) -> StoreResult<()> {
+    sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", project_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+    Ok(())
+}
+
 pub(crate) struct ProjectRow {
     pub(crate) id: String,
     pub(crate) name: String,

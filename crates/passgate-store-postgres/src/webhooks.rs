@@ -61,13 +61,9 @@ impl Webhooks for PgStore {
         let kinds: Vec<String> = w.kinds.iter().map(|k| k.as_str().to_string()).collect();
         let limit = i64::try_from(w.limit).unwrap_or(i64::MAX);
         let mut tx = self.begin().await?;
-        // Creations for one project take turns on its row (a lock that
-        // foreign-key checks, which share it, do not wait for), so two at
-        // once cannot both count room for one more.
-        sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", w.project_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        // Creations for one project take turns on its row, so two at once
+        // cannot both count room for one more.
+        crate::projects::lock_project(&mut tx, w.project_id).await?;
         let count = sqlx::query_scalar!(
             r#"SELECT count(*) AS "count!" FROM webhook_endpoints WHERE project_id = $1"#,
             w.project_id.as_str()

@@ -17,6 +17,7 @@ use sqlx::PgConnection;
 use super::{Together, WrittenAhead};
 use crate::db_err;
 use crate::events::insert_event;
+use crate::projects::lock_project;
 use crate::writer::{BoxFuture, LaneKind, Mode};
 
 /// The starts lane's kind.
@@ -39,12 +40,8 @@ pub(crate) struct StartsBatch {
     pub(crate) otps: WrittenAhead<NewOtp, StartOutcome>,
 }
 
-/// Serialises a project's sends across every instance: the limit counts
-/// and the idempotency check that follow must see each other's rows. NO KEY
-/// UPDATE, not UPDATE: it excludes other sends but not the KEY SHARE locks
-/// that every foreign-key check on the project takes (a verify's event
-/// insert would otherwise wait for the whole batch to commit). Once per
-/// batch: the lock lasts until the batch commits.
+/// Serialises a project's sends across every instance (see
+/// [`lock_project`]). Once per batch: the lock lasts until the batch commits.
 pub(crate) async fn lock_project_once(
     tx: &mut PgConnection,
     batch: &mut StartsBatch,
@@ -53,11 +50,7 @@ pub(crate) async fn lock_project_once(
     if batch.locked_projects.contains(project_id) {
         return Ok(());
     }
-    sqlx::query!("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE", project_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .ok_or(StoreError::NotFound)?;
+    lock_project(tx, project_id).await?;
     batch.locked_projects.push(project_id.clone());
     Ok(())
 }
